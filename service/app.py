@@ -1,0 +1,99 @@
+"""The application factory. The lifespan owns the database, the mailer and the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+from starlette.templating import Jinja2Templates
+
+from service.db import Database
+from service.emails import Emails
+from service.keys import signing_key
+from service.mail import CatcherMailer, EmailRenderer, Mailer, SMTPMailer
+from service.settings import Settings
+from service.state import AppState
+from service.subscriptions import Subscriptions
+from service.templating import make_environment
+from service.tokens import TokenSigner
+from service.web import api, devmail, health, pages
+from service.web.middleware import (
+    AccessLogMiddleware,
+    BodyLimitMiddleware,
+    SecurityHeadersMiddleware,
+)
+from service.web.responses import exception_handlers
+from service.worker import OutboxWorker
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+WORKER_SHUTDOWN_GRACE = 30.0
+
+
+def create_app(settings: Settings) -> Starlette:
+    env = make_environment()
+    templates = Jinja2Templates(env=env)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
+        db = Database.from_url(settings.database_url)
+        worker_task: asyncio.Task[None] | None = None
+        try:
+            await db.create_schema()
+            signer = TokenSigner(await signing_key(settings, db))
+            emails = Emails(settings, signer, EmailRenderer(env))
+            mailer: Mailer
+            if settings.uses_mail_catcher:
+                log.warning(
+                    "DEVELOPMENT MAIL CATCHER ON: no NEWSLETTER_SMTP_HOST, so no email leaves "
+                    "this machine. Read it at %s/dev/mail. Never run production like this.",
+                    settings.base_url,
+                )
+                mailer = CatcherMailer(db)
+            else:
+                mailer = SMTPMailer(settings)
+            worker = OutboxWorker(db, mailer, emails, settings)
+            subscriptions = Subscriptions(db, settings, signer, emails, worker.wake)
+            if settings.run_worker:
+                worker_task = asyncio.create_task(worker.run(), name="outbox-worker")
+            yield {
+                "settings": settings,
+                "db": db,
+                "emails": emails,
+                "subscriptions": subscriptions,
+                "worker": worker,
+                "templates": templates,
+            }
+            if worker_task is not None:
+                worker.stop()
+                try:
+                    await asyncio.wait_for(asyncio.shield(worker_task), WORKER_SHUTDOWN_GRACE)
+                except TimeoutError:
+                    log.warning("outbox worker did not stop in time; cancelling it")
+        finally:
+            if worker_task is not None and not worker_task.done():
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            await db.dispose()
+
+    routes: list[BaseRoute] = [*health.routes, *api.routes, *pages.routes]
+    if settings.uses_mail_catcher:
+        routes += devmail.routes
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(AccessLogMiddleware),
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )

@@ -1,0 +1,170 @@
+"""The ``newsletter`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from service.db import Database
+from service.lists import ListExists, all_lists, create_list
+from service.settings import Settings, SettingsError
+
+__all__ = ["main"]
+
+DESCRIPTION = """\
+Self-hosted newsletter signups: an embeddable subscribe box, double opt-in emails,
+one-click unsubscribe. Configure with NEWSLETTER_* environment variables (see README).
+"""
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    if "NEWSLETTER_BASE_URL" not in os.environ:
+        shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host  # noqa: S104
+        settings = settings.replace(base_url=f"http://{shown}:{port}")
+    for name in settings.unknown_variables:
+        logging.getLogger("service").warning("unknown setting %s is ignored (a typo?)", name)
+    logging.getLogger("service").info("serving on http://%s:%s (public URL %s)", host, port,
+                                      settings.base_url)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,  # keep our logging setup
+        access_log=False,  # ours redacts link tokens; uvicorn's would print them
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _run(settings: Settings, job: Callable[[Database], Awaitable[int]]) -> int:
+    async def runner() -> int:
+        db = Database.from_url(settings.database_url)
+        try:
+            await db.create_schema()
+            return await job(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(runner())
+
+
+def _lists_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(db: Database) -> int:
+        try:
+            created = await create_list(
+                db,
+                slug=args.slug,
+                name=args.name,
+                origins=args.origin or [],
+                language=args.language,
+                double_opt_in=not args.no_double_opt_in,
+                consent_text=args.consent_text or "",
+            )
+        except (ValueError, ListExists) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"created list {created.slug!r} ({created.name})")
+        if created.allowed_origins:
+            print("allowed origins: " + ", ".join(created.allowed_origins))
+        else:
+            print("no allowed origins yet: only this service's own pages can sign people up")
+        print("embed it with:")
+        print(f'  <script src="{settings.base_url}/widget.js" data-list="{created.slug}" async>'
+              "</script>")
+        return 0
+
+    return _run(settings, job)
+
+
+def _lists_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(db: Database) -> int:
+        lists = await all_lists(db)
+        if not lists:
+            print("no lists yet; create one with: newsletter lists create SLUG --name NAME")
+            return 0
+        for ml in lists:
+            origins = ", ".join(ml.allowed_origins) or "-"
+            opt_in = "double opt-in" if ml.double_opt_in else "single opt-in"
+            print(f"{ml.slug}\t{ml.name}\t{ml.language}\t{opt_in}\t{origins}")
+        return 0
+
+    return _run(settings, job)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newsletter", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the web service (and, by default, the mail worker)",
+        description="Run the HTTP service. With no NEWSLETTER_* settings it uses a SQLite file "
+                    "in the current folder and keeps mail in the development mail catcher.")
+    serve.add_argument("--host", help="address to listen on (default: NEWSLETTER_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: NEWSLETTER_PORT)")
+    serve.set_defaults(handler=_serve)
+
+    lists = commands.add_parser("lists", help="create and show mailing lists",
+                                description="Create and show mailing lists.")
+    list_commands = lists.add_subparsers(dest="lists_command", metavar="COMMAND")
+    create = list_commands.add_parser(
+        "create", help="create a list",
+        description="Create a mailing list that readers can subscribe to.")
+    create.add_argument("slug", help="short name used in URLs and the embed snippet, e.g. daily")
+    create.add_argument("--name", required=True, help='name readers see, e.g. "The Daily Brief"')
+    create.add_argument("--origin", action="append", metavar="URL",
+                        help="a site allowed to embed the signup box, e.g. "
+                             "https://www.example.com (repeat for several)")
+    create.add_argument("--language", default="en", choices=["en", "de", "fr"],
+                        help="language of the box and pages (default: en)")
+    create.add_argument("--consent-text", help="consent wording shown with the form and "
+                                               "recorded with every signup")
+    create.add_argument("--no-double-opt-in", action="store_true",
+                        help="subscribe without a confirmation email (not recommended)")
+    create.set_defaults(handler=_lists_create)
+    show = list_commands.add_parser("list", help="show all lists", description="Show all lists.")
+    show.set_defaults(handler=_lists_list)
+    lists.set_defaults(handler=None, subparser=lists)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        (getattr(args, "subparser", None) or parser).print_help()
+        return 2
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"newsletter: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    result: int = handler(settings, args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The emails this service sends: what an outbox row holds, and the message built from it.
+
+An outbox row keeps only ids, the nonce and the expiry; the links are signed again when
+the message is built, identically every time, so the token itself is never stored.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+from service.mail.render import EmailRenderer, MailHeaders
+from service.models import MailingList, OutboxMessage, Subscription
+from service.settings import Settings
+from service.tokens import Purpose, TokenSigner
+
+__all__ = ["CONFIRM", "WELCOME", "Emails"]
+
+CONFIRM = "confirm"
+WELCOME = "welcome"
+UNSUBSCRIBE_NONCE = "u"
+
+
+def _human_duration(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{round(seconds)} seconds"
+
+
+class Emails:
+    def __init__(self, settings: Settings, signer: TokenSigner, renderer: EmailRenderer) -> None:
+        self._settings = settings
+        self._signer = signer
+        self._renderer = renderer
+        self._site = urlsplit(settings.base_url).hostname or "localhost"
+        address = parseaddr(settings.mail_from)[1]
+        self._msgid_domain = address.rpartition("@")[2] or self._site
+
+    # Links -----------------------------------------------------------------------------
+
+    def confirm_url(self, subscription_id: int, nonce: str, expires_at: int) -> str:
+        token = self._signer.make(Purpose.CONFIRM, subscription_id, nonce, expires_at)
+        return f"{self._settings.base_url}/confirm/{token}"
+
+    def unsubscribe_url(self, subscription_id: int) -> str:
+        token = self._signer.make(Purpose.UNSUBSCRIBE, subscription_id, UNSUBSCRIBE_NONCE)
+        return f"{self._settings.base_url}/unsubscribe/{token}"
+
+    # Queueing --------------------------------------------------------------------------
+
+    def new_message_id(self) -> str:
+        return f"<{secrets.token_hex(16)}@{self._msgid_domain}>"
+
+    def confirmation(self, subscription: Subscription, to: str, now: datetime) -> OutboxMessage:
+        expires_at = int(now.timestamp() + self._settings.confirm_ttl)
+        return self._row(
+            CONFIRM,
+            subscription,
+            to,
+            now,
+            {"nonce": subscription.confirm_nonce, "expires_at": expires_at},
+        )
+
+    def welcome(self, subscription: Subscription, to: str, now: datetime) -> OutboxMessage:
+        return self._row(WELCOME, subscription, to, now, {})
+
+    def _row(
+        self, template: str, sub: Subscription, to: str, now: datetime, payload: dict[str, Any]
+    ) -> OutboxMessage:
+        return OutboxMessage(
+            template=template,
+            to_address=to,
+            subscription_id=sub.id,
+            payload=payload,
+            message_id=self.new_message_id(),
+            created_at=now,
+            next_attempt_at=now,
+        )
+
+    # Building --------------------------------------------------------------------------
+
+    def build(self, row: OutboxMessage, mailing_list: MailingList) -> EmailMessage:
+        """The message for a row; the same bytes for the same row, every time."""
+        assert row.subscription_id is not None
+        unsubscribe_url = self.unsubscribe_url(row.subscription_id)
+        context: dict[str, Any] = {
+            "list_name": mailing_list.name,
+            "language": mailing_list.language,
+            "site": self._site,
+            "unsubscribe_url": unsubscribe_url,
+        }
+        if row.template == CONFIRM:
+            context["confirm_url"] = self.confirm_url(
+                row.subscription_id, row.payload["nonce"], int(row.payload["expires_at"])
+            )
+            context["valid_for"] = _human_duration(self._settings.confirm_ttl)
+        headers = MailHeaders(
+            mail_from=self._settings.mail_from,
+            to=str(Address(addr_spec=row.to_address)),
+            message_id=row.message_id,
+            date=row.created_at,
+            list_name=mailing_list.name,
+            list_id=f"{mailing_list.slug}.{self._site}",
+            unsubscribe_url=unsubscribe_url,
+        )
+        return self._renderer.render(row.template, context, headers)

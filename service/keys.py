@@ -1,0 +1,41 @@
+"""The key that signs links: from NEWSLETTER_SECRET_KEY, or generated once and stored.
+
+The stored fallback lets the service run with no configuration at all and keeps links
+valid across restarts and between processes sharing the database. Anyone who can read the
+database can then forge links, which is why production sets the variable.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from service.db import Database
+from service.models import Meta
+from service.settings import Settings
+
+__all__ = ["signing_key"]
+
+log = logging.getLogger(__name__)
+
+_KEY = "generated_secret_key"
+
+
+async def signing_key(settings: Settings, db: Database) -> str:
+    if settings.secret_key:
+        return settings.secret_key.reveal()
+    insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
+    async with db.write() as session:
+        await session.execute(
+            insert(Meta).values(key=_KEY, value=secrets.token_urlsafe(48)).on_conflict_do_nothing()
+        )
+        value = await session.scalar(select(Meta.value).where(Meta.key == _KEY))
+    log.warning(
+        "NEWSLETTER_SECRET_KEY is not set: links are signed with a key generated and stored "
+        "in the database. Set NEWSLETTER_SECRET_KEY in production."
+    )
+    assert value is not None
+    return value

@@ -1,0 +1,86 @@
+"""Mailing lists: create, find, and the rules for slugs and allowed origins."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from service.db import Database
+from service.models import MailingList
+
+__all__ = ["ListExists", "create_list", "get_list", "normalise_origin", "all_lists", "validate_slug"]
+
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+LANGUAGES = ("en", "de", "fr")
+
+
+class ListExists(Exception):
+    pass
+
+
+def validate_slug(slug: str) -> str:
+    if not _SLUG.match(slug):
+        raise ValueError(
+            "a slug is 1-64 lowercase letters, digits and dashes, not starting or ending with a dash"
+        )
+    return slug
+
+
+def normalise_origin(origin: str) -> str:
+    """``https://Example.com/`` -> ``https://example.com``; a browser's Origin header form."""
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{origin!r} is not an origin such as https://www.example.com")
+    if parts.path not in {"", "/"} or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{origin!r} must be scheme://host[:port] only, without a path")
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+async def create_list(
+    db: Database,
+    *,
+    slug: str,
+    name: str,
+    origins: list[str],
+    language: str = "en",
+    double_opt_in: bool = True,
+    consent_text: str = "",
+) -> MailingList:
+    validate_slug(slug)
+    if not name.strip():
+        raise ValueError("a list needs a name")
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+    mailing_list = MailingList(
+        slug=slug,
+        name=name.strip(),
+        language=language,
+        allowed_origins=sorted({normalise_origin(o) for o in origins}),
+        double_opt_in=double_opt_in,
+        consent_text=consent_text.strip(),
+        widget={},
+    )
+    try:
+        async with db.write() as session:
+            session.add(mailing_list)
+    except IntegrityError:
+        raise ListExists(f"a list with the slug {slug!r} already exists") from None
+    return mailing_list
+
+
+async def get_list(db: Database, slug: str) -> MailingList | None:
+    async with db.read() as session:
+        return await session.scalar(select(MailingList).where(MailingList.slug == slug))
+
+
+async def all_lists(db: Database) -> list[MailingList]:
+    async with db.read() as session:
+        return list((await session.scalars(select(MailingList).order_by(MailingList.slug))).all())

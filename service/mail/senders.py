@@ -1,0 +1,97 @@
+"""Deliver a rendered message: over SMTP, or into the development mail catcher.
+
+Senders sort failures into temporary (retry later) and permanent (give up, keep the
+reason), the way the outgoing runner of Mailman does: a 5xx answer about the recipient or
+the message is permanent; a 4xx, a dropped connection, a timeout, or a problem with our
+own SMTP login or TLS is temporary, because it is fixed on our side and the message is fine.
+"""
+
+from __future__ import annotations
+
+import logging
+from email.message import EmailMessage
+from email.utils import parseaddr
+from typing import Protocol
+
+import aiosmtplib
+
+from service.db import Database
+from service.mail.render import needs_smtputf8, wire_bytes
+from service.models import CaughtMail
+from service.settings import Settings
+
+__all__ = ["CatcherMailer", "DeliveryError", "Mailer", "SMTPMailer"]
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class Mailer(Protocol):
+    async def send(self, message: EmailMessage) -> None:
+        """Hand the message over; raise DeliveryError if it was not accepted."""
+
+
+def _address(message: EmailMessage, header: str) -> str:
+    return parseaddr(str(message[header]))[1]
+
+
+class SMTPMailer:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def send(self, message: EmailMessage) -> None:
+        s = self._settings
+        try:
+            await aiosmtplib.send(
+                wire_bytes(message),
+                sender=_address(message, "From"),
+                recipients=[_address(message, "To")],
+                mail_options=["SMTPUTF8"] if needs_smtputf8(message) else None,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username or None,
+                password=s.smtp_password.reveal() or None,
+                use_tls=s.smtp_tls == "tls",
+                start_tls=s.smtp_tls == "starttls",
+                timeout=s.smtp_timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [err.code for err in exc.recipients]
+            reason = "; ".join(f"{err.code} {err.message}" for err in exc.recipients)
+            raise DeliveryError(reason, permanent=all(500 <= c < 600 for c in codes)) from exc
+        except (
+            aiosmtplib.SMTPRecipientRefused,
+            aiosmtplib.SMTPDataError,
+            aiosmtplib.SMTPSenderRefused,
+        ) as exc:
+            raise DeliveryError(f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600) from exc
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            log.error("SMTP login refused (%s); check NEWSLETTER_SMTP_USERNAME/PASSWORD", exc.code)
+            raise DeliveryError(f"SMTP login refused: {exc.code}", permanent=False) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise DeliveryError(f"{exc.code} {exc.message}", permanent=False) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False) from exc
+
+
+class CatcherMailer:
+    """Keeps every message in the database instead of sending it. Development only."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def send(self, message: EmailMessage) -> None:
+        async with self._db.write() as session:
+            session.add(
+                CaughtMail(
+                    to_address=_address(message, "To"),
+                    subject=str(message["Subject"]),
+                    raw=wire_bytes(message),
+                )
+            )

@@ -1,0 +1,278 @@
+"""Configuration from ``NEWSLETTER_*`` environment variables.
+
+Every setting is declared once, as data (name, default, help, parser), so the README table
+and the validation cannot drift apart; a test checks the README against ``SETTINGS``.
+``Settings.from_env`` takes the mapping to read, so tests pass a dict instead of patching
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+
+__all__ = ["SETTINGS", "Secret", "Settings", "SettingsError", "parse_duration"]
+
+PREFIX = "NEWSLETTER_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with; the message names it."""
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds from ``"300"``, ``"300s"``, ``"5m"``, ``"72h"`` or ``"3d"``."""
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError("expected a duration such as 30s, 5m, 72h or 3d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if not low <= number <= high:
+            raise ValueError(f"expected a number from {low} to {high}")
+        return number
+
+    return parse
+
+
+def _positive_duration(value: str) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("expected a duration greater than zero")
+    return seconds
+
+
+def _database_url(value: str) -> str:
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme in {"sqlite", "sqlite+aiosqlite"}:
+        return "sqlite+aiosqlite://" + value.split("://", 1)[1]
+    if scheme in {"postgres", "postgresql", "postgresql+asyncpg"}:
+        return "postgresql+asyncpg://" + value.split("://", 1)[1]
+    raise ValueError("expected a sqlite:///PATH or postgresql://USER@HOST/DB URL")
+
+
+def _base_url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("expected an absolute http(s) URL such as https://news.example.com")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query string or fragment")
+    return value.strip().rstrip("/")
+
+
+def _secret_key(value: str) -> Secret:
+    if value and len(value) < 32:
+        raise ValueError("must be at least 32 characters (try: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return Secret(value)
+
+
+def _mail_from(value: str) -> str:
+    from email.headerregistry import Address
+    from email.utils import parseaddr
+
+    name, address = parseaddr(value)
+    if not address:
+        raise ValueError('expected an address such as "Daily News <news@example.com>"')
+    try:
+        checked = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    return str(Address(display_name=name, addr_spec=checked.normalized))
+
+
+def _smtp_tls(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in {"starttls", "tls", "none"}:
+        raise ValueError("expected starttls, tls or none")
+    return lowered
+
+
+def _log_level(value: str) -> str:
+    upper = value.strip().upper()
+    if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+    return upper
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting: its environment name, default (as the env string) and help text."""
+
+    attr: str
+    default: str
+    help: str
+    parse: Callable[[str], Any]
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.attr.upper()
+
+
+SETTINGS: tuple[Spec, ...] = (
+    Spec("database_url", "sqlite:///newsletter.db",
+         "Where data lives: `sqlite:///PATH` (default, one file) or `postgresql://USER:PASS@HOST/DB`.",
+         _database_url),
+    Spec("base_url", "http://127.0.0.1:8000",
+         "Public URL of this service. Every link in an email is built from it, never from "
+         "the request's Host header. Use https in production.",
+         _base_url),
+    Spec("secret_key", "",
+         "At least 32 random characters; signs the links in emails. If unset, one is generated "
+         "and kept in the database (fine for trying it out, not for production).",
+         _secret_key),
+    Spec("smtp_host", "",
+         "SMTP server to send through. Empty: the development mail catcher keeps all mail and "
+         "shows it at `/dev/mail` (never use that in production).",
+         str.strip),
+    Spec("smtp_port", "587", "SMTP port (587 for starttls, 465 for tls, 25 for none).",
+         _int_range(1, 65535)),
+    Spec("smtp_username", "", "SMTP login; empty for no authentication.", str.strip),
+    Spec("smtp_password", "", "SMTP password. Never logged or shown.", Secret),
+    Spec("smtp_tls", "starttls",
+         "`starttls` (upgrade a plain connection), `tls` (implicit TLS) or `none`.", _smtp_tls),
+    Spec("smtp_timeout", "30s", "How long to wait for the SMTP server before retrying later.",
+         _positive_duration),
+    Spec("mail_from", "Newsletter <newsletter@example.com>",
+         'Sender of every email, e.g. `"Daily News" <news@example.com>`.', _mail_from),
+    Spec("host", "127.0.0.1", "Address `newsletter serve` listens on (0.0.0.0 in the container).",
+         str.strip),
+    Spec("port", "8000", "Port `newsletter serve` listens on.", _int_range(1, 65535)),
+    Spec("confirm_ttl", "3d", "How long a confirmation link stays valid.", _positive_duration),
+    Spec("resend_interval", "5m",
+         "A pending address that subscribes again gets a new confirmation email at most this often.",
+         _positive_duration),
+    Spec("max_body_bytes", "16384", "Largest request body accepted by the public API (413 above).",
+         _int_range(1024, 10_000_000)),
+    Spec("run_worker", "true",
+         "Send queued mail from inside the server process. Turn off when separate workers send.",
+         _bool),
+    Spec("worker_poll_interval", "2s",
+         "How often the worker looks for due mail when nothing woke it.", _positive_duration),
+    Spec("retry_base", "30s", "First retry delay after a temporary SMTP failure; doubles each time.",
+         _positive_duration),
+    Spec("retry_max_delay", "1h", "Longest delay between two delivery attempts.",
+         _positive_duration),
+    Spec("retry_deadline", "2d",
+         "A message still undelivered this long after it was queued is marked failed.",
+         _positive_duration),
+    Spec("check_deliverability", "false",
+         "Also check that an address's domain accepts mail (a DNS lookup on each subscribe).",
+         _bool),
+    Spec("log_level", "INFO", "DEBUG, INFO, WARNING or ERROR.", _log_level),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build it with ``Settings.from_env``: defaults live in ``SETTINGS``."""
+
+    database_url: str
+    base_url: str
+    secret_key: Secret
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str
+    smtp_password: Secret
+    smtp_tls: str
+    smtp_timeout: float
+    mail_from: str
+    host: str
+    port: int
+    confirm_ttl: float
+    resend_interval: float
+    max_body_bytes: int
+    run_worker: bool
+    worker_poll_interval: float
+    retry_base: float
+    retry_max_delay: float
+    retry_deadline: float
+    check_deliverability: bool
+    log_level: str
+    unknown_variables: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every ``NEWSLETTER_*`` variable, reporting all bad ones at once."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for spec in SETTINGS:
+            raw = env.get(spec.env, spec.default)
+            try:
+                values[spec.attr] = spec.parse(raw)
+            except ValueError as exc:
+                shown = "(hidden)" if spec.parse in (Secret, _secret_key) else repr(raw)
+                problems.append(f"{spec.env}={shown}: {exc}")
+        known = {spec.env for spec in SETTINGS}
+        unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
+        if problems:
+            raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems))
+        return cls(**values, unknown_variables=tuple(unknown))
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (tests and the CLI use this)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def uses_mail_catcher(self) -> bool:
+        return not self.smtp_host
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def describe(self) -> dict[str, str]:
+        """Settings as text for a start-up log line; secrets stay masked."""
+        return {f.name: str(getattr(self, f.name)) for f in fields(self) if f.init}

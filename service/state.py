@@ -1,0 +1,24 @@
+"""What the lifespan hands to every request (``request.state``)."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from starlette.templating import Jinja2Templates
+
+from service.db import Database
+from service.emails import Emails
+from service.settings import Settings
+from service.subscriptions import Subscriptions
+from service.worker import OutboxWorker
+
+__all__ = ["AppState"]
+
+
+class AppState(TypedDict):
+    settings: Settings
+    db: Database
+    emails: Emails
+    subscriptions: Subscriptions
+    worker: OutboxWorker
+    templates: Jinja2Templates

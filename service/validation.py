@@ -1,0 +1,81 @@
+"""Check a signup's fields and say, per field, what is wrong."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+
+from service.subscriptions import Signup
+
+__all__ = ["FieldErrors", "validate_signup"]
+
+MAX_EMAIL = 254  # RFC 5321 path limit
+MAX_NAME = 100
+MAX_URL = 2048
+
+
+class FieldErrors(Exception):
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(", ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in text)
+
+
+def _optional_text(value: Any, limit: int) -> tuple[str | None, str | None]:
+    """(cleaned value, error)."""
+    if value is None:
+        return None, None
+    if not isinstance(value, str):
+        return None, f"must be text, not {_json_type(value)}"
+    value = value.strip()
+    if len(value) > limit:
+        return None, f"must be at most {limit} characters"
+    if _has_control(value):
+        return None, "must not contain control characters or line breaks"
+    return value or None, None
+
+
+def _json_type(value: Any) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def validate_signup(data: Mapping[str, Any], *, check_deliverability: bool = False) -> Signup:
+    errors: dict[str, str] = {}
+    email = data.get("email")
+    normalised = ""
+    if email is None or (isinstance(email, str) and not email.strip()):
+        errors["email"] = "is required"
+    elif not isinstance(email, str):
+        errors["email"] = f"must be text, not {_json_type(email)}"
+    elif len(email.strip()) > MAX_EMAIL:
+        errors["email"] = f"must be at most {MAX_EMAIL} characters"
+    else:
+        try:
+            checked = validate_email(email.strip(), check_deliverability=check_deliverability)
+            normalised = checked.normalized.lower()
+        except EmailNotValidError as exc:
+            errors["email"] = str(exc)
+
+    name, error = _optional_text(data.get("name"), MAX_NAME)
+    if error:
+        errors["name"] = error
+
+    page_url, error = _optional_text(data.get("page_url"), MAX_URL)
+    if error:
+        errors["page_url"] = error
+    elif page_url:
+        parts = urlsplit(page_url)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            errors["page_url"] = "must be an http(s) URL"
+
+    if errors:
+        raise FieldErrors(errors)
+    return Signup(email=normalised, name=name, page_url=page_url)

@@ -1,0 +1,181 @@
+"""Public JSON API, ``/api/v1/``: subscribe to a list.
+
+The same endpoint takes JSON, a urlencoded form and a multipart form. A browser's form post
+(it asks for HTML) gets a result page; everything else gets JSON. The answer to a valid
+request never depends on whether the address is known: 202 and the same body, always.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.lists import get_list
+from service.models import MailingList
+from service.state import AppState
+from service.subscriptions import RequestOrigin
+from service.validation import FieldErrors, validate_signup
+from service.web.responses import api_error, page
+
+__all__ = ["ACCEPTED_BODY", "routes"]
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_BODY = {
+    "status": "accepted",
+    "message": "Thanks! Please check your inbox and click the link to confirm your subscription.",
+}
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+MAX_FIELDS = 20
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return _media_type(request) in FORM_TYPES and "text/html" in accept
+
+
+async def read_fields(request: Request) -> dict[str, Any]:
+    media_type = _media_type(request)
+    if media_type == "application/json" or media_type.endswith("+json"):
+        raw = await request.body()
+        if not raw.strip():
+            raise BadRequest(400, "The body is empty: send a JSON object such as "
+                                  '{"email": "reader@example.com"}.')
+        try:
+            data = json.loads(raw)
+        except UnicodeDecodeError:
+            raise BadRequest(400, "The body is not valid UTF-8.") from None
+        except json.JSONDecodeError as exc:
+            raise BadRequest(400, f"The body is not valid JSON: {exc.msg} at line "
+                                  f"{exc.lineno}, column {exc.colno}.") from None
+        if not isinstance(data, dict):
+            raise BadRequest(422, "The JSON body must be an object such as "
+                                  '{"email": "reader@example.com"}.')
+        return data
+    if media_type in FORM_TYPES:
+        form = await request.form(max_files=0, max_fields=MAX_FIELDS)
+        fields: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                raise BadRequest(422, f"The field {key!r} must be text, not a file.")
+            if key in fields:
+                raise BadRequest(422, f"The field {key!r} was sent more than once.")
+            fields[key] = value
+        return fields
+    shown = media_type or "none"
+    raise BadRequest(415, f"Unsupported Content-Type ({shown}): send application/json, "
+                          "application/x-www-form-urlencoded or multipart/form-data.")
+
+
+def own_origin(base_url: str) -> str:
+    scheme, _, rest = base_url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}".lower()
+
+
+def origin_allowed(request: Request[AppState], mailing_list: MailingList) -> bool:
+    """No Origin header: not a browser's cross-site call, so CORS has nothing to say."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    origin = origin.lower()
+    return origin == own_origin(request.state["settings"].base_url) or (
+        origin in mailing_list.allowed_origins
+    )
+
+
+def cors_headers(request: Request) -> dict[str, str]:
+    origin = request.headers.get("origin")
+    headers = {"Vary": "Origin"}
+    if origin:
+        headers["Access-Control-Allow-Origin"] = origin
+    return headers
+
+
+def _origin_refused(request: Request, mailing_list: MailingList) -> JSONResponse:
+    origin = request.headers.get("origin", "")
+    log.warning("refused signup for list %s from origin %s (not in its allowed origins)",
+                mailing_list.slug, origin[:200])
+    return api_error(403, f"This site ({origin[:200]}) is not allowed to sign people up to the "
+                          f"list {mailing_list.slug!r}. Add it to the list's allowed origins.",
+                     headers={"Vary": "Origin"})
+
+
+async def subscribe(request: Request[AppState]) -> Response:
+    state = request.state
+    slug = request.path_params["slug"]
+    mailing_list = await get_list(state["db"], slug)
+    if mailing_list is None:
+        return api_error(404, f"There is no list {slug!r}.", headers={"Vary": "Origin"})
+    if not origin_allowed(request, mailing_list):
+        return _origin_refused(request, mailing_list)
+    headers = cors_headers(request)
+    html = _wants_html(request)
+    try:
+        fields = await read_fields(request)
+        signup = validate_signup(
+            fields, check_deliverability=state["settings"].check_deliverability
+        )
+    except BadRequest as exc:
+        if html:
+            return _result_page(request, mailing_list, exc.status, exc.message, {})
+        return api_error(exc.status, exc.message, headers=headers)
+    except FieldErrors as exc:
+        message = "Please correct the marked fields."
+        if html:
+            return _result_page(request, mailing_list, 422, message, exc.errors)
+        return api_error(422, message, fields=exc.errors, headers=headers)
+
+    client = request.client.host if request.client else None
+    origin = RequestOrigin(ip=client, user_agent=request.headers.get("user-agent"))
+    await state["subscriptions"].subscribe(mailing_list, signup, origin)
+    if html:
+        return _result_page(request, mailing_list, 202, ACCEPTED_BODY["message"], {})
+    return JSONResponse(ACCEPTED_BODY, status_code=202, headers=headers)
+
+
+def _result_page(
+    request: Request[AppState], mailing_list: MailingList, status: int, message: str,
+    errors: dict[str, str],
+) -> Response:
+    return page(request, "pages/subscribe_result.html",
+                {"list_name": mailing_list.name, "ok": status == 202, "message": message,
+                 "errors": errors}, status=status)
+
+
+async def preflight(request: Request[AppState]) -> Response:
+    slug = request.path_params["slug"]
+    mailing_list = await get_list(request.state["db"], slug)
+    if mailing_list is None:
+        return api_error(404, f"There is no list {slug!r}.", headers={"Vary": "Origin"})
+    if not origin_allowed(request, mailing_list):
+        return _origin_refused(request, mailing_list)
+    headers = cors_headers(request)
+    headers.update({
+        "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": "86400",
+    })
+    return Response(status_code=204, headers=headers)
+
+
+routes = [
+    Route("/api/v1/lists/{slug}/subscriptions", subscribe, methods=["POST"]),
+    Route("/api/v1/lists/{slug}/subscriptions", preflight, methods=["OPTIONS"]),
+]

@@ -1,0 +1,105 @@
+"""Development mail catcher: every message the service would have sent, readable here.
+
+Mounted only when no SMTP host is configured. Links in the text part are clickable; the
+HTML part is shown in a sandboxed frame that cannot run scripts.
+"""
+
+from __future__ import annotations
+
+import re
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+
+from markupsafe import Markup, escape
+from sqlalchemy import delete, select
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from service.models import CaughtMail
+from service.state import AppState
+from service.web.middleware import PAGE_CSP
+from service.web.responses import page
+
+__all__ = ["routes"]
+
+_URL = re.compile(r"https?://[^\s<>\"']+")
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def linkify(text: str) -> Markup:
+    out: list[str] = []
+    last = 0
+    for match in _URL.finditer(text):
+        out.append(str(escape(text[last:match.start()])))
+        url = escape(match.group(0))
+        out.append(f'<a href="{url}">{url}</a>')
+        last = match.end()
+    out.append(str(escape(text[last:])))
+    return Markup("".join(out))  # noqa: S704 - every piece above is escaped
+
+
+def _parse(raw: bytes) -> EmailMessage:
+    message = message_from_bytes(raw, policy=default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+async def _load(request: Request[AppState]) -> CaughtMail:
+    try:
+        mail_id = int(request.path_params["mail_id"])
+    except ValueError:
+        raise HTTPException(404, "No such message.") from None
+    async with request.state["db"].read() as session:
+        mail = await session.get(CaughtMail, mail_id)
+    if mail is None:
+        raise HTTPException(404, "No such message.")
+    return mail
+
+
+async def inbox(request: Request[AppState]) -> Response:
+    async with request.state["db"].read() as session:
+        mails = (await session.scalars(
+            select(CaughtMail).order_by(CaughtMail.id.desc()).limit(200))).all()
+    return page(request, "pages/devmail_inbox.html", {"mails": mails}, headers=NO_STORE)
+
+
+async def show(request: Request[AppState]) -> Response:
+    mail = await _load(request)
+    message = _parse(mail.raw)
+    text_part = message.get_body(preferencelist=("plain",))
+    text = text_part.get_content() if text_part is not None else ""
+    headers = [(k, str(v)) for k, v in message.items()]
+    return page(request, "pages/devmail_message.html",
+                {"mail": mail, "headers": headers, "text": linkify(text)},
+                headers={**NO_STORE, "Content-Security-Policy": f"{PAGE_CSP}; frame-src 'self'"})
+
+
+async def show_html(request: Request[AppState]) -> Response:
+    mail = await _load(request)
+    html_part = _parse(mail.raw).get_body(preferencelist=("html",))
+    html = html_part.get_content() if html_part is not None else ""
+    return Response(html, media_type="text/html", headers={
+        **NO_STORE,
+        # Render the email as-is but powerless: no scripts, no same-origin access.
+        "Content-Security-Policy": "sandbox allow-popups allow-popups-to-escape-sandbox "
+                                   "allow-top-navigation-by-user-activation; "
+                                   "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+        "X-Frame-Options": "SAMEORIGIN",
+    })
+
+
+async def clear(request: Request[AppState]) -> Response:
+    async with request.state["db"].write() as session:
+        await session.execute(delete(CaughtMail))
+    return RedirectResponse("/dev/mail", status_code=303)
+
+
+routes = [
+    Route("/dev/mail", inbox, methods=["GET"]),
+    Route("/dev/mail/clear", clear, methods=["POST"]),
+    Route("/dev/mail/{mail_id}", show, methods=["GET"]),
+    Route("/dev/mail/{mail_id}/html", show_html, methods=["GET"]),
+]

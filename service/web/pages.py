@@ -1,0 +1,76 @@
+"""Pages behind the links in emails. GET only shows; POST changes state.
+
+Mail scanners (Outlook Safe Links and others) open every link in a message and some run
+its scripts, so a GET never confirms or unsubscribes, and nothing submits by itself.
+Invalid, expired and used links all get the same page.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from service.state import AppState
+from service.subscriptions import LinkTarget, RequestOrigin
+from service.web.responses import TOKEN_PAGE_HEADERS, page
+
+__all__ = ["routes"]
+
+ONE_CLICK = "One-Click"
+
+
+def _origin(request: Request) -> RequestOrigin:
+    client = request.client.host if request.client else None
+    return RequestOrigin(ip=client, user_agent=request.headers.get("user-agent"))
+
+
+def _link_page(request: Request[AppState], template: str, target: LinkTarget | None) -> Response:
+    if target is None:
+        return page(request, "pages/invalid_link.html", status=400, headers=TOKEN_PAGE_HEADERS)
+    return page(request, template, {"target": target}, headers=TOKEN_PAGE_HEADERS)
+
+
+async def confirm(request: Request[AppState]) -> Response:
+    token = request.path_params["token"]
+    subscriptions = request.state["subscriptions"]
+    if request.method == "GET":
+        return _link_page(request, "pages/confirm.html", await subscriptions.confirm_target(token))
+    target = await subscriptions.confirm(token, _origin(request))
+    return _link_page(request, "pages/confirmed.html", target)
+
+
+async def unsubscribe(request: Request[AppState]) -> Response:
+    token = request.path_params["token"]
+    subscriptions = request.state["subscriptions"]
+    if request.method == "GET":
+        target = await subscriptions.unsubscribe_target(token)
+        return _link_page(request, "pages/unsubscribe.html", target)
+    # RFC 8058: a mail provider POSTs "List-Unsubscribe=One-Click", with no cookies and no
+    # page in between. Our own page's button posts the same form; both answer 200.
+    method = "page"
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+        form = await request.form(max_files=0, max_fields=10)
+        if form.get("List-Unsubscribe") == ONE_CLICK:
+            method = "one-click"
+    target = await subscriptions.unsubscribe(token, _origin(request), method=method)
+    return _link_page(request, "pages/unsubscribed.html", target)
+
+
+async def home(request: Request[AppState]) -> Response:
+    return page(request, "pages/home.html",
+                {"catcher": request.state["settings"].uses_mail_catcher})
+
+
+async def robots(request: Request) -> Response:
+    return HTMLResponse("User-agent: *\nDisallow: /confirm/\nDisallow: /unsubscribe/\n",
+                        media_type="text/plain")
+
+
+routes = [
+    Route("/", home, methods=["GET"]),
+    Route("/robots.txt", robots, methods=["GET"]),
+    Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
+    Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
+]
