@@ -117,7 +117,7 @@ class OutboxWorker:
                 .join(MailingList, MailingList.id == Subscription.list_id)
                 .where(Subscription.id.in_(ids))
             )
-            by_sub = {sub_id: ml for sub_id, ml in result.tuples()}
+            by_sub = {sub_id: ml for sub_id, ml in result}
         return {r.id: by_sub[r.subscription_id] for r in rows if r.subscription_id in by_sub}
 
     async def _deliver(self, row: OutboxMessage, mailing_list: MailingList | None) -> None:

@@ -1,0 +1,167 @@
+"""Test helpers: a real SMTP server on loopback, the real app served over real HTTP.
+
+``SMTPRecorder`` is an aiosmtpd handler that records every message it accepts and can be
+told to answer the next DATA commands with errors or by dropping the connection.
+``serve_app`` runs ``create_app(settings)`` under uvicorn on 127.0.0.1, lifespan and all,
+and yields an httpx client pointed at it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import uvicorn
+from sqlalchemy import select
+
+from service.app import create_app
+from service.db import Database
+from service.lists import create_list
+from service.models import Base
+from service.settings import Settings
+
+PUBLIC_URL = "https://news.example.org"
+SECRET = "test-secret-key-that-is-long-enough-0123456789"
+SUBSCRIBE = "/api/v1/lists/daily/subscriptions"
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = message_from_bytes(self.data, policy=default_policy)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+@dataclass
+class SMTPRecorder:
+    """aiosmtpd handler: accepts mail, or plays the scripted faults first."""
+
+    received: list[Received] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)
+    attempts: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.attempts += 1
+            fault = self.faults.pop(0) if self.faults else None
+        if fault == "drop":
+            session.transport.abort()  # the connection dies mid-transaction
+            return "421 gone"
+        if fault is not None:
+            return fault
+        with self.lock:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                          envelope.original_content or envelope.content))
+        return "250 OK queued"
+
+
+@dataclass
+class SMTPServer:
+    host: str
+    port: int
+    handler: SMTPRecorder
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+    def fail_next(self, *replies: str) -> None:
+        """Answer the next DATA commands with these replies ("drop" closes the connection)."""
+        self.handler.faults.extend(replies)
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} messages, got {len(self.received)}")
+            await asyncio.sleep(0.02)
+        return list(self.received)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Running:
+    client: httpx.AsyncClient
+    settings: Settings
+    db: Database
+
+    def local(self, public_url: str) -> str:
+        """A link from an email, pointed at the test server (path and query only)."""
+        assert public_url.startswith(PUBLIC_URL + "/"), public_url
+        parts = urlsplit(public_url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+@asynccontextmanager
+async def serve_app(settings: Settings) -> AsyncIterator[Running]:
+    app = create_app(settings)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped during start-up")
+            await asyncio.sleep(0.01)
+        db = Database.from_url(settings.database_url)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            try:
+                yield Running(client, settings, db)
+            finally:
+                await db.dispose()
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def make_list(settings: Settings, slug: str = "daily", **kwargs: Any) -> None:
+    db = Database.from_url(settings.database_url)
+    try:
+        await db.create_schema()
+        options: dict[str, Any] = {"name": "Frühstücks-Briefing",
+                                   "origins": ["https://www.example.com"]}
+        options.update(kwargs)
+        await create_list(db, slug=slug, **options)
+    finally:
+        await db.dispose()
+
+
+async def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to show a request changed nothing."""
+    tables: dict[str, list[tuple[Any, ...]]] = {}
+    async with db.read() as session:
+        for table in Base.metadata.sorted_tables:
+            rows = (await session.execute(select(table))).all()
+            tables[table.name] = sorted((tuple(r) for r in rows), key=repr)
+    return tables
+

@@ -1,0 +1,200 @@
+"""The whole double opt-in flow over real HTTP and real SMTP, as a reader lives it."""
+
+from __future__ import annotations
+
+import re
+from email.headerregistry import Address
+from email.utils import parsedate_to_datetime
+
+from sqlalchemy import select
+from support import PUBLIC_URL, SUBSCRIBE, Received, Running, SMTPServer
+
+from service.models import ConsentRecord, Subscription, SubscriptionStatus
+
+
+def links(mail: Received) -> dict[str, str]:
+    text = mail.message.get_body(preferencelist=("plain",))
+    assert text is not None
+    found = re.findall(r"https://\S+", text.get_content())
+    confirm = [u for u in found if "/confirm/" in u]
+    unsubscribe = [u for u in found if "/unsubscribe/" in u]
+    assert len(confirm) <= 1 and len(unsubscribe) == 1, found
+    return {"confirm": confirm[0] if confirm else "", "unsubscribe": unsubscribe[0]}
+
+
+async def status_of(app: Running, email: str) -> SubscriptionStatus:
+    from service.models import Subscriber
+
+    async with app.db.read() as session:
+        status = await session.scalar(
+            select(Subscription.status)
+            .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+            .where(Subscriber.email == email)
+        )
+    assert status is not None
+    return status
+
+
+async def test_subscribe_confirm_unsubscribe(app: Running, smtp: SMTPServer) -> None:
+    response = await app.client.post(
+        SUBSCRIBE,
+        json={"email": "Reader@Example.COM", "name": "Ann", "page_url": "https://www.example.com/a/1"},
+        headers={"Origin": "https://www.example.com", "User-Agent": "TestBrowser/1.0"},
+    )
+    assert response.status_code == 202
+    assert response.json()["status"] == "accepted"
+    assert response.headers["access-control-allow-origin"] == "https://www.example.com"
+
+    [mail] = await smtp.wait_for(1)
+    message = mail.message
+    assert mail.rcpt_tos == ["reader@example.com"]
+    assert mail.mail_from == "news@example.com"
+
+    # Headers: sender with its UTF-8 name, list headers, RFC 8058 one-click.
+    sender = message["From"].addresses[0]
+    assert isinstance(sender, Address)
+    assert (sender.display_name, sender.addr_spec) == ("Zeitung Müller", "news@example.com")
+    assert b"=?utf-8?" in mail.data.split(b"\r\n\r\n", 1)[0]  # encoded, not raw 8-bit
+    assert message["To"] == "reader@example.com"
+    assert message["Subject"] == "Confirm your subscription to Frühstücks-Briefing"
+    assert parsedate_to_datetime(message["Date"]).tzinfo is not None
+    assert re.fullmatch(r"<[0-9a-f]{32}@example\.com>", message["Message-ID"])
+    assert message["List-Id"] == "Frühstücks-Briefing <daily.news.example.org>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = links(mail)
+    assert message["List-Unsubscribe"] == f"<{link['unsubscribe']}>"
+    assert link["unsubscribe"].startswith(f"{PUBLIC_URL}/unsubscribe/")
+    assert link["confirm"].startswith(f"{PUBLIC_URL}/confirm/")
+    # The raw header is one unfolded line that a mail provider can read.
+    assert f"List-Unsubscribe: <{link['unsubscribe']}>".encode() in mail.data
+
+    # Multipart text + HTML; the HTML carries the same links and a visible unsubscribe link.
+    assert message.get_content_type() == "multipart/alternative"
+    html_part = message.get_body(preferencelist=("html",))
+    assert html_part is not None
+    html = html_part.get_content()
+    assert f'href="{link["confirm"]}"' in html
+    assert f'href="{link["unsubscribe"]}"' in html and ">Unsubscribe</a>" in html
+
+    # Nothing the subscriber typed appears in the email (the address is only in To).
+    assert b"Ann" not in mail.data
+    assert "Ann" not in html
+
+    # GET shows a page with a button, and changes nothing (mail scanners fetch links).
+    page = await app.client.get(app.local(link["confirm"]))
+    assert page.status_code == 200
+    assert "<form method=\"post\">" in page.text and "Yes, subscribe me" in page.text
+    assert "<script" not in page.text
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["cache-control"] == "no-store"
+    assert await status_of(app, "reader@example.com") == SubscriptionStatus.PENDING
+
+    # POST confirms.
+    done = await app.client.post(app.local(link["confirm"]), headers={"User-Agent": "Phone/2"})
+    assert done.status_code == 200
+    assert "You're subscribed" in done.text
+    assert await status_of(app, "reader@example.com") == SubscriptionStatus.CONFIRMED
+
+    # The confirmation link works once: a replay gets the friendly invalid-link page.
+    again = await app.client.post(app.local(link["confirm"]))
+    assert again.status_code == 400
+    assert "This link is not valid any more" in again.text
+    assert await status_of(app, "reader@example.com") == SubscriptionStatus.CONFIRMED
+
+    # RFC 8058 one-click POST, as a mail provider sends it: no cookies, 200, no redirect.
+    one_click = await app.client.post(
+        app.local(link["unsubscribe"]), content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert one_click.status_code == 200
+    assert "set-cookie" not in one_click.headers
+    assert await status_of(app, "reader@example.com") == SubscriptionStatus.UNSUBSCRIBED
+
+    # Consent: who, when, from where, with which words, for each step.
+    async with app.db.read() as session:
+        records = (await session.scalars(select(ConsentRecord).order_by(ConsentRecord.id))).all()
+    assert [r.action for r in records] == ["subscribe", "confirm", "unsubscribe"]
+    subscribe, confirm, unsubscribe = records
+    assert subscribe.ip_address == "127.0.0.1"
+    assert subscribe.user_agent == "TestBrowser/1.0"
+    assert subscribe.page_url == "https://www.example.com/a/1"
+    assert "Frühstücks-Briefing" in subscribe.wording
+    assert confirm.user_agent == "Phone/2"
+    assert "Yes, subscribe me" in confirm.wording
+    assert unsubscribe.method == "one-click"
+
+
+async def test_unsubscribe_page_and_multipart_one_click(app: Running, smtp: SMTPServer) -> None:
+    await app.client.post(SUBSCRIBE, data={"email": "b@example.com"})
+    [mail] = await smtp.wait_for(1)
+    url = app.local(links(mail)["unsubscribe"])
+
+    page = await app.client.get(url)
+    assert page.status_code == 200 and "Unsubscribe" in page.text
+    assert "b@example.com" in page.text
+    assert await status_of(app, "b@example.com") == SubscriptionStatus.PENDING
+
+    # Multipart one-click body, twice: both 200, the second changes nothing.
+    for _ in range(2):
+        response = await app.client.post(url, files={"List-Unsubscribe": (None, "One-Click")})
+        assert response.status_code == 200
+        assert "You're unsubscribed" in response.text
+    assert await status_of(app, "b@example.com") == SubscriptionStatus.UNSUBSCRIBED
+    async with app.db.read() as session:
+        actions = (await session.scalars(select(ConsentRecord.action))).all()
+    assert actions.count("unsubscribe") == 1
+
+    # The page now says so, and offers no button.
+    page = await app.client.get(url)
+    assert "You're unsubscribed" in page.text and "<form" not in page.text
+
+
+async def test_resubscribe_after_unsubscribe_starts_double_opt_in_again(
+    app: Running, smtp: SMTPServer
+) -> None:
+    await app.client.post(SUBSCRIBE, json={"email": "c@example.com"})
+    [first] = await smtp.wait_for(1)
+    await app.client.post(app.local(links(first)["confirm"]))
+    await app.client.post(app.local(links(first)["unsubscribe"]))
+    assert await status_of(app, "c@example.com") == SubscriptionStatus.UNSUBSCRIBED
+
+    response = await app.client.post(SUBSCRIBE, json={"email": "c@example.com"})
+    assert response.status_code == 202
+    _, second = await smtp.wait_for(2)
+    assert await status_of(app, "c@example.com") == SubscriptionStatus.PENDING
+    # The old confirmation link stays dead; the new one works.
+    assert (await app.client.post(app.local(links(first)["confirm"]))).status_code == 400
+    assert (await app.client.post(app.local(links(second)["confirm"]))).status_code == 200
+    assert await status_of(app, "c@example.com") == SubscriptionStatus.CONFIRMED
+
+
+async def test_pending_resubscribe_resends_at_most_once_per_interval(
+    app: Running, smtp: SMTPServer
+) -> None:
+    for _ in range(3):
+        response = await app.client.post(SUBSCRIBE, json={"email": "d@example.com"})
+        assert response.status_code == 202
+    await smtp.wait_for(1)
+    # Let the worker go idle, then check nothing more was queued.
+    async with app.db.read() as session:
+        from service.models import OutboxMessage
+
+        rows = (await session.scalars(select(OutboxMessage))).all()
+    assert len(rows) == 1
+    assert len(smtp.received) == 1
+
+
+async def test_html_form_post_gets_a_result_page(app: Running, smtp: SMTPServer) -> None:
+    response = await app.client.post(
+        SUBSCRIBE, data={"email": "e@example.com"},
+        headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
+    )
+    assert response.status_code == 202
+    assert response.headers["content-type"].startswith("text/html")
+    assert "check your inbox" in response.text
+    bad = await app.client.post(
+        SUBSCRIBE, data={"email": "not-an-address"}, headers={"Accept": "text/html"}
+    )
+    assert bad.status_code == 422
+    assert "Email:" in bad.text and "@-sign" in bad.text
+    await smtp.wait_for(1)
