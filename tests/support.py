@@ -27,9 +27,13 @@ from sqlalchemy import select
 
 from service.app import create_app
 from service.db import Database
+from service.emails import Emails
+from service.mail import EmailRenderer
 from service.lists import create_list
 from service.models import Base
 from service.settings import Settings
+from service.templating import make_environment
+from service.tokens import TokenSigner
 
 PUBLIC_URL = "https://news.example.org"
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -55,21 +59,22 @@ class SMTPRecorder:
 
     received: list[Received] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
-    attempts: int = 0
+    attempted_ids: list[str] = field(default_factory=list)  # Message-ID of every DATA
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        data = envelope.original_content or envelope.content
+        headers = message_from_bytes(data.split(b"\r\n\r\n", 1)[0], policy=default_policy)
         with self.lock:
-            self.attempts += 1
+            self.attempted_ids.append(str(headers["Message-ID"]))
             fault = self.faults.pop(0) if self.faults else None
         if fault == "drop":
-            session.transport.abort()  # the connection dies mid-transaction
+            server.transport.abort()  # the connection dies mid-transaction
             return "421 gone"
         if fault is not None:
             return fault
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                          envelope.original_content or envelope.content))
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), data))
         return "250 OK queued"
 
 
@@ -154,6 +159,12 @@ async def make_list(settings: Settings, slug: str = "daily", **kwargs: Any) -> N
         await create_list(db, slug=slug, **options)
     finally:
         await db.dispose()
+
+
+def emails_for(settings: Settings) -> Emails:
+    """The app's link and message builder, to make the links its emails would carry."""
+    signer = TokenSigner(settings.secret_key.reveal())
+    return Emails(settings, signer, EmailRenderer(make_environment()))
 
 
 async def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
