@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from service.db import Database
 from service.lists import ListExists, all_lists, create_list
+from service.logs import configure_logging
 from service.settings import Settings, SettingsError
 
 __all__ = ["main"]
@@ -19,15 +20,6 @@ DESCRIPTION = """\
 Self-hosted newsletter signups: an embeddable subscribe box, double opt-in emails,
 one-click unsubscribe. Configure with NEWSLETTER_* environment variables (see README).
 """
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -42,8 +34,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         settings = settings.replace(base_url=f"http://{shown}:{port}")
     for name in settings.unknown_variables:
         logging.getLogger("service").warning("unknown setting %s is ignored (a typo?)", name)
-    logging.getLogger("service").info("serving on http://%s:%s (public URL %s)", host, port,
-                                      settings.base_url)
+    logging.getLogger("service").info(
+        "serving on http://%s:%s (public URL %s)", host, port, settings.base_url
+    )
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -90,8 +83,10 @@ def _lists_create(settings: Settings, args: argparse.Namespace) -> int:
         else:
             print("no allowed origins yet: only this service's own pages can sign people up")
         print("embed it with:")
-        print(f'  <script src="{settings.base_url}/widget.js" data-list="{created.slug}" async>'
-              "</script>")
+        print(
+            f'  <script src="{settings.base_url}/widget.js" data-list="{created.slug}" async>'
+            "</script>"
+        )
         return 0
 
     return _run(settings, job)
@@ -113,35 +108,55 @@ def _lists_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="newsletter", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="newsletter",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = commands.add_parser(
-        "serve", help="run the web service (and, by default, the mail worker)",
+        "serve",
+        help="run the web service (and, by default, the mail worker)",
         description="Run the HTTP service. With no NEWSLETTER_* settings it uses a SQLite file "
-                    "in the current folder and keeps mail in the development mail catcher.")
+        "in the current folder and keeps mail in the development mail catcher.",
+    )
     serve.add_argument("--host", help="address to listen on (default: NEWSLETTER_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default: NEWSLETTER_PORT)")
     serve.set_defaults(handler=_serve)
 
-    lists = commands.add_parser("lists", help="create and show mailing lists",
-                                description="Create and show mailing lists.")
+    lists = commands.add_parser(
+        "lists", help="create and show mailing lists", description="Create and show mailing lists."
+    )
     list_commands = lists.add_subparsers(dest="lists_command", metavar="COMMAND")
     create = list_commands.add_parser(
-        "create", help="create a list",
-        description="Create a mailing list that readers can subscribe to.")
+        "create",
+        help="create a list",
+        description="Create a mailing list that readers can subscribe to.",
+    )
     create.add_argument("slug", help="short name used in URLs and the embed snippet, e.g. daily")
     create.add_argument("--name", required=True, help='name readers see, e.g. "The Daily Brief"')
-    create.add_argument("--origin", action="append", metavar="URL",
-                        help="a site allowed to embed the signup box, e.g. "
-                             "https://www.example.com (repeat for several)")
-    create.add_argument("--language", default="en", choices=["en", "de", "fr"],
-                        help="language of the box and pages (default: en)")
-    create.add_argument("--consent-text", help="consent wording shown with the form and "
-                                               "recorded with every signup")
-    create.add_argument("--no-double-opt-in", action="store_true",
-                        help="subscribe without a confirmation email (not recommended)")
+    create.add_argument(
+        "--origin",
+        action="append",
+        metavar="URL",
+        help="a site allowed to embed the signup box, e.g. "
+        "https://www.example.com (repeat for several)",
+    )
+    create.add_argument(
+        "--language",
+        default="en",
+        choices=["en", "de", "fr"],
+        help="language of the box and pages (default: en)",
+    )
+    create.add_argument(
+        "--consent-text", help="consent wording shown with the form and recorded with every signup"
+    )
+    create.add_argument(
+        "--no-double-opt-in",
+        action="store_true",
+        help="subscribe without a confirmation email (not recommended)",
+    )
     create.set_defaults(handler=_lists_create)
     show = list_commands.add_parser("list", help="show all lists", description="Show all lists.")
     show.set_defaults(handler=_lists_list)
@@ -161,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"newsletter: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     result: int = handler(settings, args)
     return result
 

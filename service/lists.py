@@ -11,7 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from service.db import Database
 from service.models import MailingList
 
-__all__ = ["ListExists", "create_list", "get_list", "normalise_origin", "all_lists", "validate_slug"]
+__all__ = [
+    "ListExists",
+    "all_lists",
+    "create_list",
+    "get_list",
+    "normalise_origin",
+    "validate_slug",
+]
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 LANGUAGES = ("en", "de", "fr")
@@ -24,7 +31,8 @@ class ListExists(Exception):
 def validate_slug(slug: str) -> str:
     if not _SLUG.match(slug):
         raise ValueError(
-            "a slug is 1-64 lowercase letters, digits and dashes, not starting or ending with a dash"
+            "a slug is 1-64 lowercase letters, digits and dashes, "
+            "not starting or ending with a dash"
         )
     return slug
 

@@ -8,10 +8,10 @@ and the validation cannot drift apart; a test checks the README against ``SETTIN
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
-import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,7 +114,10 @@ def _base_url(value: str) -> str:
 
 def _secret_key(value: str) -> Secret:
     if value and len(value) < 32:
-        raise ValueError("must be at least 32 characters (try: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        raise ValueError(
+            "must be at least 32 characters (make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     return Secret(value)
 
 
@@ -161,62 +164,119 @@ class Spec:
 
 
 SETTINGS: tuple[Spec, ...] = (
-    Spec("database_url", "sqlite:///newsletter.db",
-         "Where data lives: `sqlite:///PATH` (default, one file) or `postgresql://USER:PASS@HOST/DB`.",
-         _database_url),
-    Spec("base_url", "http://127.0.0.1:8000",
-         "Public URL of this service. Every link in an email is built from it, never from "
-         "the request's Host header. Use https in production.",
-         _base_url),
-    Spec("secret_key", "",
-         "At least 32 random characters; signs the links in emails. If unset, one is generated "
-         "and kept in the database (fine for trying it out, not for production).",
-         _secret_key),
-    Spec("smtp_host", "",
-         "SMTP server to send through. Empty: the development mail catcher keeps all mail and "
-         "shows it at `/dev/mail` (never use that in production).",
-         str.strip),
-    Spec("smtp_port", "587", "SMTP port (587 for starttls, 465 for tls, 25 for none).",
-         _int_range(1, 65535)),
+    Spec(
+        "database_url",
+        "sqlite:///newsletter.db",
+        "Where data lives: `sqlite:///PATH` (default, one file) or `postgresql://USER:PASS@HOST/DB`.",
+        _database_url,
+    ),
+    Spec(
+        "base_url",
+        "http://127.0.0.1:8000",
+        "Public URL of this service. Every link in an email is built from it, never from "
+        "the request's Host header. Use https in production.",
+        _base_url,
+    ),
+    Spec(
+        "secret_key",
+        "",
+        "At least 32 random characters; signs the links in emails. If unset, one is generated "
+        "and kept in the database (fine for trying it out, not for production).",
+        _secret_key,
+    ),
+    Spec(
+        "smtp_host",
+        "",
+        "SMTP server to send through. Empty: the development mail catcher keeps all mail and "
+        "shows it at `/dev/mail` (never use that in production).",
+        str.strip,
+    ),
+    Spec(
+        "smtp_port",
+        "587",
+        "SMTP port (587 for starttls, 465 for tls, 25 for none).",
+        _int_range(1, 65535),
+    ),
     Spec("smtp_username", "", "SMTP login; empty for no authentication.", str.strip),
     Spec("smtp_password", "", "SMTP password. Never logged or shown.", Secret),
-    Spec("smtp_tls", "starttls",
-         "`starttls` (upgrade a plain connection), `tls` (implicit TLS) or `none`.", _smtp_tls),
-    Spec("smtp_timeout", "30s", "How long to wait for the SMTP server before retrying later.",
-         _positive_duration),
-    Spec("mail_from", "Newsletter <newsletter@example.com>",
-         'Sender of every email, e.g. `"Daily News" <news@example.com>`.', _mail_from),
-    Spec("host", "127.0.0.1", "Address `newsletter serve` listens on (0.0.0.0 in the container).",
-         str.strip),
+    Spec(
+        "smtp_tls",
+        "starttls",
+        "`starttls` (upgrade a plain connection), `tls` (implicit TLS) or `none`.",
+        _smtp_tls,
+    ),
+    Spec(
+        "smtp_timeout",
+        "30s",
+        "How long to wait for the SMTP server before retrying later.",
+        _positive_duration,
+    ),
+    Spec(
+        "mail_from",
+        "Newsletter <newsletter@example.com>",
+        'Sender of every email, e.g. `"Daily News" <news@example.com>`.',
+        _mail_from,
+    ),
+    Spec(
+        "host",
+        "127.0.0.1",
+        "Address `newsletter serve` listens on (0.0.0.0 in the container).",
+        str.strip,
+    ),
     Spec("port", "8000", "Port `newsletter serve` listens on.", _int_range(1, 65535)),
     Spec("confirm_ttl", "3d", "How long a confirmation link stays valid.", _positive_duration),
-    Spec("resend_interval", "5m",
-         "A pending address that subscribes again gets a new confirmation email at most this often.",
-         _positive_duration),
-    Spec("max_body_bytes", "16384", "Largest request body accepted by the public API (413 above).",
-         _int_range(1024, 10_000_000)),
-    Spec("run_worker", "true",
-         "Send queued mail from inside the server process. Turn off when separate workers send.",
-         _bool),
-    Spec("worker_poll_interval", "2s",
-         "How often the worker looks for due mail when nothing woke it.", _positive_duration),
-    Spec("retry_base", "30s", "First retry delay after a temporary SMTP failure; doubles each time.",
-         _positive_duration),
-    Spec("retry_max_delay", "1h", "Longest delay between two delivery attempts.",
-         _positive_duration),
-    Spec("retry_deadline", "2d",
-         "A message still undelivered this long after it was queued is marked failed.",
-         _positive_duration),
-    Spec("check_deliverability", "false",
-         "Also check that an address's domain accepts mail (a DNS lookup on each subscribe).",
-         _bool),
+    Spec(
+        "resend_interval",
+        "5m",
+        "A pending address that subscribes again gets a new confirmation email at most this often.",
+        _positive_duration,
+    ),
+    Spec(
+        "max_body_bytes",
+        "16384",
+        "Largest request body accepted by the public API (413 above).",
+        _int_range(1024, 10_000_000),
+    ),
+    Spec(
+        "run_worker",
+        "true",
+        "Send queued mail from inside the server process. Turn off when separate workers send.",
+        _bool,
+    ),
+    Spec(
+        "worker_poll_interval",
+        "2s",
+        "How often the worker looks for due mail when nothing woke it.",
+        _positive_duration,
+    ),
+    Spec(
+        "retry_base",
+        "30s",
+        "First retry delay after a temporary SMTP failure; doubles each time.",
+        _positive_duration,
+    ),
+    Spec(
+        "retry_max_delay", "1h", "Longest delay between two delivery attempts.", _positive_duration
+    ),
+    Spec(
+        "retry_deadline",
+        "2d",
+        "A message still undelivered this long after it was queued is marked failed.",
+        _positive_duration,
+    ),
+    Spec(
+        "check_deliverability",
+        "false",
+        "Also check that an address's domain accepts mail (a DNS lookup on each subscribe).",
+        _bool,
+    ),
     Spec("log_level", "INFO", "DEBUG, INFO, WARNING or ERROR.", _log_level),
 )
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Validated configuration. Build it with ``Settings.from_env``: defaults live in ``SETTINGS``."""
+    """Validated configuration; build it with ``Settings.from_env`` (defaults: ``SETTINGS``)."""
 
     database_url: str
     base_url: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from service.db import Database
@@ -12,7 +13,7 @@ from service.settings import Settings
 from service.subscriptions import Subscriptions
 from service.worker import OutboxWorker
 
-__all__ = ["AppState"]
+__all__ = ["AppRequest", "AppState"]
 
 
 class AppState(TypedDict):
@@ -22,3 +23,6 @@ class AppState(TypedDict):
     subscriptions: Subscriptions
     worker: OutboxWorker
     templates: Jinja2Templates
+
+
+AppRequest = Request[AppState]

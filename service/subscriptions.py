@@ -33,7 +33,14 @@ from service.models import (
 from service.settings import Settings
 from service.tokens import InvalidToken, Purpose, TokenSigner
 
-__all__ = ["CONFIRM_WORDING", "LinkTarget", "RequestOrigin", "Signup", "Subscriptions", "consent_wording"]
+__all__ = [
+    "CONFIRM_WORDING",
+    "LinkTarget",
+    "RequestOrigin",
+    "Signup",
+    "Subscriptions",
+    "consent_wording",
+]
 
 CONFIRM_WORDING = 'Confirmation page: pressed "Yes, subscribe me" to confirm the subscription.'
 
@@ -113,8 +120,17 @@ class Subscriptions:
                 sub.subscribed_at = now
                 resend_due = True
             sub.updated_at = now
-            session.add(self._consent(sub, ConsentAction.SUBSCRIBE, now, origin,
-                                      consent_wording(mailing_list), "form", signup.page_url))
+            session.add(
+                self._consent(
+                    sub,
+                    ConsentAction.SUBSCRIBE,
+                    now,
+                    origin,
+                    consent_wording(mailing_list),
+                    "form",
+                    signup.page_url,
+                )
+            )
             if not mailing_list.double_opt_in:
                 sub.status = SubscriptionStatus.CONFIRMED
                 sub.confirmed_at = now
@@ -139,7 +155,11 @@ class Subscriptions:
         return found
 
     async def _subscription(
-        self, session: AsyncSession, mailing_list: MailingList, subscriber: Subscriber, now: datetime
+        self,
+        session: AsyncSession,
+        mailing_list: MailingList,
+        subscriber: Subscriber,
+        now: datetime,
     ) -> Subscription:
         await session.execute(
             _insert_ignore(session, Subscription).values(
@@ -180,8 +200,11 @@ class Subscriptions:
             sub.confirmed_at = now
             sub.updated_at = now
             sub.confirm_nonce = new_nonce()
-            session.add(self._consent(sub, ConsentAction.CONFIRM, now, origin, CONFIRM_WORDING,
-                                      "confirm-page", None))
+            session.add(
+                self._consent(
+                    sub, ConsentAction.CONFIRM, now, origin, CONFIRM_WORDING, "confirm-page", None
+                )
+            )
         return target
 
     async def unsubscribe_target(self, token: str) -> LinkTarget | None:
@@ -204,8 +227,17 @@ class Subscriptions:
                 sub.unsubscribed_at = now
                 sub.updated_at = now
                 sub.confirm_nonce = new_nonce()
-                session.add(self._consent(sub, ConsentAction.UNSUBSCRIBE, now, origin,
-                                          f"Unsubscribed from {mailing_list.name}.", method, None))
+                session.add(
+                    self._consent(
+                        sub,
+                        ConsentAction.UNSUBSCRIBE,
+                        now,
+                        origin,
+                        f"Unsubscribed from {mailing_list.name}.",
+                        method,
+                        None,
+                    )
+                )
                 await session.execute(
                     update(OutboxMessage)
                     .where(OutboxMessage.subscription_id == sub.id)
@@ -238,8 +270,9 @@ class Subscriptions:
             or not secrets.compare_digest(sub.confirm_nonce, claims.nonce)
         ):
             return None
-        target = LinkTarget(sub.id, email, mailing_list.name, mailing_list.slug,
-                            mailing_list.language, sub.status)
+        target = LinkTarget(
+            sub.id, email, mailing_list.name, mailing_list.slug, mailing_list.language, sub.status
+        )
         return sub, mailing_list, target
 
     @staticmethod

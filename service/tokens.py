@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 __all__ = ["InvalidToken", "Purpose", "TokenClaims", "TokenSigner"]
 
-_SHAPE = re.compile(r"^([1-9][0-9]{0,18})\.([A-Za-z0-9_-]{1,32})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
+_SHAPE = re.compile(
+    r"^([1-9][0-9]{0,18})\.([A-Za-z0-9_-]{1,32})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$"
+)
 
 
 class Purpose(enum.StrEnum):
@@ -42,7 +44,9 @@ class TokenSigner:
     def __init__(self, secret_key: str) -> None:
         if len(secret_key) < 32:
             raise ValueError("secret key must be at least 32 characters")
-        self._key = hmac.new(secret_key.encode(), b"newsletter link tokens v1", hashlib.sha256).digest()
+        self._key = hmac.new(
+            secret_key.encode(), b"newsletter link tokens v1", hashlib.sha256
+        ).digest()
 
     def _sign(self, purpose: Purpose, body: str) -> str:
         mac = hmac.new(self._key, f"{purpose.value}|{body}".encode(), hashlib.sha256).digest()

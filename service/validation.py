@@ -43,8 +43,13 @@ def _optional_text(value: Any, limit: int) -> tuple[str | None, str | None]:
 
 
 def _json_type(value: Any) -> str:
-    return {bool: "true/false", int: "a number", float: "a number", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 def validate_signup(data: Mapping[str, Any], *, check_deliverability: bool = False) -> Signup:

@@ -10,6 +10,7 @@ sent before anything else happens, and is never sent again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from datetime import datetime, timedelta
@@ -54,10 +55,8 @@ class OutboxWorker:
             if sent or self._stopping:
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.worker_poll_interval)
-            except TimeoutError:
-                pass
         log.info("outbox worker stopped")
 
     def stop(self) -> None:
@@ -83,10 +82,14 @@ class OutboxWorker:
             select(OutboxMessage.id)
             .where(
                 or_(
-                    and_(OutboxMessage.status == OutboxStatus.QUEUED,
-                         OutboxMessage.next_attempt_at <= now),
-                    and_(OutboxMessage.status == OutboxStatus.SENDING,
-                         OutboxMessage.lease_until < now),
+                    and_(
+                        OutboxMessage.status == OutboxStatus.QUEUED,
+                        OutboxMessage.next_attempt_at <= now,
+                    ),
+                    and_(
+                        OutboxMessage.status == OutboxStatus.SENDING,
+                        OutboxMessage.lease_until < now,
+                    ),
                 )
             )
             .order_by(OutboxMessage.next_attempt_at)
@@ -147,23 +150,35 @@ class OutboxWorker:
             log.warning("outbox %s: permanent failure: %s", row.id, error.reason)
             await self._finish(row, OutboxStatus.FAILED, error.reason)
             return
-        ceiling = min(self._settings.retry_max_delay,
-                      self._settings.retry_base * 2 ** max(row.attempts - 1, 0))
+        ceiling = min(
+            self._settings.retry_max_delay,
+            self._settings.retry_base * 2 ** max(row.attempts - 1, 0),
+        )
         delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
         next_at = now + timedelta(seconds=delay)
         if next_at - row.created_at > timedelta(seconds=self._settings.retry_deadline):
-            log.warning("outbox %s: giving up after %s attempts: %s", row.id, row.attempts,
-                        error.reason)
+            log.warning(
+                "outbox %s: giving up after %s attempts: %s", row.id, row.attempts, error.reason
+            )
             await self._finish(row, OutboxStatus.FAILED, f"gave up: {error.reason}")
             return
-        log.info("outbox %s: attempt %s failed (%s); retrying in %.1fs", row.id, row.attempts,
-                 error.reason, delay)
+        log.info(
+            "outbox %s: attempt %s failed (%s); retrying in %.1fs",
+            row.id,
+            row.attempts,
+            error.reason,
+            delay,
+        )
         async with self._db.write() as session:
             await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == row.id)
-                .values(status=OutboxStatus.QUEUED, next_attempt_at=next_at, lease_until=None,
-                        last_error=error.reason)
+                .values(
+                    status=OutboxStatus.QUEUED,
+                    next_attempt_at=next_at,
+                    lease_until=None,
+                    last_error=error.reason,
+                )
             )
 
     async def _mark_sent(self, row: OutboxMessage) -> None:
@@ -198,6 +213,9 @@ class OutboxWorker:
             await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == row.id)
-                .values(status=OutboxStatus.QUEUED, lease_until=None,
-                        attempts=OutboxMessage.attempts - 1)
+                .values(
+                    status=OutboxStatus.QUEUED,
+                    lease_until=None,
+                    attempts=OutboxMessage.attempts - 1,
+                )
             )

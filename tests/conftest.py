@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from support import PUBLIC_URL, SECRET, Running, SMTPRecorder, SMTPServer, free_port, make_list, serve_app
+from support import (
+    PUBLIC_URL,
+    SECRET,
+    Running,
+    SMTPRecorder,
+    SMTPServer,
+    free_port,
+    make_list,
+    serve_app,
+)
 
 from service.settings import Settings
 
@@ -15,8 +24,9 @@ from service.settings import Settings
 @pytest.fixture
 def smtp() -> Iterator[SMTPServer]:
     handler = SMTPRecorder()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(),
-                            decode_data=False, enable_SMTPUTF8=True)
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(), decode_data=False, enable_SMTPUTF8=True
+    )
     controller.start()
     try:
         yield SMTPServer("127.0.0.1", controller.port, handler)
@@ -31,19 +41,21 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(db_url: str, smtp: SMTPServer) -> Settings:
-    return Settings.from_env({
-        "NEWSLETTER_DATABASE_URL": db_url,
-        "NEWSLETTER_BASE_URL": PUBLIC_URL,
-        "NEWSLETTER_SECRET_KEY": SECRET,
-        "NEWSLETTER_SMTP_HOST": smtp.host,
-        "NEWSLETTER_SMTP_PORT": str(smtp.port),
-        "NEWSLETTER_SMTP_TLS": "none",
-        "NEWSLETTER_SMTP_TIMEOUT": "5s",
-        "NEWSLETTER_MAIL_FROM": '"Zeitung Müller" <news@example.com>',
-        "NEWSLETTER_WORKER_POLL_INTERVAL": "50ms",
-        "NEWSLETTER_RETRY_BASE": "50ms",
-        "NEWSLETTER_RETRY_MAX_DELAY": "200ms",
-    })
+    return Settings.from_env(
+        {
+            "NEWSLETTER_DATABASE_URL": db_url,
+            "NEWSLETTER_BASE_URL": PUBLIC_URL,
+            "NEWSLETTER_SECRET_KEY": SECRET,
+            "NEWSLETTER_SMTP_HOST": smtp.host,
+            "NEWSLETTER_SMTP_PORT": str(smtp.port),
+            "NEWSLETTER_SMTP_TLS": "none",
+            "NEWSLETTER_SMTP_TIMEOUT": "5s",
+            "NEWSLETTER_MAIL_FROM": '"Zeitung Müller" <news@example.com>',
+            "NEWSLETTER_WORKER_POLL_INTERVAL": "50ms",
+            "NEWSLETTER_RETRY_BASE": "50ms",
+            "NEWSLETTER_RETRY_MAX_DELAY": "200ms",
+        }
+    )
 
 
 @pytest.fixture

@@ -28,8 +28,9 @@ from sqlalchemy import select
 from service.app import create_app
 from service.db import Database
 from service.emails import Emails
-from service.mail import EmailRenderer
 from service.lists import create_list
+from service.logs import silence_server_access_log
+from service.mail import EmailRenderer
 from service.models import Base
 from service.settings import Settings
 from service.templating import make_environment
@@ -129,6 +130,7 @@ async def serve_app(settings: Settings) -> AsyncIterator[Running]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False)
+    silence_server_access_log()  # as `newsletter serve` does
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -153,8 +155,10 @@ async def make_list(settings: Settings, slug: str = "daily", **kwargs: Any) -> N
     db = Database.from_url(settings.database_url)
     try:
         await db.create_schema()
-        options: dict[str, Any] = {"name": "Frühstücks-Briefing",
-                                   "origins": ["https://www.example.com"]}
+        options: dict[str, Any] = {
+            "name": "Frühstücks-Briefing",
+            "origins": ["https://www.example.com"],
+        }
         options.update(kwargs)
         await create_list(db, slug=slug, **options)
     finally:
@@ -175,4 +179,3 @@ async def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
             rows = (await session.execute(select(table))).all()
             tables[table.name] = sorted((tuple(r) for r in rows), key=repr)
     return tables
-

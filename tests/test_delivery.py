@@ -70,7 +70,9 @@ async def test_permanent_failure_is_marked_failed_with_the_reason(
 
     await wait_until(failed)
     [row] = await outbox(app.db)
-    assert row.last_error is not None and "550" in row.last_error and "No such user" in row.last_error
+    assert (
+        row.last_error is not None and "550" in row.last_error and "No such user" in row.last_error
+    )
     assert row.attempts == 1
     await asyncio.sleep(0.3)
     assert len(smtp.handler.attempted_ids) == 1 and smtp.received == []
@@ -83,8 +85,9 @@ async def test_restart_sends_what_was_left_in_the_outbox(
     # First run: the SMTP server is unreachable, so the confirmation stays queued.
     unreachable = settings.replace(smtp_port=free_port(), retry_base=60.0, retry_max_delay=60.0)
     async with serve_app(unreachable) as first:
-        assert (await first.client.post(SUBSCRIBE, json={"email": "later@example.com"})
-                ).status_code == 202
+        assert (
+            await first.client.post(SUBSCRIBE, json={"email": "later@example.com"})
+        ).status_code == 202
 
         async def tried() -> bool:
             rows = await outbox(first.db)
@@ -114,7 +117,9 @@ async def test_restart_sends_what_was_left_in_the_outbox(
         received = await smtp.wait_for(2)
         await asyncio.sleep(0.3)
         assert sorted(m.rcpt_tos[0] for m in smtp.received) == [
-            "later@example.com", "orphan@example.com"]
+            "later@example.com",
+            "orphan@example.com",
+        ]
         assert len(received) == 2
         assert {r.status for r in await outbox(second.db)} == {OutboxStatus.SENT}
 
@@ -134,8 +139,10 @@ async def test_concurrent_workers_never_send_a_message_twice(
         assert mailing_list is not None
         for i in range(60):
             await subscriptions.subscribe(
-                mailing_list, Signup(f"reader{i}@example.com", None, None),
-                RequestOrigin("127.0.0.1", "test"))
+                mailing_list,
+                Signup(f"reader{i}@example.com", None, None),
+                RequestOrigin("127.0.0.1", "test"),
+            )
 
         workers = [OutboxWorker(db, SMTPMailer(settings), emails, settings) for _ in range(3)]
 
@@ -151,7 +158,8 @@ async def test_concurrent_workers_never_send_a_message_twice(
         ids = [m.message["Message-ID"] for m in smtp.received]
         assert len(set(ids)) == 60
         assert sorted(m.rcpt_tos[0] for m in smtp.received) == sorted(
-            f"reader{i}@example.com" for i in range(60))
+            f"reader{i}@example.com" for i in range(60)
+        )
         assert {r.status for r in await outbox(db)} == {OutboxStatus.SENT}
     finally:
         await db.dispose()

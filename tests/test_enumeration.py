@@ -14,11 +14,13 @@ async def test_same_answer_for_new_pending_confirmed_and_unsubscribed(
 ) -> None:
     async def subscribe(email: str, via_form: bool = False) -> tuple[int, bytes, dict[str, str]]:
         if via_form:
-            response = await app.client.post(SUBSCRIBE, data={"email": email},
-                                             headers={"Origin": "https://www.example.com"})
+            response = await app.client.post(
+                SUBSCRIBE, data={"email": email}, headers={"Origin": "https://www.example.com"}
+            )
         else:
-            response = await app.client.post(SUBSCRIBE, json={"email": email},
-                                             headers={"Origin": "https://www.example.com"})
+            response = await app.client.post(
+                SUBSCRIBE, json={"email": email}, headers={"Origin": "https://www.example.com"}
+            )
         headers = {k: v for k, v in response.headers.items() if k not in {"date"}}
         return response.status_code, response.content, headers
 
@@ -61,9 +63,15 @@ async def test_same_answer_for_new_pending_confirmed_and_unsubscribed(
 
         from service.models import Subscriber, Subscription
 
-        rows = dict((await session.execute(
-            select(Subscriber.email, Subscription.status)
-            .join(Subscription, Subscription.subscriber_id == Subscriber.id))).all())
+        rows = dict(
+            (
+                await session.execute(
+                    select(Subscriber.email, Subscription.status).join(
+                        Subscription, Subscription.subscriber_id == Subscriber.id
+                    )
+                )
+            ).all()
+        )
     assert rows["confirmed@example.com"] == SubscriptionStatus.CONFIRMED
     assert rows["pending@example.com"] == SubscriptionStatus.PENDING
     assert rows["gone@example.com"] == SubscriptionStatus.PENDING  # re-subscribed

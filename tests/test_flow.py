@@ -38,7 +38,11 @@ async def status_of(app: Running, email: str) -> SubscriptionStatus:
 async def test_subscribe_confirm_unsubscribe(app: Running, smtp: SMTPServer) -> None:
     response = await app.client.post(
         SUBSCRIBE,
-        json={"email": "Reader@Example.COM", "name": "Ann", "page_url": "https://www.example.com/a/1"},
+        json={
+            "email": "Reader@Example.COM",
+            "name": "Ann",
+            "page_url": "https://www.example.com/a/1",
+        },
         headers={"Origin": "https://www.example.com", "User-Agent": "TestBrowser/1.0"},
     )
     assert response.status_code == 202
@@ -83,7 +87,7 @@ async def test_subscribe_confirm_unsubscribe(app: Running, smtp: SMTPServer) -> 
     # GET shows a page with a button, and changes nothing (mail scanners fetch links).
     page = await app.client.get(app.local(link["confirm"]))
     assert page.status_code == 200
-    assert "<form method=\"post\">" in page.text and "Yes, subscribe me" in page.text
+    assert '<form method="post">' in page.text and "Yes, subscribe me" in page.text
     assert "<script" not in page.text
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["cache-control"] == "no-store"
@@ -103,7 +107,8 @@ async def test_subscribe_confirm_unsubscribe(app: Running, smtp: SMTPServer) -> 
 
     # RFC 8058 one-click POST, as a mail provider sends it: no cookies, 200, no redirect.
     one_click = await app.client.post(
-        app.local(link["unsubscribe"]), content=b"List-Unsubscribe=One-Click",
+        app.local(link["unsubscribe"]),
+        content=b"List-Unsubscribe=One-Click",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert one_click.status_code == 200
@@ -186,7 +191,8 @@ async def test_pending_resubscribe_resends_at_most_once_per_interval(
 
 async def test_html_form_post_gets_a_result_page(app: Running, smtp: SMTPServer) -> None:
     response = await app.client.post(
-        SUBSCRIBE, data={"email": "e@example.com"},
+        SUBSCRIBE,
+        data={"email": "e@example.com"},
         headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
     )
     assert response.status_code == 202

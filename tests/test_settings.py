@@ -14,15 +14,17 @@ def test_defaults_need_no_environment() -> None:
 
 
 def test_values_are_parsed() -> None:
-    settings = Settings.from_env({
-        "NEWSLETTER_DATABASE_URL": "postgresql://u:p@db/news",
-        "NEWSLETTER_BASE_URL": "https://news.example.com/",
-        "NEWSLETTER_SMTP_PORT": "465",
-        "NEWSLETTER_SMTP_TLS": "TLS",
-        "NEWSLETTER_CONFIRM_TTL": "12h",
-        "NEWSLETTER_RUN_WORKER": "off",
-        "NEWSLETTER_MAIL_FROM": "Tägliche Nachrichten <News@Example.com>",
-    })
+    settings = Settings.from_env(
+        {
+            "NEWSLETTER_DATABASE_URL": "postgresql://u:p@db/news",
+            "NEWSLETTER_BASE_URL": "https://news.example.com/",
+            "NEWSLETTER_SMTP_PORT": "465",
+            "NEWSLETTER_SMTP_TLS": "TLS",
+            "NEWSLETTER_CONFIRM_TTL": "12h",
+            "NEWSLETTER_RUN_WORKER": "off",
+            "NEWSLETTER_MAIL_FROM": "Tägliche Nachrichten <News@Example.com>",
+        }
+    )
     assert settings.database_url == "postgresql+asyncpg://u:p@db/news"
     assert settings.base_url == "https://news.example.com"
     assert settings.smtp_port == 465 and settings.smtp_tls == "tls"
@@ -33,14 +35,16 @@ def test_values_are_parsed() -> None:
 
 def test_every_bad_value_is_reported_at_once_by_name() -> None:
     with pytest.raises(SettingsError) as info:
-        Settings.from_env({
-            "NEWSLETTER_SMTP_PORT": "seventy",
-            "NEWSLETTER_BASE_URL": "news.example.com",
-            "NEWSLETTER_SMTP_TLS": "maybe",
-            "NEWSLETTER_CONFIRM_TTL": "soon",
-            "NEWSLETTER_DATABASE_URL": "mysql://x",
-            "NEWSLETTER_MAIL_FROM": "not an address",
-        })
+        Settings.from_env(
+            {
+                "NEWSLETTER_SMTP_PORT": "seventy",
+                "NEWSLETTER_BASE_URL": "news.example.com",
+                "NEWSLETTER_SMTP_TLS": "maybe",
+                "NEWSLETTER_CONFIRM_TTL": "soon",
+                "NEWSLETTER_DATABASE_URL": "mysql://x",
+                "NEWSLETTER_MAIL_FROM": "not an address",
+            }
+        )
     message = str(info.value)
     for name in ("SMTP_PORT", "BASE_URL", "SMTP_TLS", "CONFIRM_TTL", "DATABASE_URL", "MAIL_FROM"):
         assert f"NEWSLETTER_{name}=" in message
@@ -48,8 +52,9 @@ def test_every_bad_value_is_reported_at_once_by_name() -> None:
 
 
 def test_secrets_never_print() -> None:
-    settings = Settings.from_env({"NEWSLETTER_SMTP_PASSWORD": "hunter2-very-secret",
-                                  "NEWSLETTER_SECRET_KEY": "s" * 40})
+    settings = Settings.from_env(
+        {"NEWSLETTER_SMTP_PASSWORD": "hunter2-very-secret", "NEWSLETTER_SECRET_KEY": "s" * 40}
+    )
     assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.describe())
     assert "sss" not in repr(settings)
     assert settings.smtp_password.reveal() == "hunter2-very-secret"
@@ -63,8 +68,10 @@ def test_unknown_variables_are_noticed() -> None:
     assert settings.unknown_variables == ("NEWSLETTER_SMTP_HOSTNAME",)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("300s", 300), ("5m", 300),
-                                               ("72h", 259200), ("3d", 259200), ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("300s", 300), ("5m", 300), ("72h", 259200), ("3d", 259200), ("250ms", 0.25)],
+)
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 

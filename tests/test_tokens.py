@@ -11,7 +11,11 @@ def test_round_trip_and_binding() -> None:
     signer = TokenSigner(KEY)
     token = signer.make(Purpose.CONFIRM, 42, "nonce_1", 2_000_000_000)
     claims = signer.read(token, Purpose.CONFIRM, now=1_900_000_000)
-    assert (claims.subscription_id, claims.nonce, claims.expires_at) == (42, "nonce_1", 2_000_000_000)
+    assert (claims.subscription_id, claims.nonce, claims.expires_at) == (
+        42,
+        "nonce_1",
+        2_000_000_000,
+    )
     # Deterministic: a retried email carries the same link.
     assert signer.make(Purpose.CONFIRM, 42, "nonce_1", 2_000_000_000) == token
     with pytest.raises(InvalidToken):
@@ -30,17 +34,21 @@ def test_expiry() -> None:
     assert signer.read(forever, Purpose.UNSUBSCRIBE, now=10**11).expires_at == 0
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # signature
-    lambda t: "2" + t[1:],  # subscription id
-    lambda t: t.replace(".n.", ".m."),  # nonce
-    lambda t: t.replace(".1000.", ".9999."),  # expiry pushed out
-    lambda t: t[:-5],  # truncated
-    lambda t: t + "=",
-    lambda t: "",
-    lambda t: "../../etc/passwd",
-    lambda t: "1.n.1000." + "A" * 43,
-], ids=["signature", "id", "nonce", "expiry", "truncated", "padded", "empty", "path", "forged"])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # signature
+        lambda t: "2" + t[1:],  # subscription id
+        lambda t: t.replace(".n.", ".m."),  # nonce
+        lambda t: t.replace(".1000.", ".9999."),  # expiry pushed out
+        lambda t: t[:-5],  # truncated
+        lambda t: t + "=",
+        lambda t: "",
+        lambda t: "../../etc/passwd",
+        lambda t: "1.n.1000." + "A" * 43,
+    ],
+    ids=["signature", "id", "nonce", "expiry", "truncated", "padded", "empty", "path", "forged"],
+)
 def test_tampering_is_detected(mutate) -> None:  # type: ignore[no-untyped-def]
     signer = TokenSigner(KEY)
     token = signer.make(Purpose.CONFIRM, 1, "n", 1000)

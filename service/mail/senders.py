@@ -70,7 +70,9 @@ class SMTPMailer:
             aiosmtplib.SMTPDataError,
             aiosmtplib.SMTPSenderRefused,
         ) as exc:
-            raise DeliveryError(f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600) from exc
+            raise DeliveryError(
+                f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600
+            ) from exc
         except aiosmtplib.SMTPAuthenticationError as exc:
             log.error("SMTP login refused (%s); check NEWSLETTER_SMTP_USERNAME/PASSWORD", exc.code)
             raise DeliveryError(f"SMTP login refused: {exc.code}", permanent=False) from exc

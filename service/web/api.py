@@ -12,13 +12,12 @@ import logging
 from typing import Any
 
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.lists import get_list
 from service.models import MailingList
-from service.state import AppState
+from service.state import AppRequest
 from service.subscriptions import RequestOrigin
 from service.validation import FieldErrors, validate_signup
 from service.web.responses import api_error, page
@@ -42,32 +41,37 @@ class BadRequest(Exception):
         self.message = message
 
 
-def _media_type(request: Request) -> str:
+def _media_type(request: AppRequest) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _wants_html(request: Request) -> bool:
+def _wants_html(request: AppRequest) -> bool:
     accept = request.headers.get("accept", "")
     return _media_type(request) in FORM_TYPES and "text/html" in accept
 
 
-async def read_fields(request: Request) -> dict[str, Any]:
+async def read_fields(request: AppRequest) -> dict[str, Any]:
     media_type = _media_type(request)
     if media_type == "application/json" or media_type.endswith("+json"):
         raw = await request.body()
         if not raw.strip():
-            raise BadRequest(400, "The body is empty: send a JSON object such as "
-                                  '{"email": "reader@example.com"}.')
+            raise BadRequest(
+                400,
+                'The body is empty: send a JSON object such as {"email": "reader@example.com"}.',
+            )
         try:
             data = json.loads(raw)
         except UnicodeDecodeError:
             raise BadRequest(400, "The body is not valid UTF-8.") from None
         except json.JSONDecodeError as exc:
-            raise BadRequest(400, f"The body is not valid JSON: {exc.msg} at line "
-                                  f"{exc.lineno}, column {exc.colno}.") from None
+            raise BadRequest(
+                400,
+                f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+            ) from None
         if not isinstance(data, dict):
-            raise BadRequest(422, "The JSON body must be an object such as "
-                                  '{"email": "reader@example.com"}.')
+            raise BadRequest(
+                422, 'The JSON body must be an object such as {"email": "reader@example.com"}.'
+            )
         return data
     if media_type in FORM_TYPES:
         form = await request.form(max_files=0, max_fields=MAX_FIELDS)
@@ -80,8 +84,11 @@ async def read_fields(request: Request) -> dict[str, Any]:
             fields[key] = value
         return fields
     shown = media_type or "none"
-    raise BadRequest(415, f"Unsupported Content-Type ({shown}): send application/json, "
-                          "application/x-www-form-urlencoded or multipart/form-data.")
+    raise BadRequest(
+        415,
+        f"Unsupported Content-Type ({shown}): send application/json, "
+        "application/x-www-form-urlencoded or multipart/form-data.",
+    )
 
 
 def own_origin(base_url: str) -> str:
@@ -89,7 +96,7 @@ def own_origin(base_url: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}".lower()
 
 
-def origin_allowed(request: Request[AppState], mailing_list: MailingList) -> bool:
+def origin_allowed(request: AppRequest, mailing_list: MailingList) -> bool:
     """No Origin header: not a browser's cross-site call, so CORS has nothing to say."""
     origin = request.headers.get("origin")
     if origin is None:
@@ -100,7 +107,7 @@ def origin_allowed(request: Request[AppState], mailing_list: MailingList) -> boo
     )
 
 
-def cors_headers(request: Request) -> dict[str, str]:
+def cors_headers(request: AppRequest) -> dict[str, str]:
     origin = request.headers.get("origin")
     headers = {"Vary": "Origin"}
     if origin:
@@ -108,16 +115,22 @@ def cors_headers(request: Request) -> dict[str, str]:
     return headers
 
 
-def _origin_refused(request: Request, mailing_list: MailingList) -> JSONResponse:
+def _origin_refused(request: AppRequest, mailing_list: MailingList) -> JSONResponse:
     origin = request.headers.get("origin", "")
-    log.warning("refused signup for list %s from origin %s (not in its allowed origins)",
-                mailing_list.slug, origin[:200])
-    return api_error(403, f"This site ({origin[:200]}) is not allowed to sign people up to the "
-                          f"list {mailing_list.slug!r}. Add it to the list's allowed origins.",
-                     headers={"Vary": "Origin"})
+    log.warning(
+        "refused signup for list %s from origin %s (not in its allowed origins)",
+        mailing_list.slug,
+        origin[:200],
+    )
+    return api_error(
+        403,
+        f"This site ({origin[:200]}) is not allowed to sign people up to the "
+        f"list {mailing_list.slug!r}. Add it to the list's allowed origins.",
+        headers={"Vary": "Origin"},
+    )
 
 
-async def subscribe(request: Request[AppState]) -> Response:
+async def subscribe(request: AppRequest) -> Response:
     state = request.state
     slug = request.path_params["slug"]
     mailing_list = await get_list(state["db"], slug)
@@ -151,15 +164,21 @@ async def subscribe(request: Request[AppState]) -> Response:
 
 
 def _result_page(
-    request: Request[AppState], mailing_list: MailingList, status: int, message: str,
+    request: AppRequest,
+    mailing_list: MailingList,
+    status: int,
+    message: str,
     errors: dict[str, str],
 ) -> Response:
-    return page(request, "pages/subscribe_result.html",
-                {"list_name": mailing_list.name, "ok": status == 202, "message": message,
-                 "errors": errors}, status=status)
+    return page(
+        request,
+        "pages/subscribe_result.html",
+        {"list_name": mailing_list.name, "ok": status == 202, "message": message, "errors": errors},
+        status=status,
+    )
 
 
-async def preflight(request: Request[AppState]) -> Response:
+async def preflight(request: AppRequest) -> Response:
     slug = request.path_params["slug"]
     mailing_list = await get_list(request.state["db"], slug)
     if mailing_list is None:
@@ -167,11 +186,13 @@ async def preflight(request: Request[AppState]) -> Response:
     if not origin_allowed(request, mailing_list):
         return _origin_refused(request, mailing_list)
     headers = cors_headers(request)
-    headers.update({
-        "Access-Control-Allow-Methods": "POST",
-        "Access-Control-Allow-Headers": "Content-Type",
-        "Access-Control-Max-Age": "86400",
-    })
+    headers.update(
+        {
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "86400",
+        }
+    )
     return Response(status_code=204, headers=headers)
 
 

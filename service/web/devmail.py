@@ -14,12 +14,11 @@ from email.policy import default
 from markupsafe import Markup, escape
 from sqlalchemy import delete, select
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from service.models import CaughtMail
-from service.state import AppState
+from service.state import AppRequest
 from service.web.middleware import PAGE_CSP
 from service.web.responses import page
 
@@ -33,7 +32,7 @@ def linkify(text: str) -> Markup:
     out: list[str] = []
     last = 0
     for match in _URL.finditer(text):
-        out.append(str(escape(text[last:match.start()])))
+        out.append(str(escape(text[last : match.start()])))
         url = escape(match.group(0))
         out.append(f'<a href="{url}">{url}</a>')
         last = match.end()
@@ -47,7 +46,7 @@ def _parse(raw: bytes) -> EmailMessage:
     return message
 
 
-async def _load(request: Request[AppState]) -> CaughtMail:
+async def _load(request: AppRequest) -> CaughtMail:
     try:
         mail_id = int(request.path_params["mail_id"])
     except ValueError:
@@ -59,39 +58,47 @@ async def _load(request: Request[AppState]) -> CaughtMail:
     return mail
 
 
-async def inbox(request: Request[AppState]) -> Response:
+async def inbox(request: AppRequest) -> Response:
     async with request.state["db"].read() as session:
-        mails = (await session.scalars(
-            select(CaughtMail).order_by(CaughtMail.id.desc()).limit(200))).all()
+        mails = (
+            await session.scalars(select(CaughtMail).order_by(CaughtMail.id.desc()).limit(200))
+        ).all()
     return page(request, "pages/devmail_inbox.html", {"mails": mails}, headers=NO_STORE)
 
 
-async def show(request: Request[AppState]) -> Response:
+async def show(request: AppRequest) -> Response:
     mail = await _load(request)
     message = _parse(mail.raw)
     text_part = message.get_body(preferencelist=("plain",))
     text = text_part.get_content() if text_part is not None else ""
     headers = [(k, str(v)) for k, v in message.items()]
-    return page(request, "pages/devmail_message.html",
-                {"mail": mail, "headers": headers, "text": linkify(text)},
-                headers={**NO_STORE, "Content-Security-Policy": f"{PAGE_CSP}; frame-src 'self'"})
+    return page(
+        request,
+        "pages/devmail_message.html",
+        {"mail": mail, "headers": headers, "text": linkify(text)},
+        headers={**NO_STORE, "Content-Security-Policy": f"{PAGE_CSP}; frame-src 'self'"},
+    )
 
 
-async def show_html(request: Request[AppState]) -> Response:
+async def show_html(request: AppRequest) -> Response:
     mail = await _load(request)
     html_part = _parse(mail.raw).get_body(preferencelist=("html",))
     html = html_part.get_content() if html_part is not None else ""
-    return Response(html, media_type="text/html", headers={
-        **NO_STORE,
-        # Render the email as-is but powerless: no scripts, no same-origin access.
-        "Content-Security-Policy": "sandbox allow-popups allow-popups-to-escape-sandbox "
-                                   "allow-top-navigation-by-user-activation; "
-                                   "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
-        "X-Frame-Options": "SAMEORIGIN",
-    })
+    return Response(
+        html,
+        media_type="text/html",
+        headers={
+            **NO_STORE,
+            # Render the email as-is but powerless: no scripts, no same-origin access.
+            "Content-Security-Policy": "sandbox allow-popups allow-popups-to-escape-sandbox "
+            "allow-top-navigation-by-user-activation; "
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+            "X-Frame-Options": "SAMEORIGIN",
+        },
+    )
 
 
-async def clear(request: Request[AppState]) -> Response:
+async def clear(request: AppRequest) -> Response:
     async with request.state["db"].write() as session:
         await session.execute(delete(CaughtMail))
     return RedirectResponse("/dev/mail", status_code=303)

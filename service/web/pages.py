@@ -7,11 +7,10 @@ Invalid, expired and used links all get the same page.
 
 from __future__ import annotations
 
-from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from service.state import AppState
+from service.state import AppRequest
 from service.subscriptions import LinkTarget, RequestOrigin
 from service.web.responses import TOKEN_PAGE_HEADERS, page
 
@@ -20,18 +19,18 @@ __all__ = ["routes"]
 ONE_CLICK = "One-Click"
 
 
-def _origin(request: Request) -> RequestOrigin:
+def _origin(request: AppRequest) -> RequestOrigin:
     client = request.client.host if request.client else None
     return RequestOrigin(ip=client, user_agent=request.headers.get("user-agent"))
 
 
-def _link_page(request: Request[AppState], template: str, target: LinkTarget | None) -> Response:
+def _link_page(request: AppRequest, template: str, target: LinkTarget | None) -> Response:
     if target is None:
         return page(request, "pages/invalid_link.html", status=400, headers=TOKEN_PAGE_HEADERS)
     return page(request, template, {"target": target}, headers=TOKEN_PAGE_HEADERS)
 
 
-async def confirm(request: Request[AppState]) -> Response:
+async def confirm(request: AppRequest) -> Response:
     token = request.path_params["token"]
     subscriptions = request.state["subscriptions"]
     if request.method == "GET":
@@ -40,7 +39,7 @@ async def confirm(request: Request[AppState]) -> Response:
     return _link_page(request, "pages/confirmed.html", target)
 
 
-async def unsubscribe(request: Request[AppState]) -> Response:
+async def unsubscribe(request: AppRequest) -> Response:
     token = request.path_params["token"]
     subscriptions = request.state["subscriptions"]
     if request.method == "GET":
@@ -58,14 +57,16 @@ async def unsubscribe(request: Request[AppState]) -> Response:
     return _link_page(request, "pages/unsubscribed.html", target)
 
 
-async def home(request: Request[AppState]) -> Response:
-    return page(request, "pages/home.html",
-                {"catcher": request.state["settings"].uses_mail_catcher})
+async def home(request: AppRequest) -> Response:
+    return page(
+        request, "pages/home.html", {"catcher": request.state["settings"].uses_mail_catcher}
+    )
 
 
-async def robots(request: Request) -> Response:
-    return HTMLResponse("User-agent: *\nDisallow: /confirm/\nDisallow: /unsubscribe/\n",
-                        media_type="text/plain")
+async def robots(request: AppRequest) -> Response:
+    return HTMLResponse(
+        "User-agent: *\nDisallow: /confirm/\nDisallow: /unsubscribe/\n", media_type="text/plain"
+    )
 
 
 routes = [

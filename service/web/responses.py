@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from service.state import AppState
+from service.state import AppRequest
 from service.web.middleware import redact_path
 
 __all__ = ["TOKEN_PAGE_HEADERS", "api_error", "exception_handlers", "page"]
@@ -42,7 +43,7 @@ def api_error(
     message: str,
     *,
     fields: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"error": _CODES.get(status, "error"), "message": message}
     if fields:
@@ -51,27 +52,28 @@ def api_error(
 
 
 def page(
-    request: Request[AppState],
+    request: AppRequest,
     template: str,
     context: dict[str, Any] | None = None,
     *,
     status: int = 200,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
     templates = request.state["templates"]
     return templates.TemplateResponse(
-        request, template, context or {}, status_code=status, headers=headers
+        cast(Request, request), template, context or {}, status_code=status, headers=headers
     )
 
 
-def _wants_json(request: Request) -> bool:
+def _wants_json(request: AppRequest) -> bool:
     return request.url.path.startswith("/api/") or "text/html" not in request.headers.get(
         "accept", ""
     )
 
 
-async def _http_exception(request: Request, exc: Exception) -> Response:
+async def _http_exception(plain_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    request = cast(AppRequest, plain_request)
     if exc.status_code in {204, 304}:
         return Response(status_code=exc.status_code, headers=exc.headers)
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
@@ -81,12 +83,20 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         message = f"{request.method} is not allowed here."
     if _wants_json(request):
         return api_error(exc.status_code, message, headers=exc.headers)
-    return page(request, "pages/error.html", {"status": exc.status_code, "message": message},
-                status=exc.status_code, headers=exc.headers)
+    return page(
+        request,
+        "pages/error.html",
+        {"status": exc.status_code, "message": message},
+        status=exc.status_code,
+        headers=exc.headers,
+    )
 
 
-async def _server_error(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, redact_path(request.url.path), exc_info=exc)
+async def _server_error(plain_request: Request, exc: Exception) -> Response:
+    request = cast(AppRequest, plain_request)
+    log.error(
+        "unhandled error on %s %s", request.method, redact_path(request.url.path), exc_info=exc
+    )
     message = "Something went wrong on our side. Please try again in a moment."
     if _wants_json(request):
         return api_error(500, message)

@@ -1,0 +1,116 @@
+"""The `newsletter` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    environ.update({"NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    result = run(["--help"], tmp_path)
+    assert result.returncode == 0
+    for command in ("serve", "lists"):
+        assert command in result.stdout
+    lists_help = run(["lists", "--help"], tmp_path)
+    assert "create" in lists_help.stdout and "list" in lists_help.stdout
+    create_help = run(["lists", "create", "--help"], tmp_path)
+    assert "--origin" in create_help.stdout and "--name" in create_help.stdout
+
+
+def test_create_and_show_lists(tmp_path: Path) -> None:
+    created = run(
+        [
+            "lists",
+            "create",
+            "daily",
+            "--name",
+            "The Daily Brief",
+            "--origin",
+            "https://WWW.Example.com/",
+            "--origin",
+            "http://localhost:3000",
+        ],
+        tmp_path,
+        NEWSLETTER_BASE_URL="https://news.example.org",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "https://www.example.com" in created.stdout
+    assert (
+        '<script src="https://news.example.org/widget.js" data-list="daily" async></script>'
+        in created.stdout
+    )
+    shown = run(["lists", "list"], tmp_path)
+    assert (
+        "daily\tThe Daily Brief\ten\tdouble opt-in\thttp://localhost:3000, https://www.example.com"
+        in shown.stdout
+    )
+    again = run(["lists", "create", "daily", "--name", "Again"], tmp_path)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    bad = run(["lists", "create", "Bad Slug!", "--name", "X"], tmp_path)
+    assert bad.returncode == 1 and "slug" in bad.stderr
+    origin = run(["lists", "create", "x", "--name", "X", "--origin", "example.com/path"], tmp_path)
+    assert origin.returncode == 1 and "origin" in origin.stderr
+
+
+def test_bad_configuration_is_a_clear_message(tmp_path: Path) -> None:
+    result = run(["serve"], tmp_path, NEWSLETTER_SMTP_PORT="lots", NEWSLETTER_SMTP_PASSWORD="pw")
+    assert result.returncode == 2
+    assert "NEWSLETTER_SMTP_PORT='lots'" in result.stderr and "whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_runs_with_nothing_configured_and_stops_cleanly(tmp_path: Path) -> None:
+    """`newsletter serve` in an empty folder: SQLite file, mail catcher, clean shutdown."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert process.poll() is None, "server exited during start-up"
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/dev/mail", timeout=5) as r:
+            assert "Development only" in r.read().decode()
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert (tmp_path / "newsletter.db").exists()
+    assert "DEVELOPMENT MAIL CATCHER ON" in output
+    assert "outbox worker stopped" in output
+    assert "Traceback" not in output
