@@ -82,11 +82,7 @@ def _lists_create(settings: Settings, args: argparse.Namespace) -> int:
             print("allowed origins: " + ", ".join(created.allowed_origins))
         else:
             print("no allowed origins yet: only this service's own pages can sign people up")
-        print("embed it with:")
-        print(
-            f'  <script src="{settings.base_url}/widget.js" data-list="{created.slug}" async>'
-            "</script>"
-        )
+        print(f"signups go to: {settings.base_url}/api/v1/lists/{created.slug}/subscriptions")
         return 0
 
     return _run(settings, job)

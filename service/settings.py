@@ -240,7 +240,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec(
         "run_worker",
         "true",
-        "Send queued mail from inside the server process. Turn off when separate workers send.",
+        "Send queued mail from inside the server process. With false, mail stays queued "
+        "until a process with the worker on runs.",
         _bool,
     ),
     Spec(

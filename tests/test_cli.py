@@ -50,10 +50,7 @@ def test_create_and_show_lists(tmp_path: Path) -> None:
     )
     assert created.returncode == 0, created.stderr
     assert "https://www.example.com" in created.stdout
-    assert (
-        '<script src="https://news.example.org/widget.js" data-list="daily" async></script>'
-        in created.stdout
-    )
+    assert "https://news.example.org/api/v1/lists/daily/subscriptions" in created.stdout
     shown = run(["lists", "list"], tmp_path)
     assert (
         "daily\tThe Daily Brief\ten\tdouble opt-in\thttp://localhost:3000, https://www.example.com"
