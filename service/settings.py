@@ -135,6 +135,13 @@ def _mail_from(value: str) -> str:
     return str(Address(display_name=name, addr_spec=checked.normalized))
 
 
+def _existing_file(value: str) -> str:
+    path = value.strip()
+    if path and not os.path.isfile(path):
+        raise ValueError("no such file")
+    return path
+
+
 def _smtp_tls(value: str) -> str:
     lowered = value.strip().lower()
     if lowered not in {"starttls", "tls", "none"}:
@@ -204,6 +211,13 @@ SETTINGS: tuple[Spec, ...] = (
         "starttls",
         "`starttls` (upgrade a plain connection), `tls` (implicit TLS) or `none`.",
         _smtp_tls,
+    ),
+    Spec(
+        "smtp_ca_file",
+        "",
+        "PEM file of CA certificates to trust for the SMTP server's TLS certificate (a relay "
+        "with a private CA). Empty: the system's trusted CAs.",
+        _existing_file,
     ),
     Spec(
         "smtp_timeout",
@@ -287,6 +301,7 @@ class Settings:
     smtp_username: str
     smtp_password: Secret
     smtp_tls: str
+    smtp_ca_file: str
     smtp_timeout: float
     mail_from: str
     host: str

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from email.headerregistry import Address
 from email.utils import parsedate_to_datetime
 
 from sqlalchemy import select
-from support import PUBLIC_URL, SUBSCRIBE, Received, Running, SMTPServer
+from support import PUBLIC_URL, SUBSCRIBE, Received, Running, SMTPServer, make_list, serve_app
 
 from service.models import ConsentRecord, Subscription, SubscriptionStatus
+from service.settings import Settings
 
 
 def links(mail: Received) -> dict[str, str]:
@@ -204,3 +206,20 @@ async def test_html_form_post_gets_a_result_page(app: Running, smtp: SMTPServer)
     assert bad.status_code == 422
     assert "Email:" in bad.text and "@-sign" in bad.text
     await smtp.wait_for(1)
+
+
+async def test_pending_resubscribe_after_the_interval_resends_a_working_link(
+    settings: Settings, smtp: SMTPServer
+) -> None:
+    await make_list(settings)
+    async with serve_app(settings.replace(resend_interval=0.3)) as app:
+        await app.client.post(SUBSCRIBE, json={"email": "slow@example.com"})
+        await smtp.wait_for(1)
+        await asyncio.sleep(0.35)
+        await app.client.post(SUBSCRIBE, json={"email": "slow@example.com"})
+        first, second = await smtp.wait_for(2)
+        assert first.message["Message-ID"] != second.message["Message-ID"]
+        # Either link confirms; after that, neither works again.
+        assert (await app.client.post(app.local(links(second)["confirm"]))).status_code == 200
+        assert (await app.client.post(app.local(links(first)["confirm"]))).status_code == 400
+        assert await status_of(app, "slow@example.com") == SubscriptionStatus.CONFIRMED

@@ -60,6 +60,7 @@ class SMTPMailer:
                 use_tls=s.smtp_tls == "tls",
                 start_tls=s.smtp_tls == "starttls",
                 timeout=s.smtp_timeout,
+                cert_bundle=s.smtp_ca_file or None,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [err.code for err in exc.recipients]
