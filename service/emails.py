@@ -14,6 +14,7 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
+from service.i18n import duration, texts
 from service.mail.render import EmailRenderer, MailHeaders
 from service.models import MailingList, OutboxMessage, Subscription
 from service.settings import Settings
@@ -24,14 +25,6 @@ __all__ = ["CONFIRM", "WELCOME", "Emails"]
 CONFIRM = "confirm"
 WELCOME = "welcome"
 UNSUBSCRIBE_NONCE = "u"
-
-
-def _human_duration(seconds: float) -> str:
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        if seconds >= size and seconds % size == 0:
-            count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{round(seconds)} seconds"
 
 
 class Emails:
@@ -95,12 +88,13 @@ class Emails:
             "language": mailing_list.language,
             "site": self._site,
             "unsubscribe_url": unsubscribe_url,
+            "t": texts(mailing_list.language),
         }
         if row.template == CONFIRM:
             context["confirm_url"] = self.confirm_url(
                 row.subscription_id, row.payload["nonce"], int(row.payload["expires_at"])
             )
-            context["valid_for"] = _human_duration(self._settings.confirm_ttl)
+            context["valid_for"] = duration(self._settings.confirm_ttl, mailing_list.language)
         headers = MailHeaders(
             mail_from=self._settings.mail_from,
             to=str(Address(addr_spec=row.to_address)),

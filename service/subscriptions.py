@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Database
 from service.emails import Emails
+from service.i18n import texts
 from service.models import (
     ConsentAction,
     ConsentRecord,
@@ -34,7 +35,6 @@ from service.settings import Settings
 from service.tokens import InvalidToken, Purpose, TokenSigner
 
 __all__ = [
-    "CONFIRM_WORDING",
     "LinkTarget",
     "RequestOrigin",
     "Signup",
@@ -42,15 +42,19 @@ __all__ = [
     "consent_wording",
 ]
 
-CONFIRM_WORDING = 'Confirmation page: pressed "Yes, subscribe me" to confirm the subscription.'
+
+def confirm_wording(mailing_list: MailingList, email: str) -> str:
+    """What the confirmation page showed, and the button that was pressed."""
+    words = texts(mailing_list.language)
+    question = words["confirm_question"].format(email=email, list=mailing_list.name)
+    return f'Confirmation page: "{question}" Pressed: "{words["confirm_button"]}".'
 
 
 def consent_wording(mailing_list: MailingList) -> str:
     """The words shown next to the signup form, recorded with every signup."""
-    return mailing_list.consent_text or (
-        f"Get the {mailing_list.name} newsletter by email. "
-        "You can unsubscribe at any time with one click."
-    )
+    if mailing_list.consent_text:
+        return mailing_list.consent_text
+    return texts(mailing_list.language)["consent"].format(list=mailing_list.name)
 
 
 @dataclass(frozen=True)
@@ -195,14 +199,20 @@ class Subscriptions:
             found = await self._load(session, token, Purpose.CONFIRM, lock=True)
             if found is None:
                 return None
-            sub, _, target = found
+            sub, mailing_list, target = found
             sub.status = SubscriptionStatus.CONFIRMED
             sub.confirmed_at = now
             sub.updated_at = now
             sub.confirm_nonce = new_nonce()
             session.add(
                 self._consent(
-                    sub, ConsentAction.CONFIRM, now, origin, CONFIRM_WORDING, "confirm-page", None
+                    sub,
+                    ConsentAction.CONFIRM,
+                    now,
+                    origin,
+                    confirm_wording(mailing_list, target.email),
+                    "confirm-page",
+                    None,
                 )
             )
         return target

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import jinja2
 
+from service.i18n import fill
+
 __all__ = ["TEMPLATE_DIR", "make_environment"]
 
 
@@ -26,7 +28,7 @@ TEMPLATE_DIR = _template_dir()
 
 
 def make_environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=jinja2.select_autoescape(["html"], default_for_string=False, default=False),
         undefined=jinja2.StrictUndefined,
@@ -34,3 +36,5 @@ def make_environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["fill"] = fill
+    return env

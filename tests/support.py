@@ -9,6 +9,7 @@ and yields an httpx client pointed at it.
 from __future__ import annotations
 
 import asyncio
+import html
 import socket
 import threading
 import time
@@ -163,6 +164,11 @@ async def make_list(settings: Settings, slug: str = "daily", **kwargs: Any) -> N
         await create_list(db, slug=slug, **options)
     finally:
         await db.dispose()
+
+
+def visible(response: httpx.Response) -> str:
+    """A page's text as a reader sees it (entities decoded)."""
+    return html.unescape(response.text)
 
 
 def emails_for(settings: Settings) -> Emails:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from service.emails import CONFIRM, WELCOME
+from service.i18n import texts
 from service.mail.render import EmailRenderer, MailHeaders, wire_bytes
 from service.templating import TEMPLATE_DIR, make_environment
 
@@ -35,6 +36,7 @@ def test_emails_escape_and_carry_list_headers(name: str) -> None:
         "unsubscribe_url": "https://news.example.org/unsubscribe/t",
         "confirm_url": "https://news.example.org/confirm/t",
         "valid_for": "3 days",
+        "t": texts("en"),
     }
     headers = MailHeaders(
         mail_from="Ünïcode Sender <a@example.com>",

@@ -173,8 +173,15 @@ def _result_page(
     return page(
         request,
         "pages/subscribe_result.html",
-        {"list_name": mailing_list.name, "ok": status == 202, "message": message, "errors": errors},
+        {
+            "list_name": mailing_list.name,
+            "ok": status == 202,
+            "message": message,
+            "errors": errors,
+            "back_url": f"/subscribe/{mailing_list.slug}",
+        },
         status=status,
+        language=mailing_list.language,
     )
 
 

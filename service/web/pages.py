@@ -27,7 +27,9 @@ def _origin(request: AppRequest) -> RequestOrigin:
 def _link_page(request: AppRequest, template: str, target: LinkTarget | None) -> Response:
     if target is None:
         return page(request, "pages/invalid_link.html", status=400, headers=TOKEN_PAGE_HEADERS)
-    return page(request, template, {"target": target}, headers=TOKEN_PAGE_HEADERS)
+    return page(
+        request, template, {"target": target}, headers=TOKEN_PAGE_HEADERS, language=target.language
+    )
 
 
 async def confirm(request: AppRequest) -> Response:

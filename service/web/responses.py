@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from service.i18n import negotiate, texts
 from service.state import AppRequest
 from service.web.middleware import redact_path
 
@@ -58,10 +59,17 @@ def page(
     *,
     status: int = 200,
     headers: Mapping[str, str] | None = None,
+    language: str | None = None,
 ) -> HTMLResponse:
+    """A page in ``language``, or in the reader's preferred one when no list decides."""
+    lang = language or negotiate(request.headers.get("accept-language"))
     templates = request.state["templates"]
     return templates.TemplateResponse(
-        cast(Request, request), template, context or {}, status_code=status, headers=headers
+        cast(Request, request),
+        template,
+        {"lang": lang, "t": texts(lang), **(context or {})},
+        status_code=status,
+        headers=headers,
     )
 
 

@@ -1,0 +1,155 @@
+"""A list's subscribe-box settings: defaults, validation, and what the widget is sent.
+
+Stored as JSON on the list (only the values someone changed); texts left unset follow the
+list's language. Every value is checked here, because the widget puts them into its CSS
+and DOM: colours must be hex, URLs http(s), choices from a fixed set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from service.i18n import texts
+from service.models import MailingList
+from service.subscriptions import consent_wording
+
+__all__ = ["DEFAULTS", "TEXT_KEYS", "WIDGET_TEXTS", "effective", "validate_changes"]
+
+TEXT_KEYS = ("title", "text", "button", "success")
+# Texts the widget needs besides the list's own copy (labels, messages).
+WIDGET_TEXTS = (
+    "email_label",
+    "name_label",
+    "close",
+    "invalid_email",
+    "consent_required",
+    "sending",
+    "too_many",
+    "network",
+    "not_allowed",
+    "privacy",
+)
+
+DEFAULTS: dict[str, Any] = {
+    "position": "bottom-right",
+    "theme": "light",
+    "accent": "#1a56db",
+    "trigger": "delay",
+    "delay": 5,
+    "scroll": 50,
+    "dismissDays": 30,
+    "nameField": False,
+    "consentCheckbox": False,
+    "privacyUrl": "",
+}
+
+_HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
+
+
+def _choice(*options: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return check
+
+
+def _number(low: int, high: int) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError("must be a whole number") from None
+        if isinstance(value, bool) or not low <= number <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return number
+
+    return check
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in {"true", "yes", "on", "1"}:
+        return True
+    if str(value).lower() in {"false", "no", "off", "0"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _colour(value: Any) -> Any:
+    if not isinstance(value, str) or not _HEX.match(value):
+        raise ValueError("must be a hex colour such as #1a56db")
+    return value.lower()
+
+
+def _url(value: Any) -> Any:
+    if value in ("", None):
+        return ""
+    parts = urlsplit(str(value))
+    if parts.scheme not in {"http", "https"} or not parts.netloc or len(str(value)) > 2000:
+        raise ValueError("must be an http(s) URL")
+    return str(value)
+
+
+def _text(limit: int) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("must be text")
+        value = value.strip()
+        if len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters")
+        return value
+
+    return check
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "position": _choice("bottom-right", "bottom-left", "bottom-center"),
+    "theme": _choice("light", "dark", "auto"),
+    "accent": _colour,
+    "trigger": _choice("delay", "scroll", "exit", "immediate", "inline"),
+    "delay": _number(0, 600),
+    "scroll": _number(0, 100),
+    "dismissDays": _number(0, 3650),
+    "nameField": _flag,
+    "consentCheckbox": _flag,
+    "privacyUrl": _url,
+    "title": _text(120),
+    "text": _text(500),
+    "button": _text(40),
+    "success": _text(300),
+}
+
+
+def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked values, or ValueError naming every bad one."""
+    clean: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, value in changes.items():
+        check = _CHECKS.get(name)
+        if check is None:
+            problems.append(f"{name}: unknown setting")
+            continue
+        try:
+            clean[name] = check(value)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return clean
+
+
+def effective(mailing_list: MailingList) -> dict[str, Any]:
+    """Every setting the widget uses, defaults and language texts filled in."""
+    language_texts = texts(mailing_list.language)
+    stored = mailing_list.widget or {}
+    settings: dict[str, Any] = {**DEFAULTS}
+    settings.update({k: language_texts[k] for k in TEXT_KEYS})
+    settings.update({k: v for k, v in stored.items() if k in _CHECKS and v not in ("", None)})
+    settings["consent"] = consent_wording(mailing_list)
+    return settings
