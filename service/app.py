@@ -21,7 +21,7 @@ from service.state import AppState
 from service.subscriptions import Subscriptions
 from service.templating import make_environment
 from service.tokens import TokenSigner
-from service.web import api, devmail, health, pages
+from service.web import api, devmail, health, pages, widget
 from service.web.middleware import (
     AccessLogMiddleware,
     BodyLimitMiddleware,
@@ -84,7 +84,7 @@ def create_app(settings: Settings) -> Starlette:
                     await worker_task
             await db.dispose()
 
-    routes: list[BaseRoute] = [*health.routes, *api.routes, *pages.routes]
+    routes: list[BaseRoute] = [*health.routes, *api.routes, *widget.routes, *pages.routes]
     if settings.uses_mail_catcher:
         routes += devmail.routes
     return Starlette(

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from service.db import Database
-from service.lists import ListExists, all_lists, create_list
+from service.lists import ListExists, all_lists, create_list, get_list, update_list
 from service.logs import configure_logging
 from service.settings import Settings, SettingsError
 
@@ -103,6 +103,54 @@ def _lists_list(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, job)
 
 
+def _lists_snippet(settings: Settings, args: argparse.Namespace) -> int:
+    from service.web.widget import snippet
+
+    async def job(db: Database) -> int:
+        if await get_list(db, args.slug) is None:
+            print(f"error: there is no list {args.slug!r}", file=sys.stderr)
+            return 1
+        print(snippet(settings.base_url, args.slug))
+        return 0
+
+    return _run(settings, job)
+
+
+def _lists_set(settings: Settings, args: argparse.Namespace) -> int:
+    changes: dict[str, str] = {}
+    for item in args.changes:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"error: {item!r} is not KEY=VALUE", file=sys.stderr)
+            return 2
+        changes[key.strip()] = value
+
+    async def job(db: Database) -> int:
+        try:
+            await update_list(db, args.slug, changes)
+        except (ValueError, LookupError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"updated list {args.slug!r}: {', '.join(sorted(changes))}")
+        return 0
+
+    return _run(settings, job)
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    return run_demo(settings, args.port, args.article_port)
+
+
+SET_HELP = """KEY=VALUE pairs. List fields: name, origins (comma-separated), language (en, de, fr),
+consent_text, double_opt_in (true/false). Box settings: title, text, button, success,
+position (bottom-right, bottom-left, bottom-center), theme (light, dark, auto), accent
+(#rrggbb), trigger (delay, scroll, exit, immediate, inline), delay (seconds), scroll
+(percent), dismissDays, nameField (true/false), consentCheckbox (true/false), privacyUrl.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsletter",
@@ -156,6 +204,38 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(handler=_lists_create)
     show = list_commands.add_parser("list", help="show all lists", description="Show all lists.")
     show.set_defaults(handler=_lists_list)
+    snip = list_commands.add_parser(
+        "snippet",
+        help="print the embed snippet of a list",
+        description="Print the one line of HTML that puts the subscribe box on a page.",
+    )
+    snip.add_argument("slug")
+    snip.set_defaults(handler=_lists_snippet)
+    change = list_commands.add_parser(
+        "set",
+        help="change a list and its subscribe box",
+        description="Change a list's fields and its subscribe box's copy, look and trigger.",
+        epilog=SET_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    change.add_argument("slug")
+    change.add_argument("changes", nargs="+", metavar="KEY=VALUE")
+    change.set_defaults(handler=_lists_set)
+
+    demo = commands.add_parser(
+        "demo",
+        help="try the whole flow: service, mail catcher and a sample article page",
+        description="Start the service with the development mail catcher and a fresh database, "
+        "a demo list, and a sample article page on another port with the snippet embedded.",
+    )
+    demo.add_argument("--port", type=int, default=8000, help="service port (default: 8000)")
+    demo.add_argument(
+        "--article-port",
+        type=int,
+        default=8001,
+        help="port of the sample article page (default: 8001)",
+    )
+    demo.set_defaults(handler=_demo)
     lists.set_defaults(handler=None, subparser=lists)
     return parser
 

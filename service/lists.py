@@ -9,7 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from service.db import Database
+from service.i18n import LANGUAGES
 from service.models import MailingList
+from service.widget_settings import parse_flag, validate_changes
 
 __all__ = [
     "ListExists",
@@ -17,11 +19,11 @@ __all__ = [
     "create_list",
     "get_list",
     "normalise_origin",
+    "update_list",
     "validate_slug",
 ]
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-LANGUAGES = ("en", "de", "fr")
 
 
 class ListExists(Exception):
@@ -81,6 +83,40 @@ async def create_list(
             session.add(mailing_list)
     except IntegrityError:
         raise ListExists(f"a list with the slug {slug!r} already exists") from None
+    return mailing_list
+
+
+LIST_FIELDS = ("name", "origins", "language", "consent_text", "double_opt_in")
+
+
+async def update_list(db: Database, slug: str, changes: dict[str, str]) -> MailingList:
+    """Change list fields and box settings from ``KEY=VALUE`` text; ValueError names bad ones."""
+    widget_changes = {k: v for k, v in changes.items() if k not in LIST_FIELDS}
+    clean_widget = validate_changes(widget_changes)
+    async with db.write() as session:
+        mailing_list = await session.scalar(select(MailingList).where(MailingList.slug == slug))
+        if mailing_list is None:
+            raise LookupError(f"there is no list {slug!r}")
+        if "name" in changes:
+            if not changes["name"].strip():
+                raise ValueError("name: a list needs a name")
+            mailing_list.name = changes["name"].strip()
+        if "origins" in changes:
+            mailing_list.allowed_origins = sorted(
+                {normalise_origin(o) for o in changes["origins"].split(",") if o.strip()}
+            )
+        if "language" in changes:
+            if changes["language"] not in LANGUAGES:
+                raise ValueError(f"language: must be one of {', '.join(LANGUAGES)}")
+            mailing_list.language = changes["language"]
+        if "consent_text" in changes:
+            mailing_list.consent_text = changes["consent_text"].strip()
+        if "double_opt_in" in changes:
+            try:
+                mailing_list.double_opt_in = parse_flag(changes["double_opt_in"])
+            except ValueError as exc:
+                raise ValueError(f"double_opt_in: {exc}") from None
+        mailing_list.widget = {**(mailing_list.widget or {}), **clean_widget}
     return mailing_list
 
 

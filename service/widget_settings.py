@@ -16,7 +16,14 @@ from service.i18n import texts
 from service.models import MailingList
 from service.subscriptions import consent_wording
 
-__all__ = ["DEFAULTS", "TEXT_KEYS", "WIDGET_TEXTS", "effective", "validate_changes"]
+__all__ = [
+    "DEFAULTS",
+    "TEXT_KEYS",
+    "WIDGET_TEXTS",
+    "effective",
+    "parse_flag",
+    "validate_changes",
+]
 
 TEXT_KEYS = ("title", "text", "button", "success")
 # Texts the widget needs besides the list's own copy (labels, messages).
@@ -71,7 +78,7 @@ def _number(low: int, high: int) -> Callable[[Any], Any]:
     return check
 
 
-def _flag(value: Any) -> bool:
+def parse_flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if str(value).lower() in {"true", "yes", "on", "1"}:
@@ -116,8 +123,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "delay": _number(0, 600),
     "scroll": _number(0, 100),
     "dismissDays": _number(0, 3650),
-    "nameField": _flag,
-    "consentCheckbox": _flag,
+    "nameField": parse_flag,
+    "consentCheckbox": parse_flag,
     "privacyUrl": _url,
     "title": _text(120),
     "text": _text(500),
@@ -144,9 +151,9 @@ def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def effective(mailing_list: MailingList) -> dict[str, Any]:
+def effective(mailing_list: MailingList, language: str | None = None) -> dict[str, Any]:
     """Every setting the widget uses, defaults and language texts filled in."""
-    language_texts = texts(mailing_list.language)
+    language_texts = texts(language or mailing_list.language)
     stored = mailing_list.widget or {}
     settings: dict[str, Any] = {**DEFAULTS}
     settings.update({k: language_texts[k] for k in TEXT_KEYS})

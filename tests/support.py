@@ -116,20 +116,27 @@ class Running:
     settings: Settings
     db: Database
 
+    @property
+    def url(self) -> str:
+        return str(self.client.base_url).rstrip("/")
+
     def local(self, public_url: str) -> str:
         """A link from an email, pointed at the test server (path and query only)."""
-        assert public_url.startswith(PUBLIC_URL + "/"), public_url
+        assert public_url.startswith(self.settings.base_url + "/"), public_url
         parts = urlsplit(public_url)
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 @asynccontextmanager
-async def serve_app(settings: Settings) -> AsyncIterator[Running]:
-    app = create_app(settings)
+async def serve_app(settings: Settings, *, reachable: bool = False) -> AsyncIterator[Running]:
+    """Serve the app; ``reachable`` makes its public URL the real local address (browsers)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    if reachable:
+        settings = settings.replace(base_url=f"http://127.0.0.1:{port}")
+    app = create_app(settings)
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False)
     silence_server_access_log()  # as `newsletter serve` does
     server = uvicorn.Server(config)

@@ -21,6 +21,7 @@ from service.state import AppRequest
 from service.subscriptions import RequestOrigin
 from service.validation import FieldErrors, validate_signup
 from service.web.responses import api_error, page
+from service.widget_settings import effective
 
 __all__ = ["ACCEPTED_BODY", "routes"]
 
@@ -115,13 +116,16 @@ def cors_headers(request: AppRequest) -> dict[str, str]:
     return headers
 
 
-def _origin_refused(request: AppRequest, mailing_list: MailingList) -> JSONResponse:
+def _origin_refused(request: AppRequest, mailing_list: MailingList) -> Response:
     origin = request.headers.get("origin", "")
     log.warning(
         "refused signup for list %s from origin %s (not in its allowed origins)",
         mailing_list.slug,
         origin[:200],
     )
+    if _wants_html(request):
+        message = f"This site ({origin[:200]}) is not allowed to sign people up to this list."
+        return _result_page(request, mailing_list, 403, message, {})
     return api_error(
         403,
         f"This site ({origin[:200]}) is not allowed to sign people up to the "
@@ -155,9 +159,27 @@ async def subscribe(request: AppRequest) -> Response:
             return _result_page(request, mailing_list, 422, message, exc.errors)
         return api_error(422, message, fields=exc.errors, headers=headers)
 
+    if fields.get("url"):
+        # The widget's honeypot: invisible to people, irresistible to form-filling bots.
+        # Same answer as any signup, and nothing is stored or sent.
+        log.info("honeypot filled on list %s; signup dropped", mailing_list.slug)
+        return _accepted(request, mailing_list, html, headers)
+    ticked = str(fields.get("consent", "")).lower() in {"yes", "true", "on", "1"}
+    if effective(mailing_list)["consentCheckbox"] and not ticked:
+        errors = {"consent": "must be given: this list asks readers to tick the consent box"}
+        if html:
+            return _result_page(request, mailing_list, 422, "Consent is required.", errors)
+        return api_error(422, "Please correct the marked fields.", fields=errors, headers=headers)
+
     client = request.client.host if request.client else None
     origin = RequestOrigin(ip=client, user_agent=request.headers.get("user-agent"))
     await state["subscriptions"].subscribe(mailing_list, signup, origin)
+    return _accepted(request, mailing_list, html, headers)
+
+
+def _accepted(
+    request: AppRequest, mailing_list: MailingList, html: bool, headers: dict[str, str]
+) -> Response:
     if html:
         return _result_page(request, mailing_list, 202, ACCEPTED_BODY["message"], {})
     return JSONResponse(ACCEPTED_BODY, status_code=202, headers=headers)

@@ -7,12 +7,15 @@ Invalid, expired and used links all get the same page.
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from service.lists import get_list
 from service.state import AppRequest
 from service.subscriptions import LinkTarget, RequestOrigin
 from service.web.responses import TOKEN_PAGE_HEADERS, page
+from service.widget_settings import effective
 
 __all__ = ["routes"]
 
@@ -59,6 +62,27 @@ async def unsubscribe(request: AppRequest) -> Response:
     return _link_page(request, "pages/unsubscribed.html", target)
 
 
+async def subscribe_page(request: AppRequest) -> Response:
+    """The box as a plain page: works without JavaScript, and is a link to share."""
+    slug = request.path_params["slug"]
+    mailing_list = await get_list(request.state["db"], slug)
+    if mailing_list is None:
+        raise HTTPException(404, f"There is no list {slug!r}.")
+    return page(
+        request,
+        "pages/subscribe.html",
+        {
+            "slug": mailing_list.slug,
+            "list_name": mailing_list.name,
+            "settings": effective(mailing_list),
+        },
+        language=mailing_list.language,
+        # Under no-referrer, browsers send "Origin: null" with the form's POST; the API
+        # must see this service's own origin to accept it.
+        headers={"Referrer-Policy": "strict-origin-when-cross-origin"},
+    )
+
+
 async def home(request: AppRequest) -> Response:
     return page(
         request, "pages/home.html", {"catcher": request.state["settings"].uses_mail_catcher}
@@ -74,6 +98,7 @@ async def robots(request: AppRequest) -> Response:
 routes = [
     Route("/", home, methods=["GET"]),
     Route("/robots.txt", robots, methods=["GET"]),
+    Route("/subscribe/{slug}", subscribe_page, methods=["GET"]),
     Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
     Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
 ]

@@ -1,0 +1,137 @@
+"""``newsletter demo``: the whole flow on one machine in a minute.
+
+Runs the service with the development mail catcher and a fresh database, creates a demo
+list, and serves a sample article page from a second port (another origin, as a real news
+site would be) with the one-line snippet embedded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from service.db import Database
+from service.lists import create_list, update_list
+from service.settings import Settings
+from service.templating import make_environment
+from service.web.widget import snippet
+
+__all__ = ["ArticleServer", "render_article", "run_demo"]
+
+PARAGRAPHS = [
+    "After two years of debate, the city council voted on Tuesday evening to turn the old "
+    "freight yard along the river into a public park, with a playground, a swimming "
+    "platform and a cycle path that links the two bridges.",
+    "The plan passed with a large majority. Supporters pointed to the lack of green space "
+    "in the dense neighbourhoods on the east bank, where most homes have no garden.",
+    "Opponents worried about the cost of cleaning the soil, which a survey found to contain "
+    "traces of oil from the decades when trains were refuelled on the site.",
+    "The city expects the first part of the park to open next summer. Residents are invited "
+    "to a planning workshop next month to help choose the trees and the playground design.",
+    "Local businesses along the river welcomed the decision. A café owner said the park "
+    "would bring families to a street that is empty after office hours.",
+    "The budget includes money for lighting and public toilets, two requests that came up "
+    "again and again in the consultation last spring.",
+    "Construction is planned in three phases so that the cycle path can open first, before "
+    "the rest of the site is finished.",
+]
+
+
+def render_article(widget_snippet: str, *, extra_head: str = "", inline: bool = False) -> str:
+    """A plain article page with the snippet; tests add hostile CSS through ``extra_head``."""
+    template = make_environment().get_template("demo/article.html")
+    return template.render(
+        snippet=Markup(widget_snippet),  # noqa: S704 - our own snippet
+        extra_head=Markup(extra_head),  # noqa: S704 - set by the demo or a test, never a reader
+        paragraphs=PARAGRAPHS * 3,
+        inline=inline,
+    )
+
+
+class ArticleServer:
+    """Serves one HTML page on 127.0.0.1 from a thread: a news site on another origin."""
+
+    def __init__(self, html: str, port: int = 0) -> None:
+        body = html.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ArticleServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+async def _prepare(settings: Settings, article_origin: str) -> None:
+    db = Database.from_url(settings.database_url)
+    try:
+        await db.create_schema()
+        await create_list(
+            db,
+            slug="demo",
+            name="The Daily Demo",
+            origins=[article_origin, article_origin.replace("127.0.0.1", "localhost")],
+        )
+        await update_list(db, "demo", {"trigger": "delay", "delay": "3", "nameField": "true"})
+    finally:
+        await db.dispose()
+
+
+def run_demo(settings: Settings, port: int, article_port: int) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    folder = Path(tempfile.mkdtemp(prefix="newsletter-demo-"))
+    base_url = f"http://127.0.0.1:{port}"
+    settings = settings.replace(
+        database_url=f"sqlite+aiosqlite:///{folder / 'demo.db'}",
+        base_url=base_url,
+        smtp_host="",
+        run_worker=True,
+    )
+    html = render_article(snippet(base_url, "demo"))
+    with ArticleServer(html, article_port) as article:
+        asyncio.run(_prepare(settings, article.url))
+        print(
+            "\n  Newsletter demo\n"
+            f"  1. Open the article:       {article.url}/   (the box slides in after 3 s)\n"
+            f"  2. Read the caught mail:   {base_url}/dev/mail\n"
+            f"  Hosted signup page:        {base_url}/subscribe/demo\n"
+            f"  Demo data is kept in:      {folder}\n"
+            "  Press Ctrl+C to stop.\n",
+            flush=True,
+        )
+        uvicorn.run(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    return 0

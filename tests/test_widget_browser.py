@@ -1,0 +1,334 @@
+"""The subscribe box in real headless Chromium, on an article page from another origin.
+
+Needs Debian's chromium (/usr/bin/chromium) and Playwright's Python package. Without the
+browser these tests skip, unless NEWSLETTER_TEST_REQUIRE_BROWSER=1 (CI) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from support import Running, SMTPServer, make_list, serve_app, snapshot
+
+from service.demo import ArticleServer, render_article
+from service.models import Subscriber, Subscription, SubscriptionStatus
+from service.settings import Settings
+
+CHROMIUM = os.environ.get("NEWSLETTER_TEST_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("NEWSLETTER_TEST_REQUIRE_BROWSER"):
+        raise RuntimeError(f"browser tests required but {CHROMIUM} is missing")
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
+
+HOSTILE_CSS = """<style>
+* { all: unset !important; }
+html, body { font-size: 48px !important; line-height: 3 !important; color: red !important; }
+form, input, button, label, h2, p { display: none !important; }
+div { display: none !important; position: static !important; width: 10px !important; }
+body > * { visibility: hidden !important; }
+</style>"""
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+class Site:
+    """The service plus an article page with the snippet, on a different origin."""
+
+    def __init__(self, app: Running, article: ArticleServer) -> None:
+        self.app = app
+        self.article = article
+
+
+@asynccontextmanager
+async def site(
+    settings: Settings,
+    *,
+    attributes: str = 'data-trigger="immediate"',
+    allowed: bool = True,
+    extra_head: str = "",
+    inline: bool = False,
+    **list_options: Any,
+) -> AsyncIterator[Site]:
+    async with serve_app(settings, reachable=True) as app:
+        script = f'<script src="{app.url}/widget.js" data-list="daily" {attributes} async></script>'
+        with ArticleServer(render_article(script, extra_head=extra_head, inline=inline)) as page:
+            origins = [page.url] if allowed else ["https://somewhere-else.example.com"]
+            await make_list(settings, origins=origins, **list_options)
+            yield Site(app, page)
+
+
+async def open_article(browser: Browser, url: str, **context: Any) -> Page:
+    ctx = await browser.new_context(**context)
+    page = await ctx.new_page()
+    await page.add_init_script("""
+        window.__events = [];
+        for (const name of ["shown", "dismissed", "subscribed", "error"]) {
+          document.addEventListener("newsletter:" + name,
+            (e) => window.__events.push([name, e.detail]));
+        }""")
+    await page.goto(url)
+    return page
+
+
+def box(page: Page) -> Any:
+    return page.locator("div[data-newsletter] .box")
+
+
+async def events(page: Page) -> list[str]:
+    return [name for name, _ in await page.evaluate("window.__events")]
+
+
+async def status_of(app: Running, email: str) -> SubscriptionStatus | None:
+    async with app.db.read() as session:
+        return await session.scalar(
+            select(Subscription.status).join(Subscriber).where(Subscriber.email == email)
+        )
+
+
+async def test_box_slides_in_after_its_delay_and_the_whole_flow_works(
+    browser: Browser, settings: Settings, smtp: SMTPServer
+) -> None:
+    async with site(settings, attributes='data-trigger="delay" data-delay="1"') as s:
+        page = await open_article(
+            browser, s.article.url + "/", viewport={"width": 1280, "height": 800}
+        )
+        await page.wait_for_timeout(400)
+        assert await box(page).count() == 0, "not before its trigger"
+        dialog = page.get_by_role("dialog", name="Get our newsletter")
+        await expect(dialog).to_be_visible(timeout=5000)
+        assert await dialog.get_attribute("aria-modal") == "false"
+        await page.wait_for_timeout(400)  # let the slide-in finish
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "widget-desktop.png"))
+
+        # A cookie the service set must not travel with the signup.
+        await page.context.add_cookies([{"name": "session", "value": "x", "url": s.app.url}])
+        await page.get_by_label("Email address").fill("reader@example.com")
+        async with page.expect_request(re.compile(r".*/subscriptions$")) as caught:
+            await page.get_by_role("button", name="Subscribe").click()
+        request = await caught.value
+        headers = await request.all_headers()
+        assert "cookie" not in headers
+        assert headers["origin"] == s.article.url
+        await expect(page.get_by_text("Almost done! Check your inbox")).to_be_visible()
+        assert await events(page) == ["shown", "subscribed"]
+
+        [mail] = await smtp.wait_for(1)
+        body = mail.message.get_body(preferencelist=("plain",))
+        assert body is not None
+        confirm = re.findall(r"http://\S+/confirm/\S+", body.get_content())[0]
+        await page.goto(confirm)
+        assert await status_of(s.app, "reader@example.com") == SubscriptionStatus.PENDING
+        await page.get_by_role("button", name="Yes, subscribe me").click()
+        await expect(page.get_by_role("heading", name="You're subscribed")).to_be_visible()
+        assert await status_of(s.app, "reader@example.com") == SubscriptionStatus.CONFIRMED
+
+        # Subscribed: the box never shows again on this site.
+        await page.goto(s.article.url + "/")
+        await page.wait_for_timeout(1600)
+        assert await box(page).count() == 0
+
+
+async def test_escape_closes_and_dismissal_is_remembered(
+    browser: Browser, settings: Settings
+) -> None:
+    async with site(settings) as s:
+        page = await open_article(browser, s.article.url + "/")
+        await expect(box(page)).to_be_visible()
+        await page.keyboard.press("Escape")
+        await expect(box(page)).to_have_count(0)
+        assert await events(page) == ["shown", "dismissed"]
+        for _ in range(2):
+            await page.reload()
+            await page.wait_for_timeout(800)
+            assert await box(page).count() == 0, "dismissed: not shown again"
+        # Another reader (a fresh browser profile) still sees it, and can close it by button.
+        other = await open_article(browser, s.article.url + "/")
+        await expect(box(other)).to_be_visible()
+        await other.get_by_role("button", name="Close").click()
+        await expect(box(other)).to_have_count(0)
+
+
+async def test_keyboard_only(browser: Browser, settings: Settings, smtp: SMTPServer) -> None:
+    async with site(settings, attributes='data-trigger="immediate" data-name-field="true"') as s:
+        page = await open_article(browser, s.article.url + "/")
+        await expect(box(page)).to_be_visible()
+        # No autofocus: opening the box must not pop up a phone's keyboard.
+        assert await page.evaluate("document.activeElement === document.body")
+        await page.keyboard.press("Tab")
+        email = page.get_by_label("Email address")
+        await expect(email).to_be_focused()
+        await page.keyboard.type("keys@example.com")
+        await page.keyboard.press("Tab")
+        await expect(page.get_by_label("First name (optional)")).to_be_focused()
+        await page.keyboard.type("Kay")
+        await page.keyboard.press("Tab")
+        button = page.get_by_role("button", name="Subscribe")
+        await expect(button).to_be_focused()
+        outline = await button.evaluate("b => getComputedStyle(b).outlineStyle")
+        assert outline == "solid", "keyboard focus is visible"
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_text("Almost done!")).to_be_visible()
+        await smtp.wait_for(1)
+        async with s.app.db.read() as session:
+            name = await session.scalar(select(Subscriber.name))
+        assert name == "Kay"
+
+
+async def test_inline_validation_and_server_errors(browser: Browser, settings: Settings) -> None:
+    async with site(settings) as s:
+        page = await open_article(browser, s.article.url + "/")
+        await page.get_by_role("button", name="Subscribe").click()
+        await expect(page.get_by_text("Please enter a valid email address.")).to_be_visible()
+        assert await page.get_by_label("Email address").get_attribute("aria-invalid") == "true"
+        # A 429 from the service is shown as "try again later", without a reload.
+        await page.route(
+            re.compile(r".*/subscriptions$"),
+            lambda route: route.fulfill(
+                status=429,
+                content_type="application/json",
+                body='{"error": "too_many_requests", "message": "slow down"}',
+            ),
+        )
+        await page.get_by_label("Email address").fill("busy@example.com")
+        await page.get_by_role("button", name="Subscribe").click()
+        await expect(page.get_by_text("Too many attempts. Please try again later.")).to_be_visible()
+        assert (await events(page))[-1] == "error"
+
+
+async def test_hostile_host_stylesheet_cannot_break_the_box(
+    browser: Browser, settings: Settings, smtp: SMTPServer
+) -> None:
+    async with site(settings, extra_head=HOSTILE_CSS) as s:
+        page = await open_article(
+            browser, s.article.url + "/", viewport={"width": 1280, "height": 800}
+        )
+        dialog = page.get_by_role("dialog")
+        await expect(dialog).to_be_visible()
+        await page.wait_for_timeout(400)  # the slide-in transition
+        size = await box(page).bounding_box()
+        assert size is not None
+        assert 300 <= size["width"] <= 360 and 150 <= size["height"] <= 600, size
+        assert size["x"] + size["width"] <= 1280 and size["y"] + size["height"] <= 800
+        font = await page.get_by_label("Email address").evaluate(
+            "e => getComputedStyle(e).fontSize"
+        )
+        assert font == "16px"
+        await page.screenshot(path=str(ARTIFACTS / "widget-hostile-css.png"))
+        await page.get_by_label("Email address").fill("hostile@example.com")
+        await page.get_by_role("button", name="Subscribe").click()
+        await expect(page.get_by_text("Almost done!")).to_be_visible()
+        await smtp.wait_for(1)
+
+
+async def test_an_origin_the_list_does_not_allow_gets_a_clear_error_and_nothing_is_stored(
+    browser: Browser, settings: Settings, smtp: SMTPServer
+) -> None:
+    async with site(settings, allowed=False) as s:
+        before = await snapshot(s.app.db)
+        page = await open_article(browser, s.article.url + "/")
+        messages: list[str] = []
+        page.on("console", lambda m: messages.append(m.text))
+        await page.reload()
+        await page.get_by_label("Email address").fill("foreign@example.com")
+        await page.get_by_role("button", name="Subscribe").click()
+        await expect(
+            page.get_by_text("Signups from this site are not enabled for this newsletter.")
+        ).to_be_visible()
+        assert any("not allowed to collect signups" in m for m in messages)
+        assert await snapshot(s.app.db) == before
+        assert smtp.received == []
+
+
+async def test_phone_layout_and_reduced_motion(browser: Browser, settings: Settings) -> None:
+    async with site(settings) as s:
+        page = await open_article(
+            browser,
+            s.article.url + "/",
+            is_mobile=True,
+            has_touch=True,
+            viewport={"width": 360, "height": 740},
+            reduced_motion="reduce",
+        )
+        await expect(box(page)).to_be_visible()
+        await page.wait_for_timeout(200)
+        size = await box(page).bounding_box()
+        assert size is not None
+        assert size["x"] >= 0 and size["x"] + size["width"] <= 360
+        assert size["height"] <= 0.62 * 740, "the article stays partly visible"
+        await page.screenshot(path=str(ARTIFACTS / "widget-phone.png"))
+        duration = await box(page).evaluate("b => getComputedStyle(b).transitionDuration")
+        assert duration in {"0s", ""}, duration
+
+
+async def test_scroll_trigger_and_inline_mode(browser: Browser, settings: Settings) -> None:
+    async with site(settings, attributes='data-trigger="scroll" data-scroll="60"') as s:
+        page = await open_article(browser, s.article.url + "/")
+        await page.wait_for_timeout(500)
+        assert await box(page).count() == 0
+        await page.mouse.wheel(0, 100000)
+        await expect(box(page)).to_be_visible()
+    async with site(
+        settings.replace(database_url=settings.database_url + "-inline"),
+        attributes='data-target="#newsletter-inline"',
+        inline=True,
+    ) as s:
+        page = await open_article(browser, s.article.url + "/")
+        region = page.locator("#newsletter-inline").get_by_role("region")
+        await expect(region).to_be_visible()
+        assert await page.get_by_role("button", name="Close").count() == 0
+        position = await page.locator("#newsletter-inline div[data-newsletter]").evaluate(
+            "e => getComputedStyle(e).position"
+        )
+        assert position == "static"
+
+
+async def test_the_box_speaks_the_lists_language(browser: Browser, settings: Settings) -> None:
+    async with site(settings, language="de") as s:
+        page = await open_article(browser, s.article.url + "/")
+        await expect(page.get_by_role("dialog", name="Unser Newsletter")).to_be_visible()
+        await expect(page.get_by_role("button", name="Abonnieren")).to_be_visible()
+        await expect(page.get_by_role("button", name="Schließen")).to_be_visible()
+
+
+async def test_hosted_page_works_without_javascript(
+    browser: Browser, settings: Settings, smtp: SMTPServer
+) -> None:
+    async with site(settings) as s:
+        page = await open_article(
+            browser, s.app.url + "/subscribe/daily", java_script_enabled=False
+        )
+        await page.get_by_label("Email address").fill("nojs@example.com")
+        await page.get_by_role("button", name="Subscribe").click()
+        await expect(page.get_by_role("heading", name="Almost done")).to_be_visible()
+        [mail] = await smtp.wait_for(1)
+        assert mail.rcpt_tos == ["nojs@example.com"]
