@@ -39,6 +39,7 @@ def test_every_command_is_documented() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     blocks = re.findall(r"```sh\n(.*?)\n```", README, re.S)
     run_command, test_command = blocks[0], blocks[1]
-    assert "newsletter serve" in run_command and "pytest" in test_command
+    assert "pip install ." in run_command and "newsletter demo" in run_command
+    assert "pytest" in test_command
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci.splitlines()
