@@ -111,3 +111,62 @@ def test_serve_runs_with_nothing_configured_and_stops_cleanly(tmp_path: Path) ->
     assert "DEVELOPMENT MAIL CATCHER ON" in output
     assert "outbox worker stopped" in output
     assert "Traceback" not in output
+
+
+def test_demo_serves_the_service_and_an_article_with_the_box(tmp_path: Path) -> None:
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    service, article = ports
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "demo",
+            "--port",
+            str(service),
+            "--article-port",
+            str(article),
+        ],
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{service}/healthz", timeout=1):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{article}/", timeout=5) as r:
+            page = r.read().decode()
+        assert f'<script src="http://127.0.0.1:{service}/widget.js" data-list="demo" async>' in page
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{service}/api/v1/lists/demo/widget",
+            headers={"Origin": f"http://127.0.0.1:{article}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as r:
+            config = json.loads(r.read())
+        assert config["origin_allowed"] is True
+        assert config["settings"]["trigger"] == "delay"
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert f"http://127.0.0.1:{article}/" in output
+    assert f"http://127.0.0.1:{service}/dev/mail" in output
+    assert "Traceback" not in output

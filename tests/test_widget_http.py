@@ -1,0 +1,101 @@
+"""/widget.js and the box's settings, as caches, proxies and browsers see them."""
+
+from __future__ import annotations
+
+import gzip
+
+from support import SUBSCRIBE, Running, SMTPServer
+
+from service.web.widget import widget_asset
+
+
+async def test_script_caching_compression_and_cors(app: Running) -> None:
+    asset = widget_asset()
+    plain = await app.client.get("/widget.js", headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200
+    assert plain.headers["content-type"].startswith("text/javascript")
+    assert plain.content == asset.body
+    assert plain.headers["cache-control"] == "public, max-age=300"
+    assert plain.headers["access-control-allow-origin"] == "*"
+    assert plain.headers["vary"] == "Accept-Encoding"
+    etag = plain.headers["etag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+
+    zipped = await app.client.get("/widget.js", headers={"Accept-Encoding": "gzip, br"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert int(zipped.headers["content-length"]) == len(asset.gzipped) <= 6 * 1024
+    assert gzip.decompress(asset.gzipped) == asset.body
+    assert zipped.headers["etag"] != etag, "each encoding has its own strong ETag"
+
+    again = await app.client.get(
+        "/widget.js", headers={"If-None-Match": etag, "Accept-Encoding": "identity"}
+    )
+    assert again.status_code == 304 and again.content == b""
+
+    versioned = await app.client.get(f"/widget.js?v={asset.version}")
+    assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
+    stale = await app.client.get("/widget.js?v=0000")
+    assert stale.headers["cache-control"] == "public, max-age=300"
+
+
+async def test_config_says_whether_the_calling_origin_may_sign_people_up(app: Running) -> None:
+    allowed = await app.client.get(
+        "/api/v1/lists/daily/widget", headers={"Origin": "https://www.example.com"}
+    )
+    assert allowed.status_code == 200
+    body = allowed.json()
+    assert body["origin_allowed"] is True
+    assert body["endpoint"] == f"{app.settings.base_url}{SUBSCRIBE}"
+    assert body["settings"]["title"] == "Get our newsletter"
+    assert "Frühstücks-Briefing" in body["settings"]["consent"]
+    assert body["texts"]["email_label"] == "Email address"
+    assert allowed.headers["vary"] == "Origin"
+
+    foreign = await app.client.get(
+        "/api/v1/lists/daily/widget", headers={"Origin": "https://evil.example.net"}
+    )
+    assert foreign.json()["origin_allowed"] is False
+
+    french = await app.client.get("/api/v1/lists/daily/widget?lang=fr")
+    assert french.json()["settings"]["button"] == "S'abonner"
+    assert french.json()["texts"]["close"] == "Fermer"
+    bogus = await app.client.get("/api/v1/lists/daily/widget?lang=xx")
+    assert bogus.json()["language"] == "en"
+
+    missing = await app.client.get("/api/v1/lists/nope/widget")
+    assert missing.status_code == 404 and "nope" in missing.json()["message"]
+
+
+async def test_hosted_page_and_consent_checkbox(app: Running, smtp: SMTPServer) -> None:
+    page = await app.client.get("/subscribe/daily")
+    assert page.status_code == 200
+    assert 'action="/api/v1/lists/daily/subscriptions"' in page.text
+    assert page.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+    assert (
+        await app.client.get("/subscribe/nope", headers={"Accept": "text/html"})
+    ).status_code == 404
+
+    from service.lists import update_list
+
+    await update_list(app.db, "daily", {"consentCheckbox": "true"})
+    refused = await app.client.post(SUBSCRIBE, json={"email": "c@example.com"})
+    assert refused.status_code == 422 and "consent" in refused.json()["fields"]
+    accepted = await app.client.post(SUBSCRIBE, json={"email": "c@example.com", "consent": "yes"})
+    assert accepted.status_code == 202
+    await smtp.wait_for(1)
+
+
+async def test_honeypot_gets_the_same_answer_and_nothing_happens(
+    app: Running, smtp: SMTPServer
+) -> None:
+    from support import snapshot
+
+    human = await app.client.post(SUBSCRIBE, data={"email": "h@example.com", "url": ""})
+    await smtp.wait_for(1)
+    before = await snapshot(app.db)
+    bot = await app.client.post(
+        SUBSCRIBE, data={"email": "b@example.com", "url": "http://spam.example"}
+    )
+    assert (bot.status_code, bot.content) == (human.status_code, human.content)
+    assert await snapshot(app.db) == before
+    assert len(smtp.received) == 1
