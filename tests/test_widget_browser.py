@@ -297,6 +297,17 @@ async def test_scroll_trigger_and_inline_mode(browser: Browser, settings: Settin
         assert await box(page).count() == 0
         await page.mouse.wheel(0, 100000)
         await expect(box(page)).to_be_visible()
+    async with site(settings.replace(database_url=settings.database_url + "-exit"),
+                    attributes='data-trigger="exit"') as s:
+        page = await open_article(browser, s.article.url + "/")
+        await page.mouse.move(600, 400)
+        await page.mouse.move(600, 200)
+        await page.wait_for_timeout(300)
+        assert await box(page).count() == 0, "moving around the page is not leaving it"
+        # The pointer leaves through the top edge, towards the tabs and the back button.
+        await page.evaluate("""document.documentElement.dispatchEvent(new MouseEvent(
+            "mouseout", {bubbles: true, clientX: 600, clientY: -2, relatedTarget: null}))""")
+        await expect(box(page)).to_be_visible()
     async with site(
         settings.replace(database_url=settings.database_url + "-inline"),
         attributes='data-target="#newsletter-inline"',
