@@ -297,8 +297,10 @@ async def test_scroll_trigger_and_inline_mode(browser: Browser, settings: Settin
         assert await box(page).count() == 0
         await page.mouse.wheel(0, 100000)
         await expect(box(page)).to_be_visible()
-    async with site(settings.replace(database_url=settings.database_url + "-exit"),
-                    attributes='data-trigger="exit"') as s:
+    async with site(
+        settings.replace(database_url=settings.database_url + "-exit"),
+        attributes='data-trigger="exit"',
+    ) as s:
         page = await open_article(browser, s.article.url + "/")
         await page.mouse.move(600, 400)
         await page.mouse.move(600, 200)

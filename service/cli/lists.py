@@ -1,65 +1,17 @@
-"""The ``newsletter`` command."""
+"""``newsletter lists ...``: create, show and change lists."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
+from service.cli._common import run_with_db
 from service.db import Database
 from service.lists import ListExists, all_lists, create_list, get_list, update_list
-from service.logs import configure_logging
-from service.settings import Settings, SettingsError
+from service.settings import Settings
 
-__all__ = ["main"]
-
-DESCRIPTION = """\
-Self-hosted newsletter signups: an embeddable subscribe box, double opt-in emails,
-one-click unsubscribe. Configure with NEWSLETTER_* environment variables (see README).
-"""
-
-
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from service.app import create_app
-
-    host = args.host or settings.host
-    port = args.port or settings.port
-    if "NEWSLETTER_BASE_URL" not in os.environ:
-        shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host  # noqa: S104
-        settings = settings.replace(base_url=f"http://{shown}:{port}")
-    for name in settings.unknown_variables:
-        logging.getLogger("service").warning("unknown setting %s is ignored (a typo?)", name)
-    logging.getLogger("service").info(
-        "serving on http://%s:%s (public URL %s)", host, port, settings.base_url
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,  # keep our logging setup
-        access_log=False,  # ours redacts link tokens; uvicorn's would print them
-        server_header=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=30,
-    )
-    return 0
-
-
-def _run(settings: Settings, job: Callable[[Database], Awaitable[int]]) -> int:
-    async def runner() -> int:
-        db = Database.from_url(settings.database_url)
-        try:
-            await db.create_schema()
-            return await job(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(runner())
+__all__ = ["register"]
 
 
 def _lists_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -85,7 +37,7 @@ def _lists_create(settings: Settings, args: argparse.Namespace) -> int:
         print(f"signups go to: {settings.base_url}/api/v1/lists/{created.slug}/subscriptions")
         return 0
 
-    return _run(settings, job)
+    return run_with_db(settings, job)
 
 
 def _lists_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -100,7 +52,7 @@ def _lists_list(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{ml.slug}\t{ml.name}\t{ml.language}\t{opt_in}\t{origins}")
         return 0
 
-    return _run(settings, job)
+    return run_with_db(settings, job)
 
 
 def _lists_snippet(settings: Settings, args: argparse.Namespace) -> int:
@@ -113,7 +65,7 @@ def _lists_snippet(settings: Settings, args: argparse.Namespace) -> int:
         print(snippet(settings.base_url, args.slug))
         return 0
 
-    return _run(settings, job)
+    return run_with_db(settings, job)
 
 
 def _lists_set(settings: Settings, args: argparse.Namespace) -> int:
@@ -134,13 +86,7 @@ def _lists_set(settings: Settings, args: argparse.Namespace) -> int:
         print(f"updated list {args.slug!r}: {', '.join(sorted(changes))}")
         return 0
 
-    return _run(settings, job)
-
-
-def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from service.demo import run_demo
-
-    return run_demo(settings, args.port, args.article_port)
+    return run_with_db(settings, job)
 
 
 SET_HELP = """KEY=VALUE pairs. List fields: name, origins (comma-separated), language (en, de, fr),
@@ -151,24 +97,7 @@ position (bottom-right, bottom-left, bottom-center), theme (light, dark, auto), 
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="newsletter",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    serve = commands.add_parser(
-        "serve",
-        help="run the web service (and, by default, the mail worker)",
-        description="Run the HTTP service. With no NEWSLETTER_* settings it uses a SQLite file "
-        "in the current folder and keeps mail in the development mail catcher.",
-    )
-    serve.add_argument("--host", help="address to listen on (default: NEWSLETTER_HOST)")
-    serve.add_argument("--port", type=int, help="port to listen on (default: NEWSLETTER_PORT)")
-    serve.set_defaults(handler=_serve)
-
+def register(commands: Any) -> None:
     lists = commands.add_parser(
         "lists", help="create and show mailing lists", description="Create and show mailing lists."
     )
@@ -221,41 +150,4 @@ def build_parser() -> argparse.ArgumentParser:
     change.add_argument("slug")
     change.add_argument("changes", nargs="+", metavar="KEY=VALUE")
     change.set_defaults(handler=_lists_set)
-
-    demo = commands.add_parser(
-        "demo",
-        help="try the whole flow: service, mail catcher and a sample article page",
-        description="Start the service with the development mail catcher and a fresh database, "
-        "a demo list, and a sample article page on another port with the snippet embedded.",
-    )
-    demo.add_argument("--port", type=int, default=8000, help="service port (default: 8000)")
-    demo.add_argument(
-        "--article-port",
-        type=int,
-        default=8001,
-        help="port of the sample article page (default: 8001)",
-    )
-    demo.set_defaults(handler=_demo)
     lists.set_defaults(handler=None, subparser=lists)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        (getattr(args, "subparser", None) or parser).print_help()
-        return 2
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"newsletter: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    result: int = handler(settings, args)
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

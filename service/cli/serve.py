@@ -1,0 +1,73 @@
+"""``newsletter serve`` and ``newsletter demo``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any
+
+from service.settings import Settings
+
+__all__ = ["register"]
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    if "NEWSLETTER_BASE_URL" not in os.environ:
+        shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host  # noqa: S104
+        settings = settings.replace(base_url=f"http://{shown}:{port}")
+    for name in settings.unknown_variables:
+        logging.getLogger("service").warning("unknown setting %s is ignored (a typo?)", name)
+    logging.getLogger("service").info(
+        "serving on http://%s:%s (public URL %s)", host, port, settings.base_url
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,  # keep our logging setup
+        access_log=False,  # ours redacts link tokens; uvicorn's would print them
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    return run_demo(settings, args.port, args.article_port)
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the web service (and, by default, the mail worker)",
+        description="Run the HTTP service. With no NEWSLETTER_* settings it uses a SQLite file "
+        "in the current folder and keeps mail in the development mail catcher.",
+    )
+    serve.add_argument("--host", help="address to listen on (default: NEWSLETTER_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: NEWSLETTER_PORT)")
+    serve.set_defaults(handler=_serve)
+
+    demo = commands.add_parser(
+        "demo",
+        help="try the whole flow: service, mail catcher and a sample article page",
+        description="Start the service with the development mail catcher and a fresh database, "
+        "a demo list, and a sample article page on another port with the snippet embedded.",
+    )
+    demo.add_argument("--port", type=int, default=8000, help="service port (default: 8000)")
+    demo.add_argument(
+        "--article-port",
+        type=int,
+        default=8001,
+        help="port of the sample article page (default: 8001)",
+    )
+    demo.set_defaults(handler=_demo)
