@@ -1,0 +1,1 @@
+"""Admin authentication: passwords, sign-in throttling, sessions, API tokens."""

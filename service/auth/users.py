@@ -1,0 +1,101 @@
+"""Admin accounts and sign-in, with throttling that holds across processes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from service.auth.passwords import hash_password, verify_password
+from service.db import Database
+from service.models import AdminUser, LoginAttempt, utcnow
+
+__all__ = ["SignIn", "Throttled", "UserExists", "create_user", "set_password", "sign_in"]
+
+_USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+WINDOW = timedelta(minutes=15)
+MAX_PER_USER = 5
+MAX_PER_IP = 20
+MIN_PASSWORD = 10
+
+
+class UserExists(Exception):
+    pass
+
+
+class Throttled(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed sign-ins; try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class SignIn:
+    user_id: int
+    username: str
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD} characters")
+
+
+async def create_user(db: Database, username: str, password: str) -> AdminUser:
+    if not _USERNAME.match(username):
+        raise ValueError("a username is 1-64 letters, digits and . _ @ -")
+    check_password_rules(password)
+    user = AdminUser(username=username, password_hash=await hash_password(password))
+    try:
+        async with db.write() as session:
+            session.add(user)
+    except IntegrityError:
+        raise UserExists(f"an admin named {username!r} already exists") from None
+    return user
+
+
+async def set_password(db: Database, username: str, password: str) -> None:
+    check_password_rules(password)
+    new_hash = await hash_password(password)
+    async with db.write() as session:
+        user = await session.scalar(select(AdminUser).where(AdminUser.username == username))
+        if user is None:
+            raise LookupError(f"there is no admin named {username!r}")
+        user.password_hash = new_hash
+
+
+async def sign_in(db: Database, username: str, password: str, ip: str | None) -> SignIn | None:
+    """The user, or None for a wrong name or password (indistinguishable); may raise Throttled."""
+    now = utcnow()
+    keys = [f"user:{username.lower()[:100]}", f"ip:{ip or '-'}"]
+    async with db.read() as session:
+        rows = (
+            await session.execute(
+                select(LoginAttempt.key, func.count(), func.min(LoginAttempt.created_at))
+                .where(LoginAttempt.key.in_(keys), LoginAttempt.created_at > now - WINDOW)
+                .group_by(LoginAttempt.key)
+            )
+        ).all()
+        user = await session.scalar(select(AdminUser).where(AdminUser.username == username))
+    for key, count, oldest in rows:
+        limit = MAX_PER_USER if key.startswith("user:") else MAX_PER_IP
+        if count >= limit:
+            raise Throttled(max(1, int((oldest + WINDOW - now).total_seconds())))
+
+    ok, new_hash = await verify_password(user.password_hash if user else None, password)
+    async with db.write() as session:
+        if not ok or user is None:
+            session.add_all([LoginAttempt(key=key, created_at=now) for key in keys])
+            await session.execute(
+                delete(LoginAttempt).where(LoginAttempt.created_at < now - WINDOW)
+            )
+            return None
+        await session.execute(delete(LoginAttempt).where(LoginAttempt.key == keys[0]))
+        stored = await session.get(AdminUser, user.id)
+        assert stored is not None
+        stored.last_login_at = now
+        if new_hash:
+            stored.password_hash = new_hash
+    return SignIn(user.id, user.username)

@@ -1,0 +1,262 @@
+"""Subscribers as editors see them: search, one person's record, unsubscribe, erasure.
+
+Search pages with a keyset (``id < after``), not OFFSET, so page 1000 costs what page 1
+costs. Erasure deletes the person and everything about them (subscriptions, consent
+records, queued mail) and keeps only a hash of the address, so it stays suppressed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, exists, or_, select, update
+
+from service.db import Database
+from service.models import (
+    ConsentAction,
+    ConsentRecord,
+    MailingList,
+    OutboxMessage,
+    OutboxStatus,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    utcnow,
+)
+from service.suppressions import email_hash
+
+__all__ = [
+    "Page",
+    "PersonRecord",
+    "SearchFilters",
+    "admin_unsubscribe",
+    "erase",
+    "person_record",
+    "personal_data",
+    "search",
+]
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    query: str = ""
+    list_slug: str = ""
+    status: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class Row:
+    id: int
+    email: str
+    name: str | None
+    created_at: datetime
+    lists: list[tuple[str, str]] = field(default_factory=list)  # (slug, status)
+
+
+@dataclass
+class Page:
+    rows: list[Row]
+    next_after: int | None
+
+
+def _filtered(filters: SearchFilters) -> Select[Subscriber]:
+    query = select(Subscriber)
+    if filters.query:
+        needle = f"%{filters.query.strip().lower()}%"
+        query = query.where(or_(Subscriber.email.like(needle), Subscriber.name.ilike(needle)))
+    conditions = [Subscription.subscriber_id == Subscriber.id]
+    if filters.list_slug:
+        conditions.append(
+            Subscription.list_id
+            == select(MailingList.id).where(MailingList.slug == filters.list_slug).scalar_subquery()
+        )
+    if filters.status:
+        conditions.append(Subscription.status == filters.status)
+    if filters.since:
+        conditions.append(Subscription.subscribed_at >= filters.since)
+    if filters.until:
+        conditions.append(Subscription.subscribed_at < filters.until)
+    if len(conditions) > 1:
+        query = query.where(exists(select(Subscription.id).where(and_(*conditions))))
+    return query
+
+
+async def search(
+    db: Database, filters: SearchFilters, after: int | None = None, limit: int = PAGE_SIZE
+) -> Page:
+    query = _filtered(filters).order_by(Subscriber.id.desc()).limit(limit + 1)
+    if after is not None:
+        query = query.where(Subscriber.id < after)
+    async with db.read() as session:
+        found = list((await session.scalars(query)).all())
+        more = len(found) > limit
+        found = found[:limit]
+        rows = {s.id: Row(s.id, s.email, s.name, s.created_at) for s in found}
+        if rows:
+            memberships = await session.execute(
+                select(Subscription.subscriber_id, MailingList.slug, Subscription.status)
+                .join(MailingList, MailingList.id == Subscription.list_id)
+                .where(Subscription.subscriber_id.in_(rows))
+                .order_by(MailingList.slug)
+            )
+            for subscriber_id, slug, status in memberships:
+                rows[subscriber_id].lists.append((slug, str(status)))
+    ordered = [rows[s.id] for s in found]
+    return Page(ordered, ordered[-1].id if more and ordered else None)
+
+
+@dataclass
+class PersonRecord:
+    subscriber: Subscriber
+    subscriptions: list[tuple[Subscription, MailingList]]
+    consent: list[tuple[ConsentRecord, str]]  # (record, list slug)
+    mail: list[tuple[OutboxMessage, str]]
+
+
+async def person_record(db: Database, subscriber_id: int) -> PersonRecord | None:
+    async with db.read() as session:
+        subscriber = await session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            return None
+        subs = [
+            (s, ml)
+            for s, ml in await session.execute(
+                select(Subscription, MailingList)
+                .join(MailingList, MailingList.id == Subscription.list_id)
+                .where(Subscription.subscriber_id == subscriber_id)
+                .order_by(MailingList.slug)
+            )
+        ]
+        ids = [s.id for s, _ in subs]
+        slug_of = {s.id: ml.slug for s, ml in subs}
+        consent = [
+            (c, slug_of[c.subscription_id])
+            for c in (
+                await session.scalars(
+                    select(ConsentRecord)
+                    .where(ConsentRecord.subscription_id.in_(ids))
+                    .order_by(ConsentRecord.created_at, ConsentRecord.id)
+                )
+            ).all()
+        ]
+        mail = [
+            (m, slug_of.get(m.subscription_id or 0, ""))
+            for m in (
+                await session.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.subscription_id.in_(ids))
+                    .order_by(OutboxMessage.id)
+                )
+            ).all()
+        ]
+    return PersonRecord(subscriber, subs, consent, mail)
+
+
+def personal_data(record: PersonRecord) -> dict[str, Any]:
+    """Everything stored about one person, for a data-access request (GDPR art. 15)."""
+
+    def when(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    s = record.subscriber
+    return {
+        "email": s.email,
+        "name": s.name,
+        "attributes": s.attributes,
+        "created_at": when(s.created_at),
+        "subscriptions": [
+            {
+                "list": ml.slug,
+                "list_name": ml.name,
+                "status": str(sub.status),
+                "subscribed_at": when(sub.subscribed_at),
+                "confirmed_at": when(sub.confirmed_at),
+                "unsubscribed_at": when(sub.unsubscribed_at),
+            }
+            for sub, ml in record.subscriptions
+        ],
+        "consent_records": [
+            {
+                "list": slug,
+                "action": str(c.action),
+                "at": when(c.created_at),
+                "ip_address": c.ip_address,
+                "user_agent": c.user_agent,
+                "page_url": c.page_url,
+                "wording": c.wording,
+                "method": c.method,
+            }
+            for c, slug in record.consent
+        ],
+        "emails": [
+            {
+                "list": slug,
+                "kind": m.template,
+                "status": str(m.status),
+                "queued_at": when(m.created_at),
+                "sent_at": when(m.sent_at),
+            }
+            for m, slug in record.mail
+        ],
+    }
+
+
+async def admin_unsubscribe(db: Database, subscription_id: int, admin: str) -> bool:
+    """Unsubscribe on someone's behalf (a request by phone or letter); recorded as such."""
+    now = utcnow()
+    async with db.write() as session:
+        sub = await session.get(Subscription, subscription_id)
+        if sub is None:
+            return False
+        if sub.status != SubscriptionStatus.UNSUBSCRIBED:
+            sub.status = SubscriptionStatus.UNSUBSCRIBED
+            sub.unsubscribed_at = now
+            sub.updated_at = now
+            session.add(
+                ConsentRecord(
+                    subscription_id=sub.id,
+                    action=ConsentAction.UNSUBSCRIBE,
+                    created_at=now,
+                    wording=f"Unsubscribed by admin {admin}.",
+                    method="admin",
+                )
+            )
+            await session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.subscription_id == sub.id,
+                    OutboxMessage.status == OutboxStatus.QUEUED,
+                )
+                .values(status=OutboxStatus.CANCELLED, last_error="unsubscribed before sending")
+            )
+    return True
+
+
+async def erase(db: Database, subscriber_id: int, admin: str) -> bool:
+    """Delete the person and all their data; keep only a hash of the address."""
+    async with db.write() as session:
+        subscriber = await session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            return False
+        digest = email_hash(subscriber.email)
+        if await session.get(Suppression, digest) is None:
+            session.add(Suppression(email_hash=digest, reason=f"erased by admin {admin}"))
+        sub_ids = select(Subscription.id).where(Subscription.subscriber_id == subscriber_id)
+        await session.execute(
+            delete(OutboxMessage).where(OutboxMessage.subscription_id.in_(sub_ids))
+        )
+        await session.execute(
+            delete(ConsentRecord).where(ConsentRecord.subscription_id.in_(sub_ids))
+        )
+        await session.execute(
+            delete(Subscription).where(Subscription.subscriber_id == subscriber_id)
+        )
+        await session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
+    return True
