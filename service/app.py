@@ -22,6 +22,8 @@ from service.subscriptions import Subscriptions
 from service.templating import make_environment
 from service.tokens import TokenSigner
 from service.web import api, devmail, health, pages, widget
+from service.web.admin import pages as admin_pages
+from service.web.admin import signin
 from service.web.middleware import (
     AccessLogMiddleware,
     BodyLimitMiddleware,
@@ -84,7 +86,14 @@ def create_app(settings: Settings) -> Starlette:
                     await worker_task
             await db.dispose()
 
-    routes: list[BaseRoute] = [*health.routes, *api.routes, *widget.routes, *pages.routes]
+    routes: list[BaseRoute] = [
+        *health.routes,
+        *api.routes,
+        *widget.routes,
+        *pages.routes,
+        *signin.routes,
+        *admin_pages.routes,
+    ]
     if settings.uses_mail_catcher:
         routes += devmail.routes
     return Starlette(

@@ -280,6 +280,18 @@ SETTINGS: tuple[Spec, ...] = (
         _positive_duration,
     ),
     Spec(
+        "admin_session_lifetime",
+        "12h",
+        "An admin sign-in ends this long after it began, however active.",
+        _positive_duration,
+    ),
+    Spec(
+        "admin_idle_timeout",
+        "1h",
+        "An admin sign-in ends after this long without a request.",
+        _positive_duration,
+    ),
+    Spec(
         "check_deliverability",
         "false",
         "Also check that an address's domain accepts mail (a DNS lookup on each subscribe).",
@@ -314,6 +326,8 @@ class Settings:
     retry_base: float
     retry_max_delay: float
     retry_deadline: float
+    admin_session_lifetime: float
+    admin_idle_timeout: float
     check_deliverability: bool
     log_level: str
     unknown_variables: tuple[str, ...] = field(default=(), compare=False)

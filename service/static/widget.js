@@ -196,6 +196,10 @@ background:transparent;color:inherit;opacity:.7}
         consent.focus();
         return fail(t.consent_required, "consent");
       }
+      if (ds.preview) {
+        form.replaceWith(el("p", { role: "status" }, s.success));
+        return;
+      }
       submit.disabled = true;
       say(t.sending, false);
       const fields = new URLSearchParams({ email: email.value, page_url: location.href.slice(0, 2000) });

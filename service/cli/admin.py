@@ -1,0 +1,163 @@
+"""``newsletter admin ...``: admin accounts and API tokens."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any
+
+from sqlalchemy import select
+
+from service.auth.api_tokens import create_token, list_tokens, revoke_token
+from service.auth.users import UserExists, create_user, set_password
+from service.cli._common import run_with_db
+from service.db import Database
+from service.models import AdminUser
+from service.settings import Settings
+
+__all__ = ["register"]
+
+
+def _read_password() -> str | None:
+    """From a prompt (typed twice) on a terminal, else the first line of standard input."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            print("error: the passwords differ", file=sys.stderr)
+            return None
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _create(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password()
+    if password is None:
+        return 1
+
+    async def job(db: Database) -> int:
+        try:
+            await create_user(db, args.username, password)
+        except (ValueError, UserExists) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"created admin {args.username!r}; sign in at {settings.base_url}/admin/")
+        return 0
+
+    return run_with_db(settings, job)
+
+
+def _password(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password()
+    if password is None:
+        return 1
+
+    async def job(db: Database) -> int:
+        try:
+            await set_password(db, args.username, password)
+        except (ValueError, LookupError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"password of {args.username!r} changed")
+        return 0
+
+    return run_with_db(settings, job)
+
+
+def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(db: Database) -> int:
+        username = args.user
+        if username is None:
+            async with db.read() as session:
+                names = list((await session.scalars(select(AdminUser.username))).all())
+            if len(names) != 1:
+                print(
+                    "error: say which admin the token acts for: --user NAME"
+                    if names
+                    else "error: create an admin first: newsletter admin create NAME",
+                    file=sys.stderr,
+                )
+                return 1
+            username = names[0]
+        try:
+            token = await create_token(db, username, args.name)
+        except LookupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(token)
+        print(
+            f"(token {args.name!r} for {username}; shown only now, store it safely)",
+            file=sys.stderr,
+        )
+        return 0
+
+    return run_with_db(settings, job)
+
+
+def _token_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(db: Database) -> int:
+        for token, username in await list_tokens(db):
+            state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "active"
+            used = f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never"
+            print(f"{token.id}\t{token.name}\t{username}\t{state}\tlast used {used}")
+        return 0
+
+    return run_with_db(settings, job)
+
+
+def _token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    async def job(db: Database) -> int:
+        if await revoke_token(db, args.id):
+            print(f"token {args.id} revoked")
+            return 0
+        print(f"error: no active token {args.id}", file=sys.stderr)
+        return 1
+
+    return run_with_db(settings, job)
+
+
+def register(commands: Any) -> None:
+    admin = commands.add_parser(
+        "admin",
+        help="admin accounts and API tokens",
+        description="Admin accounts (for /admin/) and API tokens (for /api/v1/admin/).",
+    )
+    sub = admin.add_subparsers(dest="admin_command", metavar="COMMAND")
+    create = sub.add_parser(
+        "create",
+        help="create an admin account",
+        description="Create an admin. The password is asked twice on a "
+        "terminal, or read from the first line of stdin.",
+    )
+    create.add_argument("username")
+    create.set_defaults(handler=_create)
+    password = sub.add_parser(
+        "password",
+        help="set an admin's password",
+        description="Set a new password (asked, or read from stdin).",
+    )
+    password.add_argument("username")
+    password.set_defaults(handler=_password)
+    token = sub.add_parser(
+        "token",
+        help="API tokens for scripts",
+        description="API tokens, sent as 'Authorization: Bearer TOKEN'.",
+    )
+    token_sub = token.add_subparsers(dest="token_command", metavar="COMMAND")
+    token_create = token_sub.add_parser(
+        "create",
+        help="make a token and print it once",
+        description="Make a token and print it (only now).",
+    )
+    token_create.add_argument("name", help="what the token is for, e.g. 'nightly export'")
+    token_create.add_argument("--user", help="the admin it acts for (needed if several)")
+    token_create.set_defaults(handler=_token_create)
+    token_list = token_sub.add_parser("list", help="show tokens", description="Show tokens.")
+    token_list.set_defaults(handler=_token_list)
+    token_revoke = token_sub.add_parser(
+        "revoke", help="revoke a token", description="Revoke a token by its id (see list)."
+    )
+    token_revoke.add_argument("id", type=int)
+    token_revoke.set_defaults(handler=_token_revoke)
+    admin.set_defaults(handler=None, subparser=admin)
+    token.set_defaults(handler=None, subparser=token)

@@ -1,0 +1,1 @@
+"""The admin side: pages for editors (session cookie) and a JSON API (bearer token)."""

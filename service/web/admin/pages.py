@@ -1,0 +1,359 @@
+"""Admin pages: dashboard, lists, subscribers. Server-rendered, no external assets."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from markupsafe import Markup, escape
+from starlette.exceptions import HTTPException
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from service.auth.sessions import Principal
+from service.i18n import LANGUAGES
+from service.lists import ListExists, all_lists, create_list, get_list, update_list
+from service.state import AppRequest
+from service.stats import Daily, daily_activity, list_counts
+from service.subscribers import (
+    SearchFilters,
+    admin_unsubscribe,
+    erase,
+    person_record,
+    personal_data,
+    search,
+)
+from service.subscriptions import consent_wording
+from service.web.admin.guard import protected
+from service.web.responses import page
+from service.web.widget import snippet
+from service.widget_settings import TEXT_KEYS, effective
+
+__all__ = ["admin_page", "routes"]
+
+FLASH = {
+    "created": "List created.",
+    "saved": "Saved.",
+    "unsubscribed": "Unsubscribed.",
+    "erased": "All data of that person was deleted.",
+}
+ADMIN_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+    "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def admin_page(
+    request: AppRequest,
+    principal: Principal,
+    template: str,
+    context: dict[str, Any],
+    *,
+    section: str,
+    status: int = 200,
+) -> Response:
+    flash = FLASH.get(request.query_params.get("done", ""), "")
+    return page(
+        request,
+        template,
+        {"admin": principal.username, "section": section, "flash": flash, **context},
+        status=status,
+        language="en",
+        headers={"Cache-Control": "no-store", "Content-Security-Policy": ADMIN_CSP},
+    )
+
+
+def chart(days: list[Daily]) -> Markup:
+    """Signups and confirmations per day as an inline SVG bar chart (no script needed)."""
+    width, height, pad = 720, 180, 24
+    top = max([d.signups for d in days] + [d.confirmations for d in days] + [1])
+    slot = (width - pad) / len(days)
+    bar = max(1.0, slot / 2 - 1)
+    parts = [
+        f'<svg viewBox="0 0 {width} {height + 20}" role="img" width="100%" '
+        f'aria-label="Signups and confirmations per day">'
+    ]
+    parts.append(f'<text x="0" y="12" font-size="11" fill="currentColor">{top}</text>')
+    for i, d in enumerate(days):
+        x = pad + i * slot
+        for offset, value, colour in (
+            (0.0, d.signups, "#1a56db"),
+            (bar + 1, d.confirmations, "#059669"),
+        ):
+            h = (height - 16) * value / top
+            parts.append(
+                f'<rect x="{x + offset:.1f}" y="{height - h:.1f}" width="{bar:.1f}" '
+                f'height="{h:.1f}" fill="{colour}"><title>{d.day.isoformat()}: {value}'
+                "</title></rect>"
+            )
+        if i % 7 == 0 or i == len(days) - 1:
+            parts.append(
+                f'<text x="{x:.1f}" y="{height + 14}" font-size="11" '
+                f'fill="currentColor">{escape(d.day.strftime("%d %b"))}</text>'
+            )
+    parts.append(
+        f'<line x1="{pad}" y1="{height}" x2="{width}" y2="{height}" '
+        'stroke="currentColor" stroke-opacity=".3"/></svg>'
+    )
+    return Markup("".join(parts))  # noqa: S704 - numbers and escaped dates only
+
+
+async def dashboard(request: AppRequest, principal: Principal) -> Response:
+    db = request.state["db"]
+    lists = await list_counts(db)
+    totals = {
+        status: sum(lc.counts.get(status, 0) for lc in lists)
+        for status in ("pending", "confirmed", "unsubscribed")
+    }
+    days = await daily_activity(db)
+    return admin_page(
+        request,
+        principal,
+        "admin/dashboard.html",
+        {"lists": lists, "totals": totals, "days": days, "chart": chart(days)},
+        section="dashboard",
+    )
+
+
+async def lists_page(request: AppRequest, principal: Principal) -> Response:
+    db = request.state["db"]
+    error = ""
+    form: dict[str, str] = {"slug": "", "name": "", "language": "en", "origins": ""}
+    if request.method == "POST":
+        data = await request.form(max_files=0, max_fields=20)
+        form = {key: str(data.get(key, "")).strip() for key in form}
+        try:
+            await create_list(
+                db,
+                slug=form["slug"],
+                name=form["name"],
+                origins=form["origins"].split(),
+                language=form["language"],
+            )
+        except (ValueError, ListExists) as exc:
+            error = str(exc)
+        else:
+            return RedirectResponse(f"/admin/lists/{form['slug']}?done=created", status_code=303)
+    return admin_page(
+        request,
+        principal,
+        "admin/lists.html",
+        {"lists": await all_lists(db), "form": form, "error": error, "languages": LANGUAGES},
+        section="lists",
+        status=422 if error else 200,
+    )
+
+
+WIDGET_FIELDS = (
+    *TEXT_KEYS,
+    "position",
+    "theme",
+    "accent",
+    "trigger",
+    "delay",
+    "scroll",
+    "dismissDays",
+    "nameField",
+    "consentCheckbox",
+    "privacyUrl",
+)
+LIST_FIELDS = ("name", "language", "double_opt_in", "consent_text")
+
+
+async def list_edit(request: AppRequest, principal: Principal) -> Response:
+    db = request.state["db"]
+    slug = request.path_params["slug"]
+    error = ""
+    if request.method == "POST":
+        data = await request.form(max_files=0, max_fields=60)
+        changes: dict[str, str] = {}
+        for key in (*LIST_FIELDS, *WIDGET_FIELDS):
+            values = data.getlist(key)
+            if values:
+                changes[key] = str(values[-1])  # a ticked checkbox follows its hidden "false"
+        changes["origins"] = ",".join(str(data.get("origins", "")).split())
+        try:
+            await update_list(db, slug, changes)
+        except LookupError:
+            raise HTTPException(404, f"There is no list {slug!r}.") from None
+        except ValueError as exc:
+            error = str(exc)
+        else:
+            return RedirectResponse(f"/admin/lists/{slug}?done=saved", status_code=303)
+    mailing_list = await get_list(db, slug)
+    if mailing_list is None:
+        raise HTTPException(404, f"There is no list {slug!r}.")
+    context = {
+        "ml": mailing_list,
+        "settings": effective(mailing_list),
+        "stored": mailing_list.widget or {},
+        "snippet": snippet(request.state["settings"].base_url, slug),
+        "languages": LANGUAGES,
+        "default_consent": consent_wording(mailing_list) if not mailing_list.consent_text else "",
+        "error": error,
+    }
+    return admin_page(
+        request,
+        principal,
+        "admin/list_edit.html",
+        context,
+        section="lists",
+        status=422 if error else 200,
+    )
+
+
+async def list_preview(request: AppRequest, principal: Principal) -> Response:
+    mailing_list = await get_list(request.state["db"], request.path_params["slug"])
+    if mailing_list is None:
+        raise HTTPException(404, "There is no such list.")
+    return page(
+        request,
+        "admin/preview.html",
+        {"ml": mailing_list},
+        language="en",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; "
+            "style-src 'unsafe-inline'; frame-ancestors 'self'; "
+            "base-uri 'none'; form-action 'none'",
+            "X-Frame-Options": "SAMEORIGIN",
+        },
+    )
+
+
+def _date(value: str) -> datetime | None:
+    try:
+        return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+    except ValueError:
+        return None
+
+
+def filters_from(params: Any) -> SearchFilters:
+    until = _date(params.get("until", ""))
+    return SearchFilters(
+        query=params.get("q", "")[:200],
+        list_slug=params.get("list", "")[:64],
+        status=params.get("status", "")
+        if params.get("status") in {"pending", "confirmed", "unsubscribed"}
+        else "",
+        since=_date(params.get("since", "")),
+        until=until + timedelta(days=1) if until else None,  # the "until" day is included
+    )
+
+
+async def subscribers_page(request: AppRequest, principal: Principal) -> Response:
+    params = request.query_params
+    filters = filters_from(params)
+    after = int(params["after"]) if params.get("after", "").isdigit() else None
+    result = await search(request.state["db"], filters, after=after)
+    kept = {k: params[k] for k in ("q", "list", "status", "since", "until") if params.get(k)}
+    next_url = (
+        f"/admin/subscribers?{urlencode({**kept, 'after': result.next_after})}"
+        if result.next_after
+        else ""
+    )
+    return admin_page(
+        request,
+        principal,
+        "admin/subscribers.html",
+        {
+            "page": result,
+            "filters": filters,
+            "lists": await all_lists(request.state["db"]),
+            "since": params.get("since", ""),
+            "until": params.get("until", ""),
+            "after": after,
+            "next_url": next_url,
+            "first_url": f"/admin/subscribers?{urlencode(kept)}",
+        },
+        section="subscribers",
+    )
+
+
+def _subscriber_id(request: AppRequest) -> int:
+    value = request.path_params["subscriber_id"]
+    if not str(value).isdigit():
+        raise HTTPException(404, "No such subscriber.")
+    return int(value)
+
+
+async def subscriber_page(request: AppRequest, principal: Principal) -> Response:
+    record = await person_record(request.state["db"], _subscriber_id(request))
+    if record is None:
+        raise HTTPException(404, "No such subscriber.")
+    return admin_page(
+        request, principal, "admin/subscriber.html", {"record": record}, section="subscribers"
+    )
+
+
+async def subscriber_data(request: AppRequest, principal: Principal) -> Response:
+    record = await person_record(request.state["db"], _subscriber_id(request))
+    if record is None:
+        raise HTTPException(404, "No such subscriber.")
+    body = json.dumps(personal_data(record), indent=2, ensure_ascii=False)
+    return Response(
+        body,
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="subscriber-{record.subscriber.id}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def subscriber_unsubscribe(request: AppRequest, principal: Principal) -> Response:
+    subscriber_id = _subscriber_id(request)
+    data = await request.form(max_files=0, max_fields=5)
+    record = await person_record(request.state["db"], subscriber_id)
+    wanted = str(data.get("subscription", ""))
+    if record is None or not any(str(s.id) == wanted for s, _ in record.subscriptions):
+        raise HTTPException(404, "No such subscription.")
+    await admin_unsubscribe(request.state["db"], int(wanted), principal.username)
+    return RedirectResponse(
+        f"/admin/subscribers/{subscriber_id}?done=unsubscribed", status_code=303
+    )
+
+
+async def subscriber_erase(request: AppRequest, principal: Principal) -> Response:
+    if not await erase(request.state["db"], _subscriber_id(request), principal.username):
+        raise HTTPException(404, "No such subscriber.")
+    return RedirectResponse("/admin/subscribers?done=erased", status_code=303)
+
+
+async def exports_page(request: AppRequest, principal: Principal) -> Response:
+    return admin_page(
+        request,
+        principal,
+        "admin/exports.html",
+        {"lists": await all_lists(request.state["db"]), "summary": "", "error": ""},
+        section="exports",
+    )
+
+
+async def admin_root(request: AppRequest) -> Response:
+    return RedirectResponse("/admin/", status_code=308)
+
+
+routes = [
+    Route("/admin", admin_root, methods=["GET"]),
+    Route("/admin/", protected(dashboard), methods=["GET"]),
+    Route("/admin/lists", protected(lists_page), methods=["GET", "POST"]),
+    Route("/admin/lists/{slug}", protected(list_edit), methods=["GET", "POST"]),
+    Route("/admin/lists/{slug}/preview", protected(list_preview), methods=["GET"]),
+    Route("/admin/subscribers", protected(subscribers_page), methods=["GET"]),
+    Route("/admin/subscribers/{subscriber_id}", protected(subscriber_page), methods=["GET"]),
+    Route(
+        "/admin/subscribers/{subscriber_id}/data.json", protected(subscriber_data), methods=["GET"]
+    ),
+    Route(
+        "/admin/subscribers/{subscriber_id}/unsubscribe",
+        protected(subscriber_unsubscribe),
+        methods=["POST"],
+    ),
+    Route(
+        "/admin/subscribers/{subscriber_id}/erase", protected(subscriber_erase), methods=["POST"]
+    ),
+    Route("/admin/exports", protected(exports_page), methods=["GET"]),
+]
