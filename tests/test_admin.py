@@ -1,0 +1,328 @@
+"""The admin side: who gets in, what a cross-site form can do, and what editors see."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from http.cookies import SimpleCookie
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import func, select, update
+from support import SUBSCRIBE, Running, SMTPServer, make_list, serve_app, visible
+
+from service.auth.users import create_user
+from service.models import (
+    AdminUser,
+    ConsentRecord,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+)
+from service.settings import Settings
+from service.suppressions import email_hash
+
+PASSWORD = "correct horse battery"
+SAME_SITE = {"Sec-Fetch-Site": "same-origin"}
+ADMIN_PAGES = [
+    "/admin/",
+    "/admin/lists",
+    "/admin/lists/daily",
+    "/admin/lists/daily/preview",
+    "/admin/subscribers",
+    "/admin/subscribers/1",
+    "/admin/subscribers/1/data.json",
+    "/admin/exports",
+]
+ADMIN_POSTS = [
+    "/admin/lists",
+    "/admin/lists/daily",
+    "/admin/subscribers/1/unsubscribe",
+    "/admin/subscribers/1/erase",
+]
+
+
+@pytest.fixture
+async def admin(settings: Settings) -> AsyncIterator[Running]:
+    await make_list(settings)
+    async with serve_app(settings) as running:
+        await create_user(running.db, "alice", PASSWORD)
+        yield running
+
+
+async def sign_in(
+    app: Running,
+    password: str = PASSWORD,
+    username: str = "alice",
+    ip_headers: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Sign in through the form; the headers that carry the session afterwards."""
+    response = await app.client.post(
+        "/admin/login",
+        data={"username": username, "password": password, "next": "/admin/"},
+        headers={**SAME_SITE, **(ip_headers or {})},
+    )
+    assert response.status_code == 303, visible(response)
+    cookie = SimpleCookie(response.headers["set-cookie"])
+    [(name, morsel)] = cookie.items()
+    return {"Cookie": f"{name}={morsel.value}", **SAME_SITE}
+
+
+async def test_nothing_without_signing_in(admin: Running) -> None:
+    for path in ADMIN_PAGES:
+        response = await admin.client.get(path)
+        assert response.status_code == 303, path
+        assert response.headers["location"].startswith("/admin/login?next=")
+    for path in ADMIN_POSTS:
+        response = await admin.client.post(path, data={"name": "x"}, headers=SAME_SITE)
+        assert response.status_code == 303, path
+    forged = await admin.client.get("/admin/", headers={"Cookie": "__Host-nl_admin=forged"})
+    assert forged.status_code == 303
+    assert (await admin.client.get("/admin")).headers["location"] == "/admin/"
+
+
+async def test_sign_in_cookie_and_sign_out(admin: Running) -> None:
+    response = await admin.client.post(
+        "/admin/login",
+        data={"username": "alice", "password": PASSWORD, "next": "/admin/subscribers"},
+        headers=SAME_SITE,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/admin/subscribers"
+    cookie = response.headers["set-cookie"]
+    # https base URL: a __Host- cookie, Secure, HttpOnly, SameSite.
+    assert cookie.startswith("__Host-nl_admin=")
+    for flag in ("HttpOnly", "Secure", "SameSite=lax", "Path=/"):
+        assert flag.lower() in cookie.lower()
+    headers = await sign_in(admin)
+    dashboard = await admin.client.get("/admin/", headers=headers)
+    assert dashboard.status_code == 200 and "Sign out alice" in dashboard.text
+    assert dashboard.headers["cache-control"] == "no-store"
+
+    out = await admin.client.post("/admin/logout", headers=headers)
+    assert out.status_code == 303
+    assert (await admin.client.get("/admin/", headers=headers)).status_code == 303, (
+        "the session is gone on the server, not just the cookie"
+    )
+
+
+async def test_next_never_leaves_the_admin_side(admin: Running) -> None:
+    for target in ("https://evil.example.net/", "//evil.example.net", "/\\evil.example.net"):
+        response = await admin.client.post(
+            "/admin/login",
+            data={"username": "alice", "password": PASSWORD, "next": target},
+            headers=SAME_SITE,
+        )
+        assert response.headers["location"] == "/admin/"
+
+
+async def test_cross_site_posts_are_refused(admin: Running) -> None:
+    headers = await sign_in(admin)
+    cookie = {"Cookie": headers["Cookie"]}
+    for extra in (
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example.net"},
+        {},
+    ):
+        response = await admin.client.post(
+            "/admin/lists",
+            data={"slug": "evil", "name": "Evil", "language": "en"},
+            headers={**cookie, **extra},
+        )
+        assert response.status_code == 403, extra
+        assert "another site" in response.text
+    assert (await admin.client.get("/admin/lists/evil", headers=headers)).status_code == 404
+    own = await admin.client.post(
+        "/admin/lists",
+        data={"slug": "good", "name": "Good", "language": "en"},
+        headers={**cookie, "Origin": "https://news.example.org"},
+    )
+    assert own.status_code == 303
+    cross_login = await admin.client.post(
+        "/admin/login",
+        data={"username": "alice", "password": PASSWORD},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    assert cross_login.status_code == 403 and "set-cookie" not in cross_login.headers
+
+
+async def test_wrong_passwords_are_throttled_and_unknown_users_look_the_same(
+    admin: Running,
+) -> None:
+    wrong = await admin.client.post(
+        "/admin/login", data={"username": "alice", "password": "x"}, headers=SAME_SITE
+    )
+    unknown = await admin.client.post(
+        "/admin/login", data={"username": "mallory", "password": "x"}, headers=SAME_SITE
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Wrong username or password." in wrong.text and "Wrong username or password." in (
+        unknown.text
+    )
+    for _ in range(4):
+        await admin.client.post(
+            "/admin/login", data={"username": "alice", "password": "x"}, headers=SAME_SITE
+        )
+    blocked = await admin.client.post(
+        "/admin/login", data={"username": "alice", "password": PASSWORD}, headers=SAME_SITE
+    )
+    assert blocked.status_code == 429, "even the right password waits"
+    assert "Too many failed sign-ins" in blocked.text
+    assert int(blocked.headers["retry-after"]) > 0
+    assert "set-cookie" not in blocked.headers
+
+
+async def test_idle_sessions_end(settings: Settings) -> None:
+    await make_list(settings)
+    async with serve_app(settings.replace(admin_idle_timeout=0.5)) as app:
+        await create_user(app.db, "alice", PASSWORD)
+        headers = await sign_in(app)
+        assert (await app.client.get("/admin/", headers=headers)).status_code == 200
+        await asyncio.sleep(0.7)
+        assert (await app.client.get("/admin/", headers=headers)).status_code == 303
+
+
+async def test_old_password_hashes_are_upgraded_on_sign_in(admin: Running) -> None:
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    async with admin.db.write() as session:
+        await session.execute(update(AdminUser).values(password_hash=weak))
+    await sign_in(admin)
+    async with admin.db.read() as session:
+        stored = await session.scalar(select(AdminUser.password_hash))
+    assert stored != weak and "m=65536" in (stored or "")
+
+
+async def test_dashboard_lists_and_subscribers(admin: Running, smtp: SMTPServer) -> None:
+    headers = await sign_in(admin)
+    for i in range(3):
+        await admin.client.post(SUBSCRIBE, json={"email": f"r{i}@example.com", "name": f"R {i}"})
+    await smtp.wait_for(3)
+    dashboard = await admin.client.get("/admin/", headers=headers)
+    assert "<svg" in dashboard.text and "Signups and confirmations" in dashboard.text
+    assert re.search(r"Pending</div><div class=\"stat\">3<", dashboard.text)
+
+    created = await admin.client.post(
+        "/admin/lists",
+        data={
+            "slug": "weekly",
+            "name": "The Weekly",
+            "language": "de",
+            "origins": "https://www.example.com\nhttps://blog.example.com",
+        },
+        headers=headers,
+    )
+    assert created.headers["location"] == "/admin/lists/weekly?done=created"
+    edit = await admin.client.get("/admin/lists/weekly", headers=headers)
+    assert '<script src="https://news.example.org/widget.js" data-list="weekly" async>' in (
+        visible(edit)
+    )
+    saved = await admin.client.post(
+        "/admin/lists/weekly",
+        headers=headers,
+        data={
+            "name": "The Weekly",
+            "language": "de",
+            "origins": "https://www.example.com",
+            "double_opt_in": "true",
+            "title": "Jede Woche",
+            "accent": "#aa0000",
+            "position": "bottom-left",
+            "theme": "dark",
+            "trigger": "scroll",
+            "delay": "5",
+            "scroll": "40",
+            "dismissDays": "7",
+            "nameField": ["false", "true"],
+            "consentCheckbox": "false",
+            "privacyUrl": "",
+        },
+    )
+    assert saved.status_code == 303
+    config = (await admin.client.get("/api/v1/lists/weekly/widget")).json()["settings"]
+    assert (config["title"], config["accent"], config["position"], config["nameField"]) == (
+        "Jede Woche",
+        "#aa0000",
+        "bottom-left",
+        True,
+    )
+    bad = await admin.client.post(
+        "/admin/lists/weekly",
+        headers=headers,
+        data={"name": "The Weekly", "accent": "red;}</style>"},
+    )
+    assert bad.status_code == 422 and "hex colour" in bad.text
+
+    found = await admin.client.get("/admin/subscribers?q=r1%40", headers=headers)
+    assert "r1@example.com" in found.text and "r2@example.com" not in found.text
+    filtered = await admin.client.get(
+        "/admin/subscribers?list=daily&status=confirmed", headers=headers
+    )
+    assert "No subscribers match." in filtered.text
+
+
+async def test_keyset_pages(admin: Running) -> None:
+    headers = await sign_in(admin)
+    async with admin.db.write() as session:
+        session.add_all(
+            Subscriber(email=f"p{i:03d}@example.com", attributes={}) for i in range(120)
+        )
+    seen: list[str] = []
+    url = "/admin/subscribers?q=example"
+    pages = 0
+    while url:
+        response = await admin.client.get(url, headers=headers)
+        seen += re.findall(r">(p\d{3}@example\.com)<", response.text)
+        found = re.search(r'href="([^"]+)" rel="next"', response.text)
+        url = found.group(1).replace("&amp;", "&") if found else ""
+        pages += 1
+    assert pages == 3
+    assert seen == [f"p{i:03d}@example.com" for i in reversed(range(120))]
+
+
+async def test_person_record_unsubscribe_export_and_erasure(
+    admin: Running, smtp: SMTPServer
+) -> None:
+    headers = await sign_in(admin)
+    await admin.client.post(
+        SUBSCRIBE,
+        json={"email": "gone@example.com", "name": "Gone", "page_url": "https://www.example.com/x"},
+        headers={"User-Agent": "UA/1"},
+    )
+    await smtp.wait_for(1)
+    async with admin.db.read() as session:
+        subscriber_id = await session.scalar(select(Subscriber.id))
+        subscription_id = await session.scalar(select(Subscription.id))
+    detail = await admin.client.get(f"/admin/subscribers/{subscriber_id}", headers=headers)
+    assert "Consent history" in detail.text and "https://www.example.com/x" in detail.text
+
+    data = await admin.client.get(f"/admin/subscribers/{subscriber_id}/data.json", headers=headers)
+    assert "attachment" in data.headers["content-disposition"]
+    person = json.loads(data.content)
+    assert person["email"] == "gone@example.com"
+    assert person["consent_records"][0]["user_agent"] == "UA/1"
+    assert person["emails"][0]["kind"] == "confirm"
+
+    done = await admin.client.post(
+        f"/admin/subscribers/{subscriber_id}/unsubscribe",
+        data={"subscription": str(subscription_id)},
+        headers=headers,
+    )
+    assert done.status_code == 303
+    async with admin.db.read() as session:
+        assert await session.scalar(select(Subscription.status)) == (
+            SubscriptionStatus.UNSUBSCRIBED
+        )
+
+    erased = await admin.client.post(f"/admin/subscribers/{subscriber_id}/erase", headers=headers)
+    assert erased.headers["location"] == "/admin/subscribers?done=erased"
+    async with admin.db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Subscriber)) == 0
+        assert await session.scalar(select(func.count()).select_from(ConsentRecord)) == 0
+        tombstone = await session.scalar(select(Suppression.email_hash))
+    assert tombstone == email_hash("gone@example.com")
+    missing = await admin.client.get(f"/admin/subscribers/{subscriber_id}", headers=headers)
+    assert missing.status_code == 404
