@@ -22,6 +22,7 @@ from service.subscriptions import Subscriptions
 from service.templating import make_environment
 from service.tokens import TokenSigner
 from service.web import api, devmail, health, pages, widget
+from service.web.admin import api as admin_api
 from service.web.admin import pages as admin_pages
 from service.web.admin import signin
 from service.web.middleware import (
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> Starlette:
         *pages.routes,
         *signin.routes,
         *admin_pages.routes,
+        *admin_api.routes,
     ]
     if settings.uses_mail_catcher:
         routes += devmail.routes

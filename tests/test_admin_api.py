@@ -1,0 +1,115 @@
+"""The admin JSON API with API tokens, as a script would use it."""
+
+from __future__ import annotations
+
+import pytest
+from support import SUBSCRIBE, Running, SMTPServer
+
+from service.auth.api_tokens import create_token, revoke_token
+from service.auth.users import create_user
+
+ENDPOINTS = [
+    ("GET", "/api/v1/admin/lists"),
+    ("POST", "/api/v1/admin/lists"),
+    ("GET", "/api/v1/admin/lists/daily"),
+    ("PATCH", "/api/v1/admin/lists/daily"),
+    ("GET", "/api/v1/admin/subscribers"),
+    ("GET", "/api/v1/admin/subscribers/1"),
+    ("DELETE", "/api/v1/admin/subscribers/1"),
+    ("POST", "/api/v1/admin/subscribers/1/unsubscribe"),
+    ("GET", "/api/v1/admin/stats"),
+]
+
+
+@pytest.fixture
+async def token(app: Running) -> str:
+    await create_user(app.db, "alice", "correct horse battery")
+    return await create_token(app.db, "alice", "tests")
+
+
+async def test_every_endpoint_wants_a_valid_token(app: Running, token: str) -> None:
+    for headers in (
+        {},
+        {"Authorization": "Bearer nlt_wrong"},
+        {"Authorization": f"Basic {token}"},
+        {"Authorization": token},
+    ):
+        for method, path in ENDPOINTS:
+            response = await app.client.request(method, path, headers=headers, json={})
+            assert response.status_code == 401, (method, path, headers)
+            assert response.headers["www-authenticate"].startswith("Bearer")
+            assert "API token" in response.json()["message"]
+
+
+async def test_revoked_tokens_stop_working(app: Running, token: str) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await app.client.get("/api/v1/admin/lists", headers=auth)).status_code == 200
+    await revoke_token(app.db, 1)
+    assert (await app.client.get("/api/v1/admin/lists", headers=auth)).status_code == 401
+
+
+async def test_lists_subscribers_and_erasure(app: Running, token: str, smtp: SMTPServer) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
+    created = await app.client.post(
+        "/api/v1/admin/lists",
+        headers=auth,
+        json={
+            "slug": "weekly",
+            "name": "Weekly",
+            "origins": ["https://blog.example.com/"],
+            "language": "fr",
+        },
+    )
+    assert created.status_code == 201
+    assert created.json()["allowed_origins"] == ["https://blog.example.com"]
+    assert created.json()["box"]["button"] == "S'abonner"
+    again = await app.client.post(
+        "/api/v1/admin/lists", headers=auth, json={"slug": "weekly", "name": "Again"}
+    )
+    assert again.status_code == 409
+    bad = await app.client.post(
+        "/api/v1/admin/lists",
+        headers=auth,
+        content=b"{nope",
+    )
+    assert bad.status_code == 415
+    patched = await app.client.patch(
+        "/api/v1/admin/lists/weekly",
+        headers=auth,
+        json={"accent": "#112233", "origins": ["https://a.example"]},
+    )
+    assert patched.status_code == 200
+    assert patched.json()["box"]["accent"] == "#112233"
+    assert patched.json()["allowed_origins"] == ["https://a.example"]
+    wrong = await app.client.patch(
+        "/api/v1/admin/lists/weekly", headers=auth, json={"position": "top"}
+    )
+    assert wrong.status_code == 422 and "position" in wrong.json()["message"]
+
+    await app.client.post(SUBSCRIBE, json={"email": "api@example.com"})
+    await smtp.wait_for(1)
+    found = await app.client.get("/api/v1/admin/subscribers?q=api", headers=auth)
+    [item] = found.json()["items"]
+    assert item["email"] == "api@example.com"
+    assert item["lists"] == [{"list": "daily", "status": "pending"}]
+    person = await app.client.get(f"/api/v1/admin/subscribers/{item['id']}", headers=auth)
+    assert person.json()["consent_records"][0]["action"] == "subscribe"
+    stats = await app.client.get("/api/v1/admin/stats", headers=auth)
+    assert {
+        "list": "daily",
+        "name": "Frühstücks-Briefing",
+        "pending": 1,
+        "confirmed": 0,
+        "unsubscribed": 0,
+    } in stats.json()["lists"]
+    assert sum(d["signups"] for d in stats.json()["daily"]) == 1
+
+    off = await app.client.post(
+        f"/api/v1/admin/subscribers/{item['id']}/unsubscribe", headers=auth, json={"list": "daily"}
+    )
+    assert off.status_code == 200
+    gone = await app.client.delete(f"/api/v1/admin/subscribers/{item['id']}", headers=auth)
+    assert gone.status_code == 204
+    assert (
+        await app.client.get(f"/api/v1/admin/subscribers/{item['id']}", headers=auth)
+    ).status_code == 404
