@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, date, datetime, timedelta
+from importlib.resources import files
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,7 +31,7 @@ from service.subscriptions import consent_wording
 from service.web.admin.guard import protected
 from service.web.responses import page
 from service.web.widget import snippet
-from service.widget_settings import TEXT_KEYS, effective
+from service.widget_settings import TEXT_KEYS, effective, validate_changes
 
 __all__ = ["admin_page", "routes"]
 
@@ -40,7 +42,8 @@ FLASH = {
     "erased": "All data of that person was deleted.",
 }
 ADMIN_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src data:; "
+    "form-action 'self'; "
     "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
@@ -88,7 +91,7 @@ def chart(days: list[Daily]) -> Markup:
                 f'height="{h:.1f}" fill="{colour}"><title>{d.day.isoformat()}: {value}'
                 "</title></rect>"
             )
-        if i % 7 == 0 or i == len(days) - 1:
+        if i % 7 == 0 or (i == len(days) - 1 and i % 7 >= 3):
             parts.append(
                 f'<text x="{x:.1f}" y="{height + 14}" font-size="11" '
                 f'fill="currentColor">{escape(d.day.strftime("%d %b"))}</text>'
@@ -146,6 +149,7 @@ async def lists_page(request: AppRequest, principal: Principal) -> Response:
     )
 
 
+PREVIEW_KEYS = (*TEXT_KEYS, "position", "theme", "accent")
 WIDGET_FIELDS = (
     *TEXT_KEYS,
     "position",
@@ -208,10 +212,15 @@ async def list_preview(request: AppRequest, principal: Principal) -> Response:
     mailing_list = await get_list(request.state["db"], request.path_params["slug"])
     if mailing_list is None:
         raise HTTPException(404, "There is no such list.")
+    overrides: dict[str, str] = {}
+    for key in PREVIEW_KEYS:  # unsaved values from the editor; invalid ones are left out
+        if key in request.query_params:
+            with contextlib.suppress(ValueError):
+                overrides.update(validate_changes({key: request.query_params[key]}))
     return page(
         request,
         "admin/preview.html",
-        {"ml": mailing_list},
+        {"ml": mailing_list, "overrides": overrides},
         language="en",
         headers={
             "Cache-Control": "no-store",
@@ -332,12 +341,22 @@ async def exports_page(request: AppRequest, principal: Principal) -> Response:
     )
 
 
+async def admin_script(request: AppRequest) -> Response:
+    body = files("service").joinpath("static/admin.js").read_bytes()
+    return Response(
+        body,
+        media_type="text/javascript; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
 async def admin_root(request: AppRequest) -> Response:
     return RedirectResponse("/admin/", status_code=308)
 
 
 routes = [
     Route("/admin", admin_root, methods=["GET"]),
+    Route("/admin/assets/admin.js", admin_script, methods=["GET"]),
     Route("/admin/", protected(dashboard), methods=["GET"]),
     Route("/admin/lists", protected(lists_page), methods=["GET", "POST"]),
     Route("/admin/lists/{slug}", protected(list_edit), methods=["GET", "POST"]),

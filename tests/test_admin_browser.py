@@ -1,0 +1,69 @@
+"""An editor's session in real Chromium: sign in, make a list, preview it, find a reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from support import SMTPServer, make_list, serve_app
+
+# Reuse the browser fixture and the skip rules of the widget's browser tests.
+from test_widget_browser import ARTIFACTS, Browser, browser, expect  # noqa: F401
+
+from service.auth.users import create_user
+from service.settings import Settings
+
+PASSWORD = "correct horse battery"
+
+
+async def test_editor_session(browser: Browser, settings: Settings, smtp: SMTPServer) -> None:  # noqa: F811
+    await make_list(settings)
+    async with serve_app(settings, reachable=True) as app:
+        await create_user(app.db, "alice", PASSWORD)
+        for i in range(5):
+            await app.client.post(
+                "/api/v1/lists/daily/subscriptions",
+                json={"email": f"reader{i}@example.com", "name": f"Reader {i}"},
+            )
+        await smtp.wait_for(5)
+
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        await page.goto(app.url + "/admin/subscribers")
+        await expect(page.get_by_role("heading", name="Newsletter admin")).to_be_visible()
+        await page.get_by_label("Username").fill("alice")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("heading", name="Subscribers")).to_be_visible()
+
+        await page.get_by_role("link", name="Dashboard").click()
+        await expect(
+            page.get_by_role("img", name="Signups and confirmations per day")
+        ).to_be_visible()
+        Path(ARTIFACTS).mkdir(exist_ok=True)  # noqa: ASYNC240 - once, tiny
+        await page.screenshot(path=str(ARTIFACTS / "admin-dashboard.png"), full_page=True)
+
+        await page.get_by_role("link", name="Lists").click()
+        await page.get_by_label("Slug (in URLs and the snippet)").fill("weekly")
+        await page.get_by_label("Name readers see").fill("The Weekly")
+        await page.get_by_role("button", name="Create list").click()
+        await expect(page.get_by_text("List created.")).to_be_visible()
+        await expect(page.get_by_text('data-list="weekly"')).to_be_visible()
+
+        preview = page.frame_locator("iframe.preview")
+        await expect(preview.get_by_role("region", name="Get our newsletter")).to_be_visible()
+        await page.get_by_label("Title").fill("Every Friday")
+        await expect(preview.get_by_role("region", name="Every Friday")).to_be_visible()
+        await page.get_by_role("button", name="Save").click()
+        await expect(page.get_by_text("Saved.")).to_be_visible()
+
+        await page.get_by_role("link", name="Subscribers").click()
+        await page.get_by_label("Email or name contains").fill("reader3")
+        await page.get_by_role("button", name="Search").click()
+        await expect(page.get_by_role("link", name="reader3@example.com")).to_be_visible()
+        await expect(page.get_by_role("link", name="reader1@example.com")).to_have_count(0)
+        await page.get_by_label("Email or name contains").fill("")
+        await page.get_by_role("button", name="Search").click()
+        await page.screenshot(path=str(ARTIFACTS / "admin-subscribers.png"), full_page=True)
+        await page.get_by_role("link", name="reader3@example.com").click()
+        await expect(page.get_by_role("heading", name="Consent history")).to_be_visible()
+        await context.close()
