@@ -21,7 +21,7 @@ from service.state import AppState
 from service.subscriptions import Subscriptions
 from service.templating import make_environment
 from service.tokens import TokenSigner
-from service.web import api, devmail, health, pages, widget
+from service.web import api, devmail, health, openapi, pages, widget
 from service.web.admin import api as admin_api
 from service.web.admin import pages as admin_pages
 from service.web.admin import signin
@@ -90,6 +90,7 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [
         *health.routes,
         *api.routes,
+        *openapi.routes,
         *widget.routes,
         *pages.routes,
         *signin.routes,

@@ -99,3 +99,25 @@ async def test_honeypot_gets_the_same_answer_and_nothing_happens(
     assert (bot.status_code, bot.content) == (human.status_code, human.content)
     assert await snapshot(app.db) == before
     assert len(smtp.received) == 1
+
+
+async def test_openapi_document_covers_every_api_route(app: Running) -> None:
+    from starlette.routing import Route
+
+    from service.app import create_app
+
+    response = await app.client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    doc = response.json()
+    assert doc["openapi"].startswith("3.1")
+    assert doc["servers"] == [{"url": app.settings.base_url}]
+    documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
+    served = {
+        (route.path, method)
+        for route in create_app(app.settings).routes
+        if isinstance(route, Route)
+        and route.path.startswith("/api/v1/")
+        and route.path != "/api/v1/openapi.json"
+        for method in (route.methods or set()) - {"HEAD"}
+    }
+    assert served <= documented, served - documented
