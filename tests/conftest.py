@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from support import (
     SMTPRecorder,
     SMTPServer,
     free_port,
+    fresh_postgres_database,
     make_list,
     serve_app,
 )
@@ -34,9 +36,23 @@ def smtp() -> Iterator[SMTPServer]:
         controller.stop()
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'newsletter.db'}"
+POSTGRES = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Every test that stores anything runs on a SQLite file and on PostgreSQL.
+
+    PostgreSQL runs need NEWSLETTER_TEST_POSTGRES_URL (e.g. postgresql://root@127.0.0.1/test);
+    each test gets a database of its own, dropped afterwards.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'newsletter.db'}"
+        return
+    if not POSTGRES:
+        pytest.skip("PostgreSQL: set NEWSLETTER_TEST_POSTGRES_URL to run these too")
+    async with fresh_postgres_database(POSTGRES) as url:
+        yield url
 
 
 @pytest.fixture

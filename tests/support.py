@@ -173,6 +173,30 @@ async def make_list(settings: Settings, slug: str = "daily", **kwargs: Any) -> N
         await db.dispose()
 
 
+@asynccontextmanager
+async def fresh_postgres_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database on the server at ``server_url``; dropped after."""
+    import secrets as _secrets
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(server_url)
+    name = f"nl_test_{_secrets.token_hex(6)}"
+    dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield base.set(drivername="postgresql+asyncpg", database=name).render_as_string(
+                hide_password=False
+            )
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 def visible(response: httpx.Response) -> str:
     """A page's text as a reader sees it (entities decoded)."""
     return html.unescape(response.text)
