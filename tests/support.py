@@ -155,8 +155,10 @@ async def serve_app(settings: Settings, *, reachable: bool = False) -> AsyncIter
                 await db.dispose()
     finally:
         server.should_exit = True
-        await task
-        sock.close()
+        try:
+            await task
+        finally:
+            sock.close()
 
 
 async def make_list(settings: Settings, slug: str = "daily", **kwargs: Any) -> None:

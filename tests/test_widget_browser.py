@@ -76,13 +76,16 @@ async def site(
     allowed: bool = True,
     extra_head: str = "",
     inline: bool = False,
+    slug: str = "daily",
     **list_options: Any,
 ) -> AsyncIterator[Site]:
     async with serve_app(settings, reachable=True) as app:
-        script = f'<script src="{app.url}/widget.js" data-list="daily" {attributes} async></script>'
+        script = (
+            f'<script src="{app.url}/widget.js" data-list="{slug}" {attributes} async></script>'
+        )
         with ArticleServer(render_article(script, extra_head=extra_head, inline=inline)) as page:
             origins = [page.url] if allowed else ["https://somewhere-else.example.com"]
-            await make_list(settings, origins=origins, **list_options)
+            await make_list(settings, slug, origins=origins, **list_options)
             yield Site(app, page)
 
 
@@ -298,7 +301,8 @@ async def test_scroll_trigger_and_inline_mode(browser: Browser, settings: Settin
         await page.mouse.wheel(0, 100000)
         await expect(box(page)).to_be_visible()
     async with site(
-        settings.replace(database_url=settings.database_url + "-exit"),
+        settings,
+        slug="exit",
         attributes='data-trigger="exit"',
     ) as s:
         page = await open_article(browser, s.article.url + "/")
@@ -311,7 +315,8 @@ async def test_scroll_trigger_and_inline_mode(browser: Browser, settings: Settin
             "mouseout", {bubbles: true, clientX: 600, clientY: -2, relatedTarget: null}))""")
         await expect(box(page)).to_be_visible()
     async with site(
-        settings.replace(database_url=settings.database_url + "-inline"),
+        settings,
+        slug="inline",
         attributes='data-target="#newsletter-inline"',
         inline=True,
     ) as s:
