@@ -7,7 +7,6 @@ request never depends on whether the address is known: 202 and the same body, al
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -20,6 +19,7 @@ from service.models import MailingList
 from service.state import AppRequest
 from service.subscriptions import RequestOrigin
 from service.validation import FieldErrors, validate_signup
+from service.web.bodies import BadBody, parse_json_object
 from service.web.responses import api_error, page
 from service.widget_settings import effective
 
@@ -35,13 +35,6 @@ FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 MAX_FIELDS = 20
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def _media_type(request: AppRequest) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
@@ -54,38 +47,20 @@ def _wants_html(request: AppRequest) -> bool:
 async def read_fields(request: AppRequest) -> dict[str, Any]:
     media_type = _media_type(request)
     if media_type == "application/json" or media_type.endswith("+json"):
-        raw = await request.body()
-        if not raw.strip():
-            raise BadRequest(
-                400,
-                'The body is empty: send a JSON object such as {"email": "reader@example.com"}.',
-            )
-        try:
-            data = json.loads(raw)
-        except UnicodeDecodeError:
-            raise BadRequest(400, "The body is not valid UTF-8.") from None
-        except json.JSONDecodeError as exc:
-            raise BadRequest(
-                400,
-                f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-            ) from None
-        if not isinstance(data, dict):
-            raise BadRequest(
-                422, 'The JSON body must be an object such as {"email": "reader@example.com"}.'
-            )
-        return data
+        return parse_json_object(await request.body())
     if media_type in FORM_TYPES:
-        form = await request.form(max_files=0, max_fields=MAX_FIELDS)
+        # Files are taken only to be refused by name below (the body limit bounds them).
         fields: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                raise BadRequest(422, f"The field {key!r} must be text, not a file.")
-            if key in fields:
-                raise BadRequest(422, f"The field {key!r} was sent more than once.")
-            fields[key] = value
+        async with request.form(max_files=MAX_FIELDS, max_fields=MAX_FIELDS) as form:
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    raise BadBody(422, f"The field {key!r} must be text, not a file.")
+                if key in fields:
+                    raise BadBody(422, f"The field {key!r} was sent more than once.")
+                fields[key] = value
         return fields
     shown = media_type or "none"
-    raise BadRequest(
+    raise BadBody(
         415,
         f"Unsupported Content-Type ({shown}): send application/json, "
         "application/x-www-form-urlencoded or multipart/form-data.",
@@ -149,7 +124,7 @@ async def subscribe(request: AppRequest) -> Response:
         signup = validate_signup(
             fields, check_deliverability=state["settings"].check_deliverability
         )
-    except BadRequest as exc:
+    except BadBody as exc:
         if html:
             return _result_page(request, mailing_list, exc.status, exc.message, {})
         return api_error(exc.status, exc.message, headers=headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -43,6 +44,7 @@ class BodyLimitMiddleware:
                     await _plain(send, 400, b"Invalid Content-Length header.")
                     return
                 if declared > self.max_bytes:
+                    await _drain(receive, {"more_body": True})
                     await _plain(send, 413, self._message())
                     return
         received = 0
@@ -53,6 +55,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    await _drain(receive, message)
                     raise HTTPException(413, self._message().decode())
             return message
 
@@ -60,6 +63,26 @@ class BodyLimitMiddleware:
 
     def _message(self) -> bytes:
         return f"Request body too large: the limit is {self.max_bytes} bytes.".encode()
+
+
+# Answering before the client has finished sending, then closing, makes the kernel reset the
+# connection, and a reset can discard the 413 before the client reads it. So the rest of an
+# oversized body is read and dropped first, within bounds (a "lingering close").
+DRAIN_MAX_BYTES = 8 * 1024 * 1024
+DRAIN_SECONDS = 3.0
+
+
+async def _drain(receive: Receive, message: Message) -> None:
+    drained = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while message.get("more_body", False) and drained <= DRAIN_MAX_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                drained += len(message.get("body", b""))
+    except TimeoutError:
+        pass
 
 
 async def _plain(send: Send, status: int, body: bytes) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -16,6 +15,7 @@ from service.stats import daily_activity, list_counts
 from service.subscribers import admin_unsubscribe, erase, person_record, personal_data, search
 from service.web.admin.guard import protected
 from service.web.admin.pages import filters_from
+from service.web.bodies import BadBody, parse_json_object
 from service.web.responses import api_error
 from service.widget_settings import effective
 
@@ -24,23 +24,10 @@ __all__ = ["routes"]
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-class BadBody(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 async def json_object(request: AppRequest) -> dict[str, Any]:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise BadBody(415, "Send a JSON object with Content-Type: application/json.")
-    try:
-        data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise BadBody(400, "The body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise BadBody(422, "The body must be a JSON object.")
-    return data
+    return parse_json_object(await request.body(), example='{"name": "Morning briefing"}')
 
 
 def list_json(mailing_list: MailingList) -> dict[str, Any]:
