@@ -48,11 +48,11 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
         db = Database.from_url(settings.database_url)
         worker_task: asyncio.Task[None] | None = None
+        mailer: Mailer | None = None
         try:
             await db.create_schema()
             signer = TokenSigner(await signing_key(settings, db))
             emails = Emails(settings, signer, EmailRenderer(env))
-            mailer: Mailer
             if settings.uses_mail_catcher:
                 log.warning(
                     "DEVELOPMENT MAIL CATCHER ON: no NEWSLETTER_SMTP_HOST, so no email leaves "
@@ -85,6 +85,8 @@ def create_app(settings: Settings) -> Starlette:
                 worker_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
+            if mailer is not None:
+                await mailer.close()
             await db.dispose()
 
     routes: list[BaseRoute] = [

@@ -226,6 +226,12 @@ SETTINGS: tuple[Spec, ...] = (
         _positive_duration,
     ),
     Spec(
+        "smtp_idle_timeout",
+        "30s",
+        "Sending keeps SMTP connections open for the next email; one unused this long is closed.",
+        _positive_duration,
+    ),
+    Spec(
         "mail_from",
         "Newsletter <newsletter@example.com>",
         'Sender of every email, e.g. `"Daily News" <news@example.com>`.',
@@ -262,6 +268,20 @@ SETTINGS: tuple[Spec, ...] = (
         "worker_poll_interval",
         "2s",
         "How often the worker looks for due mail when nothing woke it.",
+        _positive_duration,
+    ),
+    Spec(
+        "worker_concurrency",
+        "4",
+        "How many emails one worker sends at once; also the most SMTP connections it keeps open.",
+        _int_range(1, 100),
+    ),
+    Spec(
+        "worker_lease",
+        "5m",
+        "A worker claims queued mail for this long. Mail claimed by a worker that died is "
+        "sent by another one once the lease has run out. Keep it well above "
+        "`NEWSLETTER_SMTP_TIMEOUT`.",
         _positive_duration,
     ),
     Spec(
@@ -315,6 +335,7 @@ class Settings:
     smtp_tls: str
     smtp_ca_file: str
     smtp_timeout: float
+    smtp_idle_timeout: float
     mail_from: str
     host: str
     port: int
@@ -323,6 +344,8 @@ class Settings:
     max_body_bytes: int
     run_worker: bool
     worker_poll_interval: float
+    worker_concurrency: int
+    worker_lease: float
     retry_base: float
     retry_max_delay: float
     retry_deadline: float

@@ -1,10 +1,29 @@
 """Drain the outbox: claim due rows, send each, retry temporary failures with backoff.
 
-A claim is one ``UPDATE ... RETURNING`` that moves due rows to ``sending`` with a lease;
-on PostgreSQL its subquery also takes ``FOR UPDATE SKIP LOCKED``, so any number of
-workers can drain one outbox. A worker that dies leaves rows whose lease runs out, and
-another worker takes them. Once the SMTP server accepted a message, the row is marked
-sent before anything else happens, and is never sent again.
+A claim is one ``UPDATE ... RETURNING`` that moves due rows to ``sending`` with a lease
+(``NEWSLETTER_WORKER_LEASE``); on PostgreSQL its subquery also takes ``FOR UPDATE SKIP
+LOCKED``, so any number of workers (the one in the server and ``newsletter worker``
+processes) can drain one outbox. A worker sends up to ``NEWSLETTER_WORKER_CONCURRENCY``
+messages of its batch at once. A worker that dies leaves rows whose lease runs out, and
+another worker takes them.
+
+What is guaranteed: a message is never lost, and it is sent once unless a worker dies
+(or loses its database) in the instant between the SMTP server accepting the message
+and the worker recording that. Nothing can close that window entirely, since the SMTP
+server and the database cannot commit together; what the worker does is keep it to one
+round trip:
+
+- On PostgreSQL the row is marked ``sent`` in a transaction opened *before* the message
+  goes out, and committed as soon as the server's 250 arrives; if sending fails the
+  transaction rolls back. A dead worker's transaction is rolled back by the server, so
+  the row comes back after its lease. The same UPDATE checks that the row still carries
+  this worker's lease and keeps it locked while sending, so a row whose lease ran out is
+  never sent by two workers at once.
+- On SQLite (one writer at a time, so no transaction may stay open across a send) the
+  row is marked right after the 250, and a worker renews its lease (compare-and-set)
+  before each send once half of it has passed, skipping rows it has lost.
+
+Such a resend carries the same Message-ID, which receiving systems use to drop repeats.
 """
 
 from __future__ import annotations
@@ -13,7 +32,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
+from collections import deque
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 from sqlalchemy import and_, or_, select, update
 
@@ -27,8 +49,11 @@ __all__ = ["OutboxWorker"]
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
 BATCH = 20
+
+
+class _NotSent(Exception):
+    """Rolls back the PostgreSQL "sent" mark of a message the server did not accept."""
 
 
 class OutboxWorker:
@@ -69,12 +94,22 @@ class OutboxWorker:
         rows = await self._claim(utcnow())
         if not rows:
             return 0
+        claimed_at = time.monotonic()
         lists = await self._lists_for(rows)
-        for row in rows:
-            if self._stopping:
-                await self._release(row)
-                continue
-            await self._deliver(row, lists.get(row.id))
+        waiting = deque(rows)
+
+        async def lane() -> None:
+            while waiting and not self._stopping:
+                row = waiting.popleft()
+                await self._deliver(row, lists.get(row.id), claimed_at)
+
+        lanes = min(self._settings.worker_concurrency, len(rows))
+        results = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+        for row in waiting:  # stopping: hand back what was not started
+            await self._release(row)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return len(rows)
 
     async def _claim(self, now: datetime) -> list[OutboxMessage]:
@@ -101,7 +136,7 @@ class OutboxWorker:
             .where(OutboxMessage.id.in_(due.scalar_subquery()))
             .values(
                 status=OutboxStatus.SENDING,
-                lease_until=now + LEASE,
+                lease_until=now + timedelta(seconds=self._settings.worker_lease),
                 attempts=OutboxMessage.attempts + 1,
             )
             .returning(OutboxMessage)
@@ -123,7 +158,9 @@ class OutboxWorker:
             by_sub = {sub_id: ml for sub_id, ml in result}
         return {r.id: by_sub[r.subscription_id] for r in rows if r.subscription_id in by_sub}
 
-    async def _deliver(self, row: OutboxMessage, mailing_list: MailingList | None) -> None:
+    async def _deliver(
+        self, row: OutboxMessage, mailing_list: MailingList | None, claimed_at: float
+    ) -> None:
         if mailing_list is None:
             await self._finish(row, OutboxStatus.FAILED, "recipient no longer exists")
             return
@@ -133,16 +170,79 @@ class OutboxWorker:
             log.exception("outbox %s: could not build the message", row.id)
             await self._finish(row, OutboxStatus.FAILED, f"could not build message: {exc}")
             return
+        if self._db.is_sqlite:
+            if not await self._still_ours(row, claimed_at):
+                return
+            error = await self._send(row, message)
+            if error is None:
+                await self._mark_sent(row)
+        else:
+            error = await self._send_marked(row, message)
+        if error is not None:
+            await self._failed_attempt(row, error)
+
+    async def _send(self, row: OutboxMessage, message: EmailMessage) -> DeliveryError | None:
         try:
             await self._mailer.send(message)
         except DeliveryError as exc:
-            await self._failed_attempt(row, exc)
-            return
+            return exc
         except Exception as exc:  # a sender bug must not kill the worker or lose the row
             log.exception("outbox %s: unexpected error while sending", row.id)
-            await self._failed_attempt(row, DeliveryError(repr(exc), permanent=False))
-            return
-        await self._mark_sent(row)
+            return DeliveryError(repr(exc), permanent=False)
+        return None
+
+    async def _send_marked(self, row: OutboxMessage, message: EmailMessage) -> DeliveryError | None:
+        """PostgreSQL: mark sent, send, commit on the 250; roll back if it was not accepted."""
+        error: DeliveryError | None = None
+        accepted = False
+        try:
+            async with self._db.sessions() as session, session.begin():
+                ours = await session.scalar(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row.id)
+                    .where(OutboxMessage.status == OutboxStatus.SENDING)
+                    .where(OutboxMessage.lease_until == row.lease_until)
+                    .values(status=OutboxStatus.SENT, sent_at=utcnow(), lease_until=None)
+                    .returning(OutboxMessage.id)
+                )
+                if ours is None:
+                    log.warning("outbox %s: lease ran out and another worker has it", row.id)
+                    return None
+                error = await self._send(row, message)
+                if error is not None:
+                    raise _NotSent
+                accepted = True
+        except _NotSent:
+            return error
+        except Exception:
+            if not accepted:
+                raise  # nothing went out; the row comes back when its lease runs out
+            log.exception("outbox %s: sent, but could not record it; retrying", row.id)
+            await self._mark_sent(row)
+            return None
+        log.info("outbox %s: sent %s (attempt %s)", row.id, row.template, row.attempts)
+        return None
+
+    async def _still_ours(self, row: OutboxMessage, claimed_at: float) -> bool:
+        """SQLite: past half the lease, renew it, unless another worker has taken the row."""
+        lease = self._settings.worker_lease
+        if time.monotonic() - claimed_at < lease / 2:
+            return True
+        renewed = utcnow() + timedelta(seconds=lease)
+        async with self._db.write() as session:
+            ours = await session.scalar(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id)
+                .where(OutboxMessage.status == OutboxStatus.SENDING)
+                .where(OutboxMessage.lease_until == row.lease_until)
+                .values(lease_until=renewed)
+                .returning(OutboxMessage.id)
+            )
+        if ours is None:
+            log.warning("outbox %s: lease ran out and another worker has it", row.id)
+            return False
+        row.lease_until = renewed
+        return True
 
     async def _failed_attempt(self, row: OutboxMessage, error: DeliveryError) -> None:
         now = utcnow()

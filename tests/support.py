@@ -62,6 +62,9 @@ class SMTPRecorder:
     received: list[Received] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
     attempted_ids: list[str] = field(default_factory=list)  # Message-ID of every DATA
+    peers: list[Any] = field(default_factory=list)  # client address of every DATA
+    connections: dict[Any, Any] = field(default_factory=dict)  # peer -> server protocol
+    loop: asyncio.AbstractEventLoop | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -69,6 +72,9 @@ class SMTPRecorder:
         headers = message_from_bytes(data.split(b"\r\n\r\n", 1)[0], policy=default_policy)
         with self.lock:
             self.attempted_ids.append(str(headers["Message-ID"]))
+            self.peers.append(session.peer)
+            self.connections[session.peer] = server
+            self.loop = asyncio.get_running_loop()
             fault = self.faults.pop(0) if self.faults else None
         if fault == "drop":
             server.transport.abort()  # the connection dies mid-transaction
@@ -89,6 +95,18 @@ class SMTPServer:
     @property
     def received(self) -> list[Received]:
         return self.handler.received
+
+    @property
+    def connection_count(self) -> int:
+        """How many client connections carried at least one message."""
+        return len(set(self.handler.peers))
+
+    def hang_up(self) -> None:
+        """Close every connection from the server's side, as an idle timeout would."""
+        loop = self.handler.loop
+        assert loop is not None
+        for server in list(self.handler.connections.values()):
+            loop.call_soon_threadsafe(server.transport.close)
 
     def fail_next(self, *replies: str) -> None:
         """Answer the next DATA commands with these replies ("drop" closes the connection)."""

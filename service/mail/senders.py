@@ -16,6 +16,7 @@ from typing import Protocol
 import aiosmtplib
 
 from service.db import Database
+from service.mail.pool import SMTPPool
 from service.mail.render import needs_smtputf8, wire_bytes
 from service.models import CaughtMail
 from service.settings import Settings
@@ -36,32 +37,49 @@ class Mailer(Protocol):
     async def send(self, message: EmailMessage) -> None:
         """Hand the message over; raise DeliveryError if it was not accepted."""
 
+    async def close(self) -> None:
+        """Let go of open connections (at shutdown)."""
+
 
 def _address(message: EmailMessage, header: str) -> str:
     return parseaddr(str(message[header]))[1]
 
 
 class SMTPMailer:
-    def __init__(self, settings: Settings) -> None:
+    """Sends over a small pool of kept-open connections (see ``service.mail.pool``)."""
+
+    def __init__(self, settings: Settings, *, pool_size: int | None = None) -> None:
         self._settings = settings
+        self.pool = SMTPPool(
+            self._connect,
+            max_size=pool_size or settings.worker_concurrency,
+            idle_timeout=settings.smtp_idle_timeout,
+        )
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self._settings
+        smtp = aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username or None,
+            password=s.smtp_password.reveal() or None,
+            use_tls=s.smtp_tls == "tls",
+            start_tls=s.smtp_tls == "starttls",
+            timeout=s.smtp_timeout,
+            cert_bundle=s.smtp_ca_file or None,
+        )
+        await smtp.connect()
+        return smtp
 
     async def send(self, message: EmailMessage) -> None:
-        s = self._settings
         try:
-            await aiosmtplib.send(
-                wire_bytes(message),
-                sender=_address(message, "From"),
-                recipients=[_address(message, "To")],
-                mail_options=["SMTPUTF8"] if needs_smtputf8(message) else None,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username or None,
-                password=s.smtp_password.reveal() or None,
-                use_tls=s.smtp_tls == "tls",
-                start_tls=s.smtp_tls == "starttls",
-                timeout=s.smtp_timeout,
-                cert_bundle=s.smtp_ca_file or None,
-            )
+            async with self.pool.connection() as smtp:
+                await smtp.sendmail(
+                    _address(message, "From"),
+                    [_address(message, "To")],
+                    wire_bytes(message),
+                    mail_options=["SMTPUTF8"] if needs_smtputf8(message) else None,
+                )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [err.code for err in exc.recipients]
             reason = "; ".join(f"{err.code} {err.message}" for err in exc.recipients)
@@ -82,6 +100,9 @@ class SMTPMailer:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False) from exc
 
+    async def close(self) -> None:
+        await self.pool.close()
+
 
 class CatcherMailer:
     """Keeps every message in the database instead of sending it. Development only."""
@@ -98,3 +119,6 @@ class CatcherMailer:
                     raw=wire_bytes(message),
                 )
             )
+
+    async def close(self) -> None:
+        return None
