@@ -65,6 +65,10 @@ class SMTPRecorder:
     peers: list[Any] = field(default_factory=list)  # client address of every DATA
     connections: dict[Any, Any] = field(default_factory=dict)  # peer -> server protocol
     loop: asyncio.AbstractEventLoop | None = None
+    delay: float = 0.0  # seconds to think before accepting each message
+    peers: list[Any] = field(default_factory=list)  # client address of every DATA
+    connections: dict[Any, Any] = field(default_factory=dict)  # peer -> server protocol
+    loop: asyncio.AbstractEventLoop | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -81,6 +85,8 @@ class SMTPRecorder:
             return "421 gone"
         if fault is not None:
             return fault
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), data))
         return "250 OK queued"

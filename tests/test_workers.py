@@ -1,0 +1,229 @@
+"""`newsletter worker` processes draining one outbox, one of them killed with SIGKILL.
+
+What holds (see service/worker.py): no message is lost, and a message is delivered more
+than once only if a worker died between the SMTP server accepting it and the worker
+recording that; such a repeat carries the same Message-ID. The SMTP server here dedupes
+nothing, so the test counts Message-IDs and checks that every repeat is a message the
+killed worker had claimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import POSTGRES
+from sqlalchemy import func, select
+from support import PUBLIC_URL, SECRET, SMTPServer, emails_for, fresh_postgres_database, make_list
+
+from service.db import Database
+from service.lists import get_list
+from service.models import (
+    OutboxMessage,
+    OutboxStatus,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
+from service.settings import Settings
+
+
+def worker_env(db_url: str, smtp: SMTPServer, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        {
+            "NEWSLETTER_DATABASE_URL": db_url,
+            "NEWSLETTER_BASE_URL": PUBLIC_URL,
+            "NEWSLETTER_SECRET_KEY": SECRET,
+            "NEWSLETTER_SMTP_HOST": smtp.host,
+            "NEWSLETTER_SMTP_PORT": str(smtp.port),
+            "NEWSLETTER_SMTP_TLS": "none",
+            "NEWSLETTER_SMTP_TIMEOUT": "5s",
+            "NEWSLETTER_WORKER_POLL_INTERVAL": "100ms",
+            "NEWSLETTER_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+    )
+    return env
+
+
+@contextmanager
+def workers(count: int, env: dict[str, str], logs: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` `newsletter worker` processes; whatever is still running is killed after."""
+    procs = []
+    for i in range(count):
+        with (logs / f"worker{i}.log").open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "service", "worker"],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+async def queue_confirmations(settings: Settings, count: int) -> list[str]:
+    """``count`` pending subscriptions, each with a confirmation in the outbox; Message-IDs."""
+    await make_list(settings)
+    db = Database.from_url(settings.database_url)
+    emails = emails_for(settings)
+    try:
+        mailing_list = await get_list(db, "daily")
+        assert mailing_list is not None
+        now = utcnow()
+        async with db.write() as session:
+            people = [Subscriber(email=f"reader{i}@example.com") for i in range(count)]
+            session.add_all(people)
+            await session.flush()
+            subs = [
+                Subscription(
+                    list_id=mailing_list.id,
+                    subscriber_id=p.id,
+                    status=SubscriptionStatus.PENDING,
+                    confirm_nonce=f"nonce{i}",
+                    confirmation_sent_at=now,
+                )
+                for i, p in enumerate(people)
+            ]
+            session.add_all(subs)
+            await session.flush()
+            rows = [emails.confirmation(s, p.email, now) for s, p in zip(subs, people, strict=True)]
+            session.add_all(rows)
+        return [r.message_id for r in rows]
+    finally:
+        await db.dispose()
+
+
+async def outbox_counts(db: Database) -> dict[OutboxStatus, int]:
+    async with db.read() as session:
+        result = await session.execute(
+            select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+        )
+        return {status: n for status, n in result}
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    if not POSTGRES:
+        pytest.skip(
+            "several worker processes on one outbox is the PostgreSQL deployment: "
+            "set NEWSLETTER_TEST_POSTGRES_URL to run this"
+        )
+    async with fresh_postgres_database(POSTGRES) as url:
+        yield url
+
+
+async def test_four_workers_drain_2000_emails_while_one_is_killed(
+    postgres_url: str, smtp: SMTPServer, tmp_path: Path
+) -> None:
+    total, lease = 2000, 3.0
+    env = worker_env(postgres_url, smtp, NEWSLETTER_WORKER_LEASE=f"{lease}s")
+    settings = Settings.from_env(env)
+    expected = await queue_confirmations(settings, total)
+    db = Database.from_url(postgres_url)
+    started = time.monotonic()
+    try:
+        with workers(4, env, tmp_path) as procs:
+            # Kill one worker once the run is well under way: it has a batch in hand.
+            while len(smtp.received) < total // 4:
+                assert time.monotonic() - started < 60, "workers are not sending"
+                assert all(p.poll() is None for p in procs), "a worker exited"
+                await asyncio.sleep(0.005)
+            procs[0].send_signal(signal.SIGKILL)
+            procs[0].wait(timeout=10)
+            killed_at = len(smtp.received)
+
+            # The others finish, the dead worker's rows included once its lease runs out.
+            while (await outbox_counts(db)).get(OutboxStatus.SENT, 0) < total:
+                assert time.monotonic() - started < 120, await outbox_counts(db)
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(lease + 0.5)  # long enough for any stray resend to show
+
+            for proc in procs[1:]:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs[1:]:
+                assert proc.wait(timeout=30) == 0
+        elapsed = time.monotonic() - started
+
+        assert await outbox_counts(db) == {OutboxStatus.SENT: total}
+        delivered = Counter(m.message["Message-ID"] for m in smtp.received)
+        assert set(delivered) == set(expected), "a message was lost (or one not queued sent)"
+        repeats = {mid for mid, n in delivered.items() if n > 1}
+        async with db.read() as session:
+            reclaimed = set(
+                (
+                    await session.scalars(
+                        select(OutboxMessage.message_id).where(OutboxMessage.attempts > 1)
+                    )
+                ).all()
+            )
+        # Only the killed worker's claim (one batch of 20) was taken over after its lease...
+        assert 0 < len(reclaimed) <= 20
+        # ...and a message can only have arrived twice if it was in that batch, in flight
+        # (at most NEWSLETTER_WORKER_CONCURRENCY sends) when the kill landed.
+        assert repeats <= reclaimed and len(repeats) <= settings.worker_concurrency
+        assert all(n == 2 for mid, n in delivered.items() if mid in repeats)
+        assert len(smtp.received) == total + len(repeats)
+        # Pooled connections: a few per worker, not one per message.
+        assert smtp.connection_count <= 4 * settings.worker_concurrency + 4
+        print(
+            f"\n{total} emails, 4 workers, one killed after {killed_at} deliveries: "
+            f"{elapsed:.1f}s, {len(reclaimed)} rows taken over after the lease, "
+            f"{len(repeats)} delivered twice, {smtp.connection_count} SMTP connections"
+        )
+        for i in range(1, 4):
+            assert "Traceback" not in (tmp_path / f"worker{i}.log").read_text()
+    finally:
+        await db.dispose()
+
+
+async def test_sigterm_finishes_the_mail_in_hand_and_gives_back_the_rest(
+    db_url: str, smtp: SMTPServer, tmp_path: Path
+) -> None:
+    smtp.handler.delay = 0.05  # a slow relay, so the signal lands mid-batch
+    env = worker_env(db_url, smtp, NEWSLETTER_WORKER_CONCURRENCY="2", NEWSLETTER_LOG_LEVEL="INFO")
+    settings = Settings.from_env(env)
+    expected = await queue_confirmations(settings, 40)
+    db = Database.from_url(db_url)
+    try:
+        with workers(1, env, tmp_path) as [proc]:
+            while len(smtp.handler.attempted_ids) < 4:
+                assert proc.poll() is None, (tmp_path / "worker0.log").read_text()
+                await asyncio.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        log = (tmp_path / "worker0.log").read_text()
+        assert "outbox worker stopped" in log and "Traceback" not in log
+        counts = await outbox_counts(db)
+        assert set(counts) == {OutboxStatus.SENT, OutboxStatus.QUEUED}, counts
+        # Everything the server accepted is recorded as sent; the rest waits, untried.
+        assert counts[OutboxStatus.SENT] == len(smtp.received) < 40
+        async with db.read() as session:
+            waiting = (
+                await session.scalars(
+                    select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.QUEUED)
+                )
+            ).all()
+        assert all(r.attempts == 0 and r.lease_until is None for r in waiting)
+        sent = {m.message["Message-ID"] for m in smtp.received}
+        assert sent | {r.message_id for r in waiting} == set(expected)
+    finally:
+        await db.dispose()
