@@ -23,8 +23,10 @@ from service.templating import make_environment
 from service.tokens import TokenSigner
 from service.web import api, devmail, health, openapi, pages, widget
 from service.web.admin import api as admin_api
+from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
 from service.web.admin import signin
+from service.web.admin.data import body_limit
 from service.web.middleware import (
     AccessLogMiddleware,
     BodyLimitMiddleware,
@@ -98,6 +100,7 @@ def create_app(settings: Settings) -> Starlette:
         *signin.routes,
         *admin_pages.routes,
         *admin_api.routes,
+        *admin_data.routes,
     ]
     if settings.uses_mail_catcher:
         routes += devmail.routes
@@ -106,7 +109,7 @@ def create_app(settings: Settings) -> Starlette:
         middleware=[
             Middleware(AccessLogMiddleware),
             Middleware(SecurityHeadersMiddleware),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, per_path=body_limit),
         ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,

@@ -36,12 +36,14 @@ ADMIN_PAGES = [
     "/admin/subscribers/1",
     "/admin/subscribers/1/data.json",
     "/admin/exports",
+    "/admin/exports/download?list=daily&status=all",
 ]
 ADMIN_POSTS = [
     "/admin/lists",
     "/admin/lists/daily",
     "/admin/subscribers/1/unsubscribe",
     "/admin/subscribers/1/erase",
+    "/admin/imports",
 ]
 
 

@@ -18,6 +18,9 @@ ENDPOINTS = [
     ("DELETE", "/api/v1/admin/subscribers/1"),
     ("POST", "/api/v1/admin/subscribers/1/unsubscribe"),
     ("GET", "/api/v1/admin/stats"),
+    ("GET", "/api/v1/admin/exports"),
+    ("GET", "/api/v1/admin/exports?list=daily&status=all&format=ndjson"),
+    ("POST", "/api/v1/admin/lists/daily/imports"),
 ]
 
 

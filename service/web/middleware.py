@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -26,14 +27,22 @@ def redact_path(path: str) -> str:
 class BodyLimitMiddleware:
     """413 for bodies over the limit, whether announced by Content-Length or streamed."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: Callable[[str, int], int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = per_path  # a larger limit for some paths (uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.per_path is not None:
+            limit = self.per_path(scope["path"], self.max_bytes)
+            if limit != self.max_bytes:
+                await BodyLimitMiddleware(self.app, limit)(scope, receive, send)
+                return
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:

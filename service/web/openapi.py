@@ -243,6 +243,106 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/v1/admin/exports": {
+        "get": {
+            "summary": "Export subscribers (streamed CSV or NDJSON)",
+            "description": "One row per subscriber and list, read from a server-side cursor "
+            "and streamed as it is read. CSV: UTF-8, header row, RFC 4180 quoting, CRLF; "
+            "cells starting with = + - @ TAB or CR get a leading ' so that spreadsheets "
+            "do not run them as formulas.",
+            "security": [{"token": []}],
+            "parameters": [
+                {"name": name, "in": "query", "required": False, "schema": schema}
+                for name, schema in (
+                    ("list", {"type": "string", "description": "a list's slug; all if absent"}),
+                    (
+                        "status",
+                        {
+                            "type": "string",
+                            "default": "confirmed",
+                            "description": "pending, confirmed, unsubscribed, failed or all; "
+                            "repeat or separate with commas",
+                        },
+                    ),
+                    ("since", {"type": "string", "format": "date"}),
+                    ("until", {"type": "string", "format": "date"}),
+                    (
+                        "format",
+                        {
+                            "type": "string",
+                            "enum": ["csv", "ndjson", "mailchimp", "listmonk"],
+                            "default": "csv",
+                        },
+                    ),
+                    ("bom", {"type": "boolean", "default": False}),
+                )
+            ],
+            "responses": {
+                "200": {
+                    "description": "The file, as an attachment.",
+                    "content": {
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                    },
+                },
+                "404": _error("No such list."),
+                "422": _error("Invalid format, status or date."),
+                **ADMIN_ERRORS,
+            },
+        },
+    },
+    "/api/v1/admin/lists/{slug}/imports": {
+        "post": {
+            "summary": "Import subscribers from a CSV file",
+            "description": "Accepts this service's export, Mailchimp's and listmonk's. New "
+            "addresses get a confirmation email (mode double-opt-in) or are subscribed at "
+            "once on the caller's word (mode confirmed, with a reason kept in the consent "
+            "record). Existing subscriptions are left unchanged and erased addresses stay "
+            "suppressed, so repeating an import changes nothing.",
+            "security": [{"token": []}],
+            "parameters": [
+                SLUG,
+                {
+                    "name": "mode",
+                    "in": "query",
+                    "required": False,
+                    "schema": {
+                        "type": "string",
+                        "enum": ["double-opt-in", "confirmed"],
+                        "default": "double-opt-in",
+                    },
+                },
+                {"name": "reason", "in": "query", "required": False, "schema": {"type": "string"}},
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "mode": {"type": "string", "enum": ["double-opt-in", "confirmed"]},
+                                "reason": {"type": "string"},
+                            },
+                        }
+                    },
+                },
+            },
+            "responses": {
+                "200": _json({"$ref": "#/components/schemas/ImportReport"}),
+                "404": _error("No such list."),
+                "413": _error("The file is too large."),
+                "415": _error("Not CSV or a multipart form."),
+                "422": _error(
+                    "No usable header row, not UTF-8, or no reason for a confirmed import."
+                ),
+                **ADMIN_ERRORS,
+            },
+        },
+    },
     "/api/v1/admin/stats": {
         "get": {
             "summary": "Counts per list and per day",
@@ -280,6 +380,41 @@ def document(base_url: str) -> dict[str, Any]:
                         "error": {"type": "string"},
                         "message": {"type": "string"},
                         "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                },
+                "ImportReport": {
+                    "type": "object",
+                    "properties": {
+                        "format": {
+                            "type": "string",
+                            "enum": ["newsletter", "mailchimp", "listmonk", "csv"],
+                        },
+                        **{
+                            name: {"type": "integer"}
+                            for name in (
+                                "rows",
+                                "confirmed",
+                                "confirmation_sent",
+                                "unsubscribed",
+                                "unchanged",
+                                "left_unsubscribed",
+                                "suppressed",
+                                "duplicates",
+                                "failed_in_file",
+                                "invalid",
+                            )
+                        },
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "line": {"type": "integer"},
+                                    "message": {"type": "string"},
+                                },
+                            },
+                        },
+                        "notes": {"type": "array", "items": {"type": "object"}},
                     },
                 },
                 "Accepted": {

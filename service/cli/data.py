@@ -1,0 +1,270 @@
+"""``newsletter export`` and ``newsletter import``: subscribers out to a file and back in."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from service.cli._common import run_with_db
+from service.db import Database
+from service.exports import FORMATS, STATUSES, ExportQuery, count_rows, export_chunks
+from service.imports import ImportFileError, ImportOptions, import_rows
+from service.lists import get_list
+from service.settings import Settings
+
+__all__ = ["Progress", "register"]
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, label: str, total: int, unit: str, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.label, self.total, self.unit = label, total, unit
+        self.done = 0
+        self.start = time.monotonic()
+        self.drawn = 0.0
+
+    def advance(self, amount: int) -> None:
+        self.done += amount
+        self.show()
+
+    def update(self, done: int) -> None:
+        self.done = done
+        self.show()
+
+    def show(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.drawn < 0.1):
+            return
+        self.drawn = now
+        fraction = min(self.done / self.total, 1.0) if self.total else 1.0
+        width = 30
+        bar = "#" * int(fraction * width)
+        rate = self.done / max(now - self.start, 1e-6)
+        self.stream.write(
+            f"\r{self.label} [{bar:<{width}}] {fraction:4.0%} "
+            f"{self.done:,}/{self.total:,} {self.unit} ({rate:,.0f}/s) "
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.show(force=True)
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _day(value: str) -> datetime:
+    try:
+        return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2025-01-31") from None
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    statuses = {s.strip() for value in args.status or ["confirmed"] for s in value.split(",")}
+    if "all" in statuses:
+        statuses = set(STATUSES)
+    try:
+        query = ExportQuery(
+            list_slug=args.list,
+            statuses=frozenset(statuses),
+            since=args.since,
+            until=args.until + timedelta(days=1) if args.until else None,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    async def job(db: Database) -> int:
+        if args.list is not None and await get_list(db, args.list) is None:
+            print(f"error: there is no list {args.list!r}", file=sys.stderr)
+            return 1
+        progress = Progress("exporting", 0, "rows")
+        if progress.enabled:
+            progress.total = await count_rows(db, query)
+        with _output(args.output) as out:
+            async for chunk in export_chunks(
+                db, query, args.format, bom=args.bom, on_rows=progress.advance
+            ):
+                out.write(chunk)
+        progress.close()
+        where = args.output or "standard output"
+        print(f"exported {progress.done:,} rows to {where}", file=sys.stderr)
+        return 0
+
+    return run_with_db(settings, job)
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[IO[bytes]]:
+    if path is None or path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    partial = target.with_name(target.name + ".part")
+    try:
+        with partial.open("wb") as out:
+            yield out
+        os.replace(partial, target)  # a finished file or none, never half of one
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        options = ImportOptions(
+            confirmed=args.confirmed,
+            admin=args.admin,
+            reason=args.reason or "",
+            source=Path(args.file).name,
+        )
+    except ValueError as exc:
+        print(f"error: {exc} Use --reason TEXT with --confirmed.", file=sys.stderr)
+        return 2
+    path = Path(args.file)
+    try:
+        binary = path.open("rb")
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    size = path.stat().st_size
+
+    async def job(db: Database) -> int:
+        from service.emails import Emails
+        from service.keys import signing_key
+        from service.mail import EmailRenderer
+        from service.templating import make_environment
+        from service.tokens import TokenSigner
+
+        mailing_list = await get_list(db, args.list)
+        if mailing_list is None:
+            print(f"error: there is no list {args.list!r}", file=sys.stderr)
+            return 1
+        signer = TokenSigner(await signing_key(settings, db))
+        emails = Emails(settings, signer, EmailRenderer(make_environment()))
+        progress = Progress("importing", size, "bytes")
+        with binary, _text(binary) as text:
+            try:
+                report = await import_rows(
+                    db,
+                    emails,
+                    mailing_list,
+                    text,
+                    options,
+                    on_batch=lambda: progress.update(binary.tell()),
+                )
+            except ImportFileError as exc:
+                progress.close()
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+        progress.close()
+        print(report.summary())
+        if report.confirmation_sent:
+            print(
+                "The confirmation emails are queued; the service's worker sends them "
+                "(newsletter serve, or newsletter worker)."
+            )
+        return 1 if report.errors else 0
+
+    try:
+        return run_with_db(settings, job)
+    finally:
+        binary.close()
+
+
+@contextlib.contextmanager
+def _text(binary: IO[bytes]) -> Iterator[Any]:
+    import io
+
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+    try:
+        yield text
+    finally:
+        text.detach()
+
+
+EXPORT_HELP = """\
+Columns (csv, ndjson): email, name, list, status, subscribed_at, confirmed_at,
+unsubscribed_at, consent_source, attributes; one row per subscriber and list.
+mailchimp: Email Address, First Name, Last Name, TAGS, OPTIN_TIME, CONFIRM_TIME,
+UNSUB_TIME. listmonk: email, name, attributes. CSV cells a spreadsheet would run as a
+formula (starting with = + - @, a tab or a carriage return) get a leading '.
+"""
+
+IMPORT_HELP = """\
+FILE is a CSV file with a header row: this service's export, a Mailchimp export (Email
+Address, First Name, Last Name, ...) or a listmonk export (email, name, attributes).
+Addresses already on the list are left as they are; erased addresses stay suppressed;
+running the same import again changes nothing. Invalid rows are listed with their line
+numbers; the exit status is 1 if there were any.
+"""
+
+
+def register(commands: Any) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export subscribers as CSV or NDJSON",
+        description="Export the subscribers of a list, or of every list, as CSV or NDJSON.",
+        epilog=EXPORT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("--list", metavar="SLUG", help="the list to export (default: every list)")
+    export.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help="confirmed (default), pending, unsubscribed, failed or all; repeat or "
+        "separate with commas for several",
+    )
+    export.add_argument("--since", type=_day, metavar="DATE", help="subscribed on or after")
+    export.add_argument("--until", type=_day, metavar="DATE", help="subscribed on or before")
+    export.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="csv",
+        help="csv (default), ndjson, mailchimp or listmonk",
+    )
+    export.add_argument(
+        "--bom", action="store_true", help="start a CSV file with a byte-order mark (Excel)"
+    )
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE (default: standard output)"
+    )
+    export.set_defaults(handler=_export)
+
+    imp = commands.add_parser(
+        "import",
+        help="import subscribers from a CSV file",
+        description="Import subscribers into a list from a CSV file.",
+        epilog=IMPORT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("--list", metavar="SLUG", required=True, help="the list to import into")
+    imp.add_argument("file", metavar="FILE.csv")
+    imp.add_argument(
+        "--confirmed",
+        action="store_true",
+        help="subscribe new addresses now, without a confirmation email: you state they "
+        "consented elsewhere (needs --reason). Default: send each a confirmation email",
+    )
+    imp.add_argument(
+        "--reason",
+        help="where and how these people consented; kept in each one's consent record",
+    )
+    imp.add_argument(
+        "--admin",
+        default=os.environ.get("USER", "cli"),
+        help="who is importing, for the consent record (default: $USER)",
+    )
+    imp.set_defaults(handler=_import)

@@ -1,0 +1,221 @@
+"""Exports (streamed downloads) and imports (CSV uploads), for the admin pages and the API.
+
+An export is streamed as it is read from the database: nothing holds the whole file. An
+upload is spooled to a temporary file by the form parser (or by ``_spool`` for a raw
+``text/csv`` body) and read from there row by row.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import PurePath
+from typing import IO, Any
+
+from starlette.datastructures import UploadFile
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from service.auth.sessions import Principal
+from service.exports import FORMATS, STATUSES, ExportQuery, export_chunks, export_filename
+from service.exports import media_type as export_media_type
+from service.imports import ImportFileError, ImportOptions, ImportReport, import_rows
+from service.lists import all_lists, get_list
+from service.models import utcnow
+from service.state import AppRequest
+from service.web.admin.guard import protected
+from service.web.admin.pages import admin_page
+from service.web.responses import api_error
+
+__all__ = ["MAX_IMPORT_BYTES", "body_limit", "routes"]
+
+MAX_IMPORT_BYTES = 256 * 1024 * 1024
+IMPORT_PATHS = ("/admin/imports",)
+
+
+def body_limit(path: str, default: int) -> int:
+    """The body size allowed at ``path``: uploads of whole lists may be large."""
+    if path in IMPORT_PATHS or (path.startswith("/api/v1/admin/") and path.endswith("/imports")):
+        return MAX_IMPORT_BYTES
+    return default
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _day(value: str, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+    except ValueError:
+        raise BadRequest(422, f"{name} must be a date like 2025-01-31.") from None
+
+
+async def export_request(request: AppRequest) -> tuple[ExportQuery, str, bool]:
+    """The export asked for by the query string; BadRequest if it makes no sense."""
+    params = request.query_params
+    fmt = params.get("format", "csv") or "csv"
+    if fmt not in FORMATS:
+        raise BadRequest(422, f"format must be one of {', '.join(FORMATS)}.")
+    statuses = {s.strip() for value in params.getlist("status") for s in value.split(",")}
+    statuses.discard("")
+    if "all" in statuses:
+        statuses = set(STATUSES)
+    slug = params.get("list", "") or None
+    if slug is not None and await get_list(request.state["db"], slug) is None:
+        raise BadRequest(404, f"There is no list {slug!r}.")
+    until = _day(params.get("until", ""), "until")
+    try:
+        query = ExportQuery(
+            list_slug=slug,
+            statuses=frozenset(statuses or {"confirmed"}),
+            since=_day(params.get("since", ""), "since"),
+            until=until + timedelta(days=1) if until else None,  # the "until" day is included
+        )
+    except ValueError as exc:
+        raise BadRequest(422, f"{exc}.") from None
+    return query, fmt, params.get("bom", "") in {"1", "true", "yes", "on"}
+
+
+def stream_export(request: AppRequest, query: ExportQuery, fmt: str, bom: bool) -> Response:
+    name = export_filename(query, fmt, utcnow().date())
+    return StreamingResponse(
+        export_chunks(request.state["db"], query, fmt, bom=bom),
+        media_type=export_media_type(fmt),
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+async def _exports_page(
+    request: AppRequest,
+    principal: Principal,
+    *,
+    summary: str = "",
+    error: str = "",
+    status: int = 200,
+) -> Response:
+    return admin_page(
+        request,
+        principal,
+        "admin/exports.html",
+        {"lists": await all_lists(request.state["db"]), "summary": summary, "error": error},
+        section="exports",
+        status=status,
+    )
+
+
+async def download(request: AppRequest, principal: Principal) -> Response:
+    try:
+        query, fmt, bom = await export_request(request)
+    except BadRequest as exc:
+        return await _exports_page(request, principal, error=exc.message, status=exc.status)
+    return stream_export(request, query, fmt, bom)
+
+
+async def export_endpoint(request: AppRequest, principal: Principal) -> Response:
+    try:
+        query, fmt, bom = await export_request(request)
+    except BadRequest as exc:
+        return api_error(exc.status, exc.message)
+    return stream_export(request, query, fmt, bom)
+
+
+def _options(fields: Mapping[str, Any], principal: Principal, source: str) -> ImportOptions:
+    mode = str(fields.get("mode", "") or "double-opt-in")
+    if mode not in {"double-opt-in", "confirmed"}:
+        raise BadRequest(422, "mode must be double-opt-in or confirmed.")
+    try:
+        return ImportOptions(
+            confirmed=mode == "confirmed",
+            admin=principal.username,
+            reason=str(fields.get("reason", ""))[:500],
+            source=PurePath(source.replace("\\", "/")).name[:100] or "upload",
+        )
+    except ValueError as exc:
+        raise BadRequest(422, str(exc)) from None
+
+
+async def _run_import(
+    request: AppRequest, slug: str, binary: IO[bytes], options: ImportOptions
+) -> ImportReport:
+    mailing_list = await get_list(request.state["db"], slug)
+    if mailing_list is None:
+        raise BadRequest(404, f"There is no list {slug!r}.")
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+    try:
+        return await import_rows(
+            request.state["db"],
+            request.state["emails"],
+            mailing_list,
+            text,
+            options,
+            on_mail_queued=request.state["worker"].wake,
+        )
+    except ImportFileError as exc:
+        raise BadRequest(422, str(exc)) from None
+    finally:
+        text.detach()
+
+
+async def upload(request: AppRequest, principal: Principal) -> Response:
+    async with request.form(max_files=1, max_fields=10) as form:
+        file = form.get("file")
+        try:
+            if not isinstance(file, UploadFile) or not file.filename:
+                raise BadRequest(422, "Choose a CSV file to import.")
+            options = _options(form, principal, file.filename)
+            report = await _run_import(request, str(form.get("list", "")), file.file, options)
+        except BadRequest as exc:
+            return await _exports_page(request, principal, error=exc.message, status=exc.status)
+    return await _exports_page(request, principal, summary=report.summary())
+
+
+async def _spool(request: AppRequest) -> IO[bytes]:
+    spooled = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - returned
+    async for chunk in request.stream():
+        spooled.write(chunk)
+    spooled.seek(0)
+    return spooled
+
+
+async def import_endpoint(request: AppRequest, principal: Principal) -> Response:
+    slug = request.path_params["slug"]
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "multipart/form-data":
+            async with request.form(max_files=1, max_fields=10) as form:
+                file = form.get("file")
+                if not isinstance(file, UploadFile):
+                    raise BadRequest(422, "Send the CSV file as the form field 'file'.")
+                options = _options(form, principal, file.filename or "upload")
+                report = await _run_import(request, slug, file.file, options)
+        elif content_type in {"text/csv", "text/plain", "application/csv"}:
+            options = _options(request.query_params, principal, "api upload")
+            with await _spool(request) as body:
+                report = await _run_import(request, slug, body, options)
+        else:
+            raise BadRequest(
+                415, "Send the CSV file as text/csv, or as the field 'file' of a multipart form."
+            )
+    except BadRequest as exc:
+        return api_error(exc.status, exc.message)
+    return JSONResponse(report.as_json(), headers={"Cache-Control": "no-store"})
+
+
+routes = [
+    Route("/admin/exports/download", protected(download), methods=["GET"]),
+    Route("/admin/imports", protected(upload), methods=["POST"]),
+    Route("/api/v1/admin/exports", protected(export_endpoint), methods=["GET"]),
+    Route("/api/v1/admin/lists/{slug}/imports", protected(import_endpoint), methods=["POST"]),
+]

@@ -1,0 +1,330 @@
+"""Exports: exact CSV bytes for awkward names, NDJSON, filters, layouts, page, API and CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import Running
+from test_admin import admin, sign_in  # noqa: F401 - the fixture, and signing in
+
+from service.auth.api_tokens import create_token
+from service.cli.data import Progress
+from service.exports import neutralise, unneutralise
+from service.lists import create_list, get_list
+from service.models import (
+    ConsentAction,
+    ConsentRecord,
+    OutboxMessage,
+    OutboxStatus,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
+from service.settings import Settings
+
+T0 = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+T1 = datetime(2025, 1, 2, 3, 10, 0, tzinfo=UTC)
+T2 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+PAGE = "https://www.example.com/article?id=1,2"
+
+# (email, name, attributes, status, failed delivery)
+PEOPLE: list[tuple[str, str | None, dict[str, Any], str, bool]] = [
+    ("a@example.com", "Smith, Jo", {"n": 2, "city": "Köln"}, "confirmed", False),
+    ("b@example.com", 'Say "hi"', {}, "confirmed", False),
+    ("c@example.com", "line one\nline two", {}, "confirmed", False),
+    ("d@example.com", "Zoë 😀 Ünal", {}, "confirmed", False),
+    ("e@example.com", '=HYPERLINK("http://evil.example","click")', {}, "confirmed", False),
+    ("f@example.com", "+1 555 0100", {}, "confirmed", False),
+    ("g@example.com", "-2+3", {}, "confirmed", False),
+    ("h@example.com", "@SUM(A1:A9)", {}, "confirmed", False),
+    ("i@example.com", "\tTabbed", {}, "confirmed", False),
+    ("j@example.com", "\rReturn", {}, "confirmed", False),
+    ("=1+2@example.com", None, {}, "confirmed", False),
+    ("k@example.com", "'=quoted already", {}, "confirmed", False),
+    ("l@example.com", "Left", {}, "unsubscribed", False),
+    ("m@example.com", "Bounced", {}, "pending", True),
+    ("n@example.com", "Waiting", {}, "pending", False),
+]
+
+EXPECTED_CSV = (
+    "email,name,list,status,subscribed_at,confirmed_at,unsubscribed_at,consent_source,"
+    "attributes\r\n"
+    'a@example.com,"Smith, Jo",daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,'
+    '"https://www.example.com/article?id=1,2","{""city"":""Köln"",""n"":2}"\r\n'
+    'b@example.com,"Say ""hi""",daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,'
+    '"https://www.example.com/article?id=1,2",\r\n'
+    'c@example.com,"line one\nline two",daily,confirmed,2025-01-02T03:04:05Z,'
+    '2025-01-02T03:10:00Z,,"https://www.example.com/article?id=1,2",\r\n'
+    "d@example.com,Zoë 😀 Ünal,daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
+    '"https://www.example.com/article?id=1,2",\r\n'
+    'e@example.com,"\'=HYPERLINK(""http://evil.example"",""click"")",daily,confirmed,'
+    '2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"https://www.example.com/article?id=1,2",\r\n'
+    "f@example.com,'+1 555 0100,daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
+    '"https://www.example.com/article?id=1,2",\r\n'
+    "g@example.com,'-2+3,daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
+    '"https://www.example.com/article?id=1,2",\r\n'
+    "h@example.com,'@SUM(A1:A9),daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
+    '"https://www.example.com/article?id=1,2",\r\n'
+    "i@example.com,'\tTabbed,daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
+    '"https://www.example.com/article?id=1,2",\r\n'
+    'j@example.com,"\'\rReturn",daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,'
+    '"https://www.example.com/article?id=1,2",\r\n'
+    "'=1+2@example.com,,daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
+    '"https://www.example.com/article?id=1,2",\r\n'
+    "k@example.com,''=quoted already,daily,confirmed,2025-01-02T03:04:05Z,"
+    '2025-01-02T03:10:00Z,,"https://www.example.com/article?id=1,2",\r\n'
+).encode()
+
+
+async def add_people(app: Running, slug: str = "daily", people: Any = PEOPLE) -> None:
+    """Subscribers with fixed times, straight into the database."""
+    mailing_list = await get_list(app.db, slug)
+    assert mailing_list is not None
+    async with app.db.write() as session:
+        for email, name, attributes, status, failed in people:
+            subscriber = Subscriber(email=email, name=name, attributes=attributes, created_at=T0)
+            session.add(subscriber)
+            await session.flush()
+            sub = Subscription(
+                list_id=mailing_list.id,
+                subscriber_id=subscriber.id,
+                status=SubscriptionStatus(status),
+                confirm_nonce="n",
+                subscribed_at=T0,
+                confirmed_at=T1 if status != "pending" else None,
+                unsubscribed_at=T2 if status == "unsubscribed" else None,
+            )
+            session.add(sub)
+            await session.flush()
+            session.add(
+                ConsentRecord(
+                    subscription_id=sub.id,
+                    action=ConsentAction.SUBSCRIBE,
+                    created_at=T0,
+                    page_url=PAGE,
+                    wording="Yes",
+                    method="form",
+                )
+            )
+            if failed:
+                session.add(
+                    OutboxMessage(
+                        template="confirm",
+                        to_address=email,
+                        subscription_id=sub.id,
+                        message_id=f"<{email}>",
+                        status=OutboxStatus.FAILED,
+                    )
+                )
+
+
+@pytest.fixture
+async def token(admin: Running) -> str:  # noqa: F811
+    return await create_token(admin.db, "alice", "tests")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_csv_bytes_are_exact_and_neutralise_formulas(admin: Running, token: str) -> None:  # noqa: F811
+    await add_people(admin)
+    response = await admin.client.get("/api/v1/admin/exports?list=daily", headers=bearer(token))
+    assert response.status_code == 200
+    assert response.content == EXPECTED_CSV
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert response.headers["cache-control"] == "no-store"
+    today = datetime.now(UTC).date().isoformat()
+    assert response.headers["content-disposition"] == f'attachment; filename="daily-{today}.csv"'
+    assert "content-length" not in response.headers, "streamed, not built in memory"
+
+    with_bom = await admin.client.get(
+        "/api/v1/admin/exports?list=daily&bom=1&status=confirmed", headers=bearer(token)
+    )
+    assert with_bom.content == b"\xef\xbb\xbf" + EXPECTED_CSV
+
+    session = await sign_in(admin)
+    download = await admin.client.get(
+        "/admin/exports/download?list=daily&format=csv&status=confirmed", headers=session
+    )
+    assert download.status_code == 200 and download.content == EXPECTED_CSV
+    assert download.headers["content-disposition"].startswith("attachment;")
+    assert download.headers["cache-control"] == "no-store"
+
+
+def test_neutralising_is_undone_exactly() -> None:
+    for value in ("=1", "+", "-x", "@", "\tx", "\rx", "'=x", "''+x", "'", "'plain", "plain", ""):
+        assert unneutralise(neutralise(value)) == value, value
+        first = neutralise(value)[:1]
+        assert first not in {"=", "+", "-", "@", "\t", "\r"}, value
+
+
+async def test_ndjson_lines_parse(admin: Running, token: str) -> None:  # noqa: F811
+    await add_people(admin)
+    response = await admin.client.get(
+        "/api/v1/admin/exports?list=daily&format=ndjson&status=all", headers=bearer(token)
+    )
+    assert response.headers["content-type"] == "application/x-ndjson"
+    assert response.headers["content-disposition"].endswith('.ndjson"')
+    assert response.content.endswith(b"\n")
+    lines = [json.loads(line) for line in response.content.decode().splitlines()]
+    assert [(o["email"], o["name"], o["attributes"]) for o in lines] == [
+        (e, n, a) for e, n, a, _, _ in PEOPLE
+    ]
+    first = lines[0]
+    assert first == {
+        "email": "a@example.com",
+        "name": "Smith, Jo",
+        "list": "daily",
+        "status": "confirmed",
+        "subscribed_at": "2025-01-02T03:04:05Z",
+        "confirmed_at": "2025-01-02T03:10:00Z",
+        "unsubscribed_at": None,
+        "consent_source": PAGE,
+        "attributes": {"city": "Köln", "n": 2},
+    }
+    statuses = {o["email"]: o["status"] for o in lines}
+    assert statuses["l@example.com"] == "unsubscribed"
+    assert statuses["l@example.com"] == "unsubscribed"
+    assert statuses["m@example.com"] == "failed"
+    assert statuses["n@example.com"] == "pending"
+    assert lines[12]["unsubscribed_at"] == "2025-03-04T05:06:07Z"
+
+
+async def test_filters_by_status_date_and_list(admin: Running, token: str) -> None:  # noqa: F811
+    await add_people(admin)
+    await create_list(admin.db, slug="weekly", name="Weekly", origins=[])
+    await add_people(
+        admin,
+        "weekly",
+        [("zz@example.com", "Zed", {}, "confirmed", False)],
+    )
+
+    async def emails(query: str) -> list[tuple[str, str, str]]:
+        response = await admin.client.get(
+            f"/api/v1/admin/exports?format=ndjson&{query}", headers=bearer(token)
+        )
+        assert response.status_code == 200, response.text
+        return [
+            (o["email"], o["list"], o["status"])
+            for o in map(json.loads, response.content.decode().splitlines())
+        ]
+
+    assert await emails("list=daily&status=failed") == [("m@example.com", "daily", "failed")]
+    assert await emails("list=daily&status=unsubscribed,pending") == [
+        ("l@example.com", "daily", "unsubscribed"),
+        ("n@example.com", "daily", "pending"),
+    ]
+    assert len(await emails("list=daily&status=confirmed&status=failed")) == 13
+    everyone = await emails("status=all")
+    assert len(everyone) == 16 and ("zz@example.com", "weekly", "confirmed") in everyone
+    assert await emails("list=weekly") == [("zz@example.com", "weekly", "confirmed")]
+    assert await emails("list=daily&since=2025-01-03") == []
+    assert len(await emails("list=daily&until=2025-01-02")) == 12, "the until day is included"
+    assert await emails("list=daily&until=2025-01-01") == []
+
+
+async def test_mailchimp_and_listmonk_layouts(admin: Running, token: str) -> None:  # noqa: F811
+    await add_people(admin, people=PEOPLE[:1] + PEOPLE[10:11] + PEOPLE[12:13])
+    mailchimp = await admin.client.get(
+        "/api/v1/admin/exports?list=daily&format=mailchimp&status=all", headers=bearer(token)
+    )
+    assert mailchimp.content == (
+        b"Email Address,First Name,Last Name,TAGS,OPTIN_TIME,CONFIRM_TIME,UNSUB_TIME\r\n"
+        b'a@example.com,"Smith,",Jo,daily,2025-01-02 03:04:05,2025-01-02 03:10:00,\r\n'
+        b"'=1+2@example.com,,,daily,2025-01-02 03:04:05,2025-01-02 03:10:00,\r\n"
+        b"l@example.com,Left,,daily,2025-01-02 03:04:05,2025-01-02 03:10:00,2025-03-04 05:06:07"
+        b"\r\n"
+    )
+    assert mailchimp.headers["content-disposition"].endswith(
+        "-mailchimp-" + (datetime.now(UTC).date().isoformat()) + '.csv"'
+    )
+    listmonk = await admin.client.get(
+        "/api/v1/admin/exports?list=daily&format=listmonk", headers=bearer(token)
+    )
+    assert listmonk.content == (
+        b"email,name,attributes\r\n"
+        b'a@example.com,"Smith, Jo","{""city"":""K\xc3\xb6ln"",""n"":2}"\r\n'
+        b"'=1+2@example.com,,{}\r\n"
+    )
+
+
+async def test_bad_export_requests_say_what_is_wrong(admin: Running, token: str) -> None:  # noqa: F811
+    for query, status, words in (
+        ("list=nope", 404, "no list 'nope'"),
+        ("format=xlsx", 422, "format must be one of"),
+        ("status=bounced", 422, "status must be one or more of"),
+        ("since=yesterday", 422, "since must be a date"),
+    ):
+        response = await admin.client.get(f"/api/v1/admin/exports?{query}", headers=bearer(token))
+        assert response.status_code == status, query
+        assert words in response.json()["message"], query
+    session = await sign_in(admin)
+    page = await admin.client.get("/admin/exports/download?format=xlsx", headers=session)
+    assert page.status_code == 422 and "format must be one of" in page.text
+
+
+async def test_nothing_is_exported_without_signing_in(admin: Running) -> None:  # noqa: F811
+    await add_people(admin)
+    page = await admin.client.get("/admin/exports/download?list=daily&status=all")
+    assert page.status_code == 303 and b"example.com" not in page.content
+    api = await admin.client.get("/api/v1/admin/exports?list=daily&status=all")
+    assert api.status_code == 401 and b"example.com" not in api.content
+
+
+def cli(args: list[str], settings: Settings) -> subprocess.CompletedProcess[bytes]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    environ["NEWSLETTER_DATABASE_URL"] = settings.database_url
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        capture_output=True,
+        env=environ,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_cli_export(admin: Running, token: str, tmp_path: Path) -> None:  # noqa: F811
+    await add_people(admin)
+    target = tmp_path / "out.csv"
+    result = cli(["export", "--list", "daily", "-o", str(target)], admin.settings)
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == EXPECTED_CSV
+    assert b"exported 12 rows" in result.stderr
+    assert b"\r" not in result.stderr, "no progress bar when stderr is not a terminal"
+    assert not (tmp_path / "out.csv.part").exists()
+
+    piped = cli(
+        ["export", "--list", "daily", "--format", "ndjson", "--status", "all"], (admin.settings)
+    )
+    assert len(piped.stdout.splitlines()) == len(PEOPLE)
+    missing = cli(["export", "--list", "nope"], admin.settings)
+    assert missing.returncode == 1 and b"no list 'nope'" in missing.stderr
+    bad = cli(["export", "--status", "bounced"], admin.settings)
+    assert bad.returncode == 2 and b"status must be" in bad.stderr
+
+
+def test_progress_bar_draws_only_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    bar = Progress("exporting", 200, "rows", stream=screen)
+    bar.advance(100)
+    bar.close()
+    assert "\rexporting [" in screen.getvalue() and "100/200 rows" in screen.getvalue()
+    assert screen.getvalue().endswith("\n")
+    plain = io.StringIO()
+    quiet = Progress("exporting", 200, "rows", stream=plain)
+    quiet.advance(100)
+    quiet.close()
+    assert plain.getvalue() == ""
