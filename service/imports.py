@@ -351,25 +351,19 @@ async def _write_batch(
                     for r in fresh
                 ],
             )
-        ids = dict(
-            (
-                await session.execute(
-                    select(Subscriber.email, Subscriber.id).where(
-                        Subscriber.email.in_([r.email for r in fresh])
-                    )
-                )
-            ).tuples()
+        known = await session.execute(
+            select(Subscriber.email, Subscriber.id).where(
+                Subscriber.email.in_([r.email for r in fresh])
+            )
         )
-        existing = dict(
-            (
-                await session.execute(
-                    select(Subscription.subscriber_id, Subscription.status).where(
-                        Subscription.list_id == mailing_list.id,
-                        Subscription.subscriber_id.in_(list(ids.values())),
-                    )
-                )
-            ).tuples()
+        ids: dict[str, int] = {email: subscriber_id for email, subscriber_id in known}
+        on_list = await session.execute(
+            select(Subscription.subscriber_id, Subscription.status).where(
+                Subscription.list_id == mailing_list.id,
+                Subscription.subscriber_id.in_(list(ids.values())),
+            )
         )
+        existing: dict[int, SubscriptionStatus] = {sid: status for sid, status in on_list}
         new: list[tuple[ImportRow, dict[str, Any]]] = []
         for row in rows:
             if row.email in suppressed:
