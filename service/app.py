@@ -11,17 +11,20 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 from starlette.templating import Jinja2Templates
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from service.db import Database
 from service.emails import Emails
 from service.keys import signing_key
 from service.mail import CatcherMailer, EmailRenderer, Mailer, SMTPMailer
+from service.metrics import CountingMailer, Metrics
 from service.settings import Settings
 from service.state import AppState
 from service.subscriptions import Subscriptions
 from service.templating import make_environment
 from service.tokens import TokenSigner
 from service.web import api, devmail, health, openapi, pages, widget
+from service.web import metrics as metrics_routes
 from service.web.admin import api as admin_api
 from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
@@ -45,6 +48,7 @@ WORKER_SHUTDOWN_GRACE = 30.0
 def create_app(settings: Settings) -> Starlette:
     env = make_environment()
     templates = Jinja2Templates(env=env)
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
@@ -64,7 +68,7 @@ def create_app(settings: Settings) -> Starlette:
                 mailer = CatcherMailer(db)
             else:
                 mailer = SMTPMailer(settings)
-            worker = OutboxWorker(db, mailer, emails, settings)
+            worker = OutboxWorker(db, CountingMailer(mailer, metrics), emails, settings)
             subscriptions = Subscriptions(db, settings, signer, emails, worker.wake)
             if settings.run_worker:
                 worker_task = asyncio.create_task(worker.run(), name="outbox-worker")
@@ -75,6 +79,7 @@ def create_app(settings: Settings) -> Starlette:
                 "subscriptions": subscriptions,
                 "worker": worker,
                 "templates": templates,
+                "metrics": metrics,
             }
             if worker_task is not None:
                 worker.stop()
@@ -93,6 +98,7 @@ def create_app(settings: Settings) -> Starlette:
 
     routes: list[BaseRoute] = [
         *health.routes,
+        *metrics_routes.routes,
         *api.routes,
         *openapi.routes,
         *widget.routes,
@@ -104,13 +110,20 @@ def create_app(settings: Settings) -> Starlette:
     ]
     if settings.uses_mail_catcher:
         routes += devmail.routes
+    middleware = [
+        Middleware(AccessLogMiddleware, metrics=metrics),
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, per_path=body_limit),
+    ]
+    if settings.trusted_proxies:
+        # Outermost, so the access log, rate limits and consent records see the reader's
+        # address rather than the proxy's.
+        middleware.insert(
+            0, Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
+        )
     return Starlette(
         routes=routes,
-        middleware=[
-            Middleware(AccessLogMiddleware),
-            Middleware(SecurityHeadersMiddleware),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, per_path=body_limit),
-        ],
+        middleware=middleware,
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )

@@ -156,6 +156,25 @@ def _log_level(value: str) -> str:
     return upper
 
 
+def _log_format(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in {"text", "json"}:
+        raise ValueError("expected text or json")
+    return lowered
+
+
+def _networks(value: str) -> tuple[str, ...]:
+    import ipaddress
+
+    found = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(found)
+
+
 @dataclass(frozen=True)
 class Spec:
     """One setting: its environment name, default (as the env string) and help text."""
@@ -318,6 +337,28 @@ SETTINGS: tuple[Spec, ...] = (
         _bool,
     ),
     Spec("log_level", "INFO", "DEBUG, INFO, WARNING or ERROR.", _log_level),
+    Spec(
+        "log_format",
+        "text",
+        "`text` (one readable line per event) or `json` (one JSON object per line, for a "
+        "log collector). Both carry the request id.",
+        _log_format,
+    ),
+    Spec(
+        "trusted_proxies",
+        "",
+        "Comma-separated IP addresses or networks (CIDR) of reverse proxies whose "
+        "`X-Forwarded-For` and `X-Forwarded-Proto` are believed. Empty: none, the client "
+        "address is the connecting one.",
+        _networks,
+    ),
+    Spec(
+        "metrics_token",
+        "",
+        "Bearer token that `/metrics` asks for. Empty: `/metrics` answers only clients on "
+        "loopback or private networks.",
+        Secret,
+    ),
 )
 
 
@@ -353,6 +394,9 @@ class Settings:
     admin_idle_timeout: float
     check_deliverability: bool
     log_level: str
+    log_format: str
+    trusted_proxies: tuple[str, ...]
+    metrics_token: Secret
     unknown_variables: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod

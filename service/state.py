@@ -9,6 +9,7 @@ from starlette.templating import Jinja2Templates
 
 from service.db import Database
 from service.emails import Emails
+from service.metrics import Metrics
 from service.settings import Settings
 from service.subscriptions import Subscriptions
 from service.worker import OutboxWorker
@@ -23,6 +24,7 @@ class AppState(TypedDict):
     subscriptions: Subscriptions
     worker: OutboxWorker
     templates: Jinja2Templates
+    metrics: Metrics
 
 
 AppRequest = Request[AppState]

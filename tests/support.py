@@ -161,7 +161,9 @@ async def serve_app(settings: Settings, *, reachable: bool = False) -> AsyncIter
     if reachable:
         settings = settings.replace(base_url=f"http://127.0.0.1:{port}")
     app = create_app(settings)
-    config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False)
+    config = uvicorn.Config(
+        app, lifespan="on", log_config=None, access_log=False, proxy_headers=False
+    )  # as `newsletter serve` runs it: forwarded headers are the app's business
     silence_server_access_log()  # as `newsletter serve` does
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -138,6 +138,7 @@ async def subscribe(request: AppRequest) -> Response:
         # The widget's honeypot: invisible to people, irresistible to form-filling bots.
         # Same answer as any signup, and nothing is stored or sent.
         log.info("honeypot filled on list %s; signup dropped", mailing_list.slug)
+        state["metrics"].signups_dropped.labels("honeypot").inc()
         return _accepted(request, mailing_list, html, headers)
     ticked = str(fields.get("consent", "")).lower() in {"yes", "true", "on", "1"}
     if effective(mailing_list)["consentCheckbox"] and not ticked:
@@ -149,6 +150,7 @@ async def subscribe(request: AppRequest) -> Response:
     client = request.client.host if request.client else None
     origin = RequestOrigin(ip=client, user_agent=request.headers.get("user-agent"))
     await state["subscriptions"].subscribe(mailing_list, signup, origin)
+    state["metrics"].subscribes.labels(mailing_list.slug).inc()
     return _accepted(request, mailing_list, html, headers)
 
 

@@ -1,16 +1,20 @@
-"""ASGI middleware: body size limit, access log without tokens, security headers."""
+"""ASGI middleware: body size limit, access log and metrics without tokens, security headers."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+import secrets
 import time
 from collections.abc import Callable
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.logs import request_id_var
+from service.metrics import Metrics
 
 __all__ = ["AccessLogMiddleware", "BodyLimitMiddleware", "SecurityHeadersMiddleware", "redact_path"]
 
@@ -109,9 +113,19 @@ async def _plain(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
 class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """One log line and one latency sample per request, under a request id.
+
+    A well-formed ``X-Request-ID`` from the proxy in front is kept, so its logs and ours
+    line up; otherwise a new id is made. Either way the response carries it back.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,23 +133,41 @@ class AccessLogMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        incoming = Headers(scope=scope).get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        token = request_id_var.set(request_id)
 
         async def capture(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(template, scope["method"], str(status)).observe(elapsed)
+            path = redact_path(scope["path"])
+            client = scope.get("client")
             access_log.info(
                 "%s %s %s %.1fms",
                 scope["method"],
-                redact_path(scope["path"]),
+                path,
                 status,
-                (time.perf_counter() - start) * 1000,
+                elapsed * 1000,
+                extra={
+                    "method": scope["method"],
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": client[0] if client else None,
+                },
             )
+            request_id_var.reset(token)
 
 
 # Pages carry only inline styles and plain forms: nothing else may load or run.

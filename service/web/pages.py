@@ -41,6 +41,8 @@ async def confirm(request: AppRequest) -> Response:
     if request.method == "GET":
         return _link_page(request, "pages/confirm.html", await subscriptions.confirm_target(token))
     target = await subscriptions.confirm(token, _origin(request))
+    if target is not None:
+        request.state["metrics"].confirms.inc()
     return _link_page(request, "pages/confirmed.html", target)
 
 
@@ -59,6 +61,8 @@ async def unsubscribe(request: AppRequest) -> Response:
         if form.get("List-Unsubscribe") == ONE_CLICK:
             method = "one-click"
     target = await subscriptions.unsubscribe(token, _origin(request), method=method)
+    if target is not None:
+        request.state["metrics"].unsubscribes.labels(method).inc()
     return _link_page(request, "pages/unsubscribed.html", target)
 
 
