@@ -8,8 +8,9 @@ the busy timeout; taking the write lock up front makes writers queue instead.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,11 @@ class Database:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.is_sqlite = engine.dialect.name == "sqlite"
+        # SQLite has one writer at a time. This process's writers queue here, in order,
+        # rather than in SQLite's busy handler, which sleeps between retries (up to 100 ms
+        # each) and under load turns a millisecond's wait into seconds. Other processes
+        # on the same file still meet the busy timeout.
+        self._writer = asyncio.Lock() if self.is_sqlite else None
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -83,7 +89,7 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        async with self.sessions() as session, session.begin():
+        async with self._writer or nullcontext(), self.sessions() as session, session.begin():
             await session.connection(execution_options={_IMMEDIATE: True})
             yield session
 
