@@ -112,7 +112,7 @@ def create_app(settings: Settings) -> Starlette:
         routes += devmail.routes
     middleware = [
         Middleware(AccessLogMiddleware, metrics=metrics),
-        Middleware(SecurityHeadersMiddleware),
+        Middleware(SecurityHeadersMiddleware, https=settings.base_url.startswith("https://")),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, per_path=body_limit),
     ]
     if settings.trusted_proxies:

@@ -71,11 +71,12 @@
       "bottom:8px!important;" + (s.position === "bottom-left" ? "left:8px!important;" :
         s.position === "bottom-center" ? "left:50%!important;transform:translateX(-50%)!important;" :
           "right:8px!important;");
-    host.setAttribute("style", "all:initial!important;display:block!important;" + fixed);
+    // Through the CSSOM, not a style attribute: a host page's CSP may forbid those.
+    host.style.cssText = "all:initial!important;display:block!important;" + fixed;
     const root = host.attachShadow({ mode: "open" });
     const dark = s.theme === "dark" ||
       (s.theme === "auto" && matchMedia("(prefers-color-scheme: dark)").matches);
-    const style = el("style", {}, `
+    const css = `
 .box{box-sizing:border-box;width:${inline ? "100%" : "min(360px,calc(100vw - 16px))"};max-height:${inline ? "none" : "60vh"};overflow:auto;
 padding:20px;border-radius:12px;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
 color:${dark ? "#f3f4f6" : "#1f2937"};background:${dark ? "#1f2937" : "#fff"};text-align:left;
@@ -103,7 +104,18 @@ background:transparent;color:inherit;opacity:.7}
 :focus-visible{outline:3px solid ${s.accent};outline-offset:2px}
 .msg{font-size:13px;margin:8px 0 0}
 .err{color:${dark ? "#fca5a5" : "#b91c1c"}}
-.hp{position:absolute!important;left:-10000px!important;width:1px;height:1px;overflow:hidden}`);
+.hp{position:absolute!important;left:-10000px!important;width:1px;height:1px;overflow:hidden}`;
+    // A constructed stylesheet is not inline style, so a host page's strict CSP allows it;
+    // where there are none, a <style> carrying the nonce our own <script> tag was given.
+    let style = null;
+    try {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(css);
+      root.adoptedStyleSheets = [sheet];
+    } catch (e) {
+      style = el("style", {}, css);
+      if (script.nonce) style.nonce = script.nonce;
+    }
     const id = "nlw-" + Math.random().toString(36).slice(2);
     const box = el("div", {
       class: "box", role: inline ? "region" : "dialog", "aria-labelledby": id + "-t",
@@ -149,7 +161,8 @@ background:transparent;color:inherit;opacity:.7}
       close.addEventListener("click", () => dismiss());
       box.append(close);
     }
-    root.append(style, box);
+    if (style) root.append(style);
+    root.append(box);
 
     let open = false;
     const onKey = (ev) => {

@@ -1,8 +1,10 @@
-"""ASGI middleware: body size limit, access log and metrics without tokens, security headers."""
+"""ASGI middleware: body size and time limits, access log and metrics without tokens,
+security headers (a nonce-based Content-Security-Policy on every page)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import secrets
@@ -16,9 +18,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.logs import request_id_var
 from service.metrics import Metrics
 
-__all__ = ["AccessLogMiddleware", "BodyLimitMiddleware", "SecurityHeadersMiddleware", "redact_path"]
+__all__ = [
+    "AccessLogMiddleware",
+    "BodyLimitMiddleware",
+    "SecurityHeadersMiddleware",
+    "content_security_policy",
+    "csp_nonce",
+    "redact_path",
+]
 
 access_log = logging.getLogger("service.access")
+
+# The whole body of a request must arrive within this time (uploads: see UPLOAD_MIN_RATE).
+BODY_SECONDS = 30.0
+UPLOAD_MIN_RATE = 256 * 1024  # bytes per second an upload of the largest size may take
 
 _TOKEN_PATH = re.compile(r"^/(confirm|unsubscribe)/[^/?]+")
 
@@ -29,14 +42,26 @@ def redact_path(path: str) -> str:
 
 
 class BodyLimitMiddleware:
-    """413 for bodies over the limit, whether announced by Content-Length or streamed."""
+    """413 for bodies over the limit, whether announced by Content-Length or streamed;
+    408 for bodies that take too long to arrive.
+
+    A client that trickles its body a byte at a time (slowloris) would hold a connection
+    and a request slot for as long as it liked: the whole body must arrive within
+    ``body_seconds`` of the request's start. The larger limit of upload paths comes with
+    a longer time, enough for the file at ``UPLOAD_MIN_RATE``.
+    """
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, per_path: Callable[[str, int], int] | None = None
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        per_path: Callable[[str, int], int] | None = None,
+        body_seconds: float = BODY_SECONDS,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.per_path = per_path  # a larger limit for some paths (uploads)
+        self.body_seconds = body_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,8 +70,12 @@ class BodyLimitMiddleware:
         if self.per_path is not None:
             limit = self.per_path(scope["path"], self.max_bytes)
             if limit != self.max_bytes:
-                await BodyLimitMiddleware(self.app, limit)(scope, receive, send)
+                seconds = max(self.body_seconds, limit / UPLOAD_MIN_RATE)
+                await BodyLimitMiddleware(self.app, limit, body_seconds=seconds)(
+                    scope, receive, send
+                )
                 return
+        api = scope["path"].startswith("/api/")
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -54,28 +83,38 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = -1
                 if declared < 0:
-                    await _plain(send, 400, b"Invalid Content-Length header.")
+                    await _refuse(send, api, 400, "Invalid Content-Length header.")
                     return
                 if declared > self.max_bytes:
                     await _drain(receive, {"more_body": True})
-                    await _plain(send, 413, self._message())
+                    await _refuse(send, api, 413, self._message())
                     return
         received = 0
+        deadline = asyncio.get_running_loop().time() + self.body_seconds
 
         async def limited() -> Message:
             nonlocal received
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(
+                    408,
+                    f"The request body took too long: send it within {self.body_seconds:g} "
+                    "seconds.",
+                    headers={"Connection": "close"},
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     await _drain(receive, message)
-                    raise HTTPException(413, self._message().decode())
+                    raise HTTPException(413, self._message())
             return message
 
         await self.app(scope, limited, send)
 
-    def _message(self) -> bytes:
-        return f"Request body too large: the limit is {self.max_bytes} bytes.".encode()
+    def _message(self) -> str:
+        return f"Request body too large: the limit is {self.max_bytes} bytes."
 
 
 # Answering before the client has finished sending, then closing, makes the kernel reset the
@@ -98,13 +137,21 @@ async def _drain(receive: Receive, message: Message) -> None:
         pass
 
 
-async def _plain(send: Send, status: int, body: bytes) -> None:
+async def _refuse(send: Send, api: bool, status: int, message: str) -> None:
+    """Answer before the app runs: JSON in the API's error shape on /api/, else text."""
+    if api:
+        code = {400: "bad_request", 413: "payload_too_large"}[status]
+        body = json.dumps({"error": code, "message": message}).encode()
+        content_type = b"application/json"
+    else:
+        body = message.encode()
+        content_type = b"text/plain; charset=utf-8"
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],
@@ -170,30 +217,79 @@ class AccessLogMiddleware:
             request_id_var.reset(token)
 
 
-# Pages carry only inline styles and plain forms: nothing else may load or run.
-PAGE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+CSP_NONCE = "csp_nonce"
+
+
+def csp_nonce(scope: Scope) -> str:
+    """This request's Content-Security-Policy nonce (set by SecurityHeadersMiddleware)."""
+    nonce: str = scope["state"][CSP_NONCE]
+    return nonce
+
+
+def content_security_policy(nonce: str, **changes: str) -> str:
+    """The policy of our pages: only what carries this response's nonce may run or style.
+
+    ``changes`` add or replace directives (``frame_src="'self'"`` for frame-src). No
+    policy made here allows 'unsafe-inline': style attributes are not used in pages.
+    """
+    directives = {
+        "default-src": "'none'",
+        "script-src": f"'nonce-{nonce}'",
+        "style-src": f"'nonce-{nonce}'",
+        "img-src": "data:",
+        "form-action": "'self'",
+        "frame-ancestors": "'none'",
+        "base-uri": "'none'",
+        "object-src": "'none'",
+    }
+    directives.update({name.replace("_", "-"): value for name, value in changes.items()})
+    return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
+# For everything that is not a page (JSON, CSV, scripts): if opened as a document, it may
+# load nothing and be framed by no one.
+RESOURCE_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()"
 )
+HSTS = "max-age=31536000; includeSubDomains"
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """Security headers on every response, and a fresh CSP nonce for every request.
+
+    The nonce goes into the request's state, where ``page()`` hands it to the templates
+    for their ``<style>`` and ``<script>`` tags, and into the page's policy. A route that
+    needs another policy sets its own header, built with ``content_security_policy``.
+    """
+
+    def __init__(self, app: ASGIApp, https: bool = False) -> None:
         self.app = app
+        self.https = https  # Strict-Transport-Security only when served over HTTPS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        nonce = secrets.token_urlsafe(18)
+        # A copy: the lifespan's state dict is shared by every request.
+        scope["state"] = {**scope.get("state", {}), CSP_NONCE: nonce}
 
         async def add_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+                headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+                if self.https:
+                    headers.setdefault("Strict-Transport-Security", HSTS)
                 if headers.get("content-type", "").startswith("text/html"):
-                    headers.setdefault("Content-Security-Policy", PAGE_CSP)
+                    headers.setdefault("Content-Security-Policy", content_security_policy(nonce))
                     headers.setdefault("X-Frame-Options", "DENY")
-                    headers.setdefault("Referrer-Policy", "no-referrer")
+                else:
+                    headers.setdefault("Content-Security-Policy", RESOURCE_CSP)
             await send(message)
 
         await self.app(scope, receive, add_headers)

@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from service.i18n import negotiate, texts
 from service.state import AppRequest
-from service.web.middleware import redact_path
+from service.web.middleware import csp_nonce, redact_path
 
 __all__ = ["TOKEN_PAGE_HEADERS", "api_error", "exception_handlers", "page"]
 
@@ -31,6 +31,7 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
@@ -61,13 +62,17 @@ def page(
     headers: Mapping[str, str] | None = None,
     language: str | None = None,
 ) -> HTMLResponse:
-    """A page in ``language``, or in the reader's preferred one when no list decides."""
+    """A page in ``language``, or in the reader's preferred one when no list decides.
+
+    Templates put ``csp_nonce`` on their ``<style>`` and ``<script>`` tags: the page's
+    Content-Security-Policy lets nothing else run or style it.
+    """
     lang = language or negotiate(request.headers.get("accept-language"))
     templates = request.state["templates"]
     return templates.TemplateResponse(
         cast(Request, request),
         template,
-        {"lang": lang, "t": texts(lang), **(context or {})},
+        {"lang": lang, "t": texts(lang), "csp_nonce": csp_nonce(request.scope), **(context or {})},
         status_code=status,
         headers=headers,
     )

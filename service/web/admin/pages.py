@@ -29,6 +29,7 @@ from service.subscribers import (
 )
 from service.subscriptions import consent_wording
 from service.web.admin.guard import protected
+from service.web.middleware import content_security_policy, csp_nonce
 from service.web.responses import page
 from service.web.widget import snippet
 from service.widget_settings import TEXT_KEYS, effective, validate_changes
@@ -41,11 +42,6 @@ FLASH = {
     "unsubscribed": "Unsubscribed.",
     "erased": "All data of that person was deleted.",
 }
-ADMIN_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src data:; "
-    "form-action 'self'; "
-    "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
 
 
 def admin_page(
@@ -64,7 +60,13 @@ def admin_page(
         {"admin": principal.username, "section": section, "flash": flash, **context},
         status=status,
         language="en",
-        headers={"Cache-Control": "no-store", "Content-Security-Policy": ADMIN_CSP},
+        headers={
+            "Cache-Control": "no-store",
+            # The list editor frames its live preview, a page of our own.
+            "Content-Security-Policy": content_security_policy(
+                csp_nonce(request.scope), frame_src="'self'"
+            ),
+        },
     )
 
 
@@ -224,9 +226,13 @@ async def list_preview(request: AppRequest, principal: Principal) -> Response:
         language="en",
         headers={
             "Cache-Control": "no-store",
-            "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; "
-            "style-src 'unsafe-inline'; frame-ancestors 'self'; "
-            "base-uri 'none'; form-action 'none'",
+            # Framed by the list editor; the widget it runs fetches the list's settings.
+            "Content-Security-Policy": content_security_policy(
+                csp_nonce(request.scope),
+                connect_src="'self'",
+                form_action="'none'",
+                frame_ancestors="'self'",
+            ),
             "X-Frame-Options": "SAMEORIGIN",
         },
     )
