@@ -1,4 +1,5 @@
-"""An editor's session in real Chromium: sign in, make a list, preview it, find a reader."""
+"""An editor's session in real Chromium: sign in, make a list, preview it, find a reader,
+export a list as a download and import it into another."""
 
 from __future__ import annotations
 
@@ -66,4 +67,27 @@ async def test_editor_session(browser: Browser, settings: Settings, smtp: SMTPSe
         await page.screenshot(path=str(ARTIFACTS / "admin-subscribers.png"), full_page=True)
         await page.get_by_role("link", name="reader3@example.com").click()
         await expect(page.get_by_role("heading", name="Consent history")).to_be_visible()
+
+        # Export the list's pending readers as a download, and import the file elsewhere.
+        await page.get_by_role("link", name="Export & import").click()
+        await page.get_by_label("List", exact=True).select_option("daily")
+        await page.get_by_role("checkbox", name="confirmed").uncheck()
+        await page.get_by_role("checkbox", name="pending").check()
+        async with page.expect_download() as started:
+            await page.get_by_role("button", name="Download").click()
+        download = await started.value
+        assert download.suggested_filename.startswith("daily-")
+        assert download.suggested_filename.endswith(".csv")
+        saved = ARTIFACTS / "export.csv"
+        await download.save_as(saved)
+        lines = saved.read_bytes().split(b"\r\n")
+        assert lines[0].startswith(b"email,name,list,status,")
+        assert sorted(line.split(b",")[0] for line in lines[1:] if line) == [
+            f"reader{i}@example.com".encode() for i in range(5)
+        ]
+        await page.get_by_label("Into list").select_option("weekly")
+        await page.get_by_label("CSV file").set_input_files(saved)
+        await page.get_by_role("button", name="Import").click()
+        await expect(page.get_by_text("5 sent a confirmation email")).to_be_visible()
+        await smtp.wait_for(10)
         await context.close()
