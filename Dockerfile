@@ -22,4 +22,7 @@ VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('NEWSLETTER_PORT', '8000')}/healthz\", timeout=4)"]
+# On SQLite (the /data volume) `serve` migrates the schema itself
+# (NEWSLETTER_MIGRATE_ON_START=auto). With PostgreSQL, run this image once per release as
+# `newsletter migrate` before the new containers start; they refuse an older schema.
 CMD ["newsletter", "serve"]

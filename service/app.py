@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute
 from starlette.templating import Jinja2Templates
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from service.db import Database
+from service.db import Database, SchemaError
 from service.emails import Emails
 from service.keys import signing_key
 from service.mail import CatcherMailer, EmailRenderer, Mailer, SMTPMailer
@@ -56,7 +56,11 @@ def create_app(settings: Settings) -> Starlette:
         worker_task: asyncio.Task[None] | None = None
         mailer: Mailer | None = None
         try:
-            await db.create_schema()
+            try:
+                await db.prepare_schema(migrate=settings.migrates_on_start)
+            except SchemaError as exc:
+                log.error("cannot start: %s", exc)
+                raise
             signer = TokenSigner(await signing_key(settings, db))
             emails = Emails(settings, signer, EmailRenderer(env))
             if settings.uses_mail_catcher:

@@ -4,19 +4,26 @@ SQLite: WAL (readers never block the writer), a busy timeout, foreign keys on, a
 transactions opened with ``BEGIN IMMEDIATE``. A deferred transaction that reads and then
 writes can fail with SQLITE_BUSY at once when another process wrote in between, whatever
 the busy timeout; taking the write lock up front makes writers queue instead.
+
+The schema comes from the Alembic migrations only (``service/schema.py``). ``migrate``
+holds an exclusive lock while it runs (SQLite's write lock; a PostgreSQL advisory lock),
+so processes that start together migrate one after the other, the later ones finding
+nothing left to do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -24,11 +31,15 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from service.models import Base
+from service import schema
+from service.schema import BASELINE, Migrated, SchemaError, SchemaStatus
 
-__all__ = ["Database", "make_engine"]
+__all__ = ["Database", "Migrated", "SchemaError", "SchemaStatus", "make_engine"]
+
+log = logging.getLogger(__name__)
 
 _IMMEDIATE = "newsletter_sqlite_immediate"
+_PG_MIGRATION_LOCK = 7_236_828_016_311_201_363  # any fixed bigint; pg_advisory_xact_lock key
 
 
 def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -54,6 +65,13 @@ def _sqlite_on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> No
     cursor.close()
 
 
+def _sqlite_foreign_keys(conn: Connection, on: bool) -> None:
+    # A PRAGMA outside any transaction (inside one, foreign_keys is silently ignored).
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    cursor.close()
+
+
 def _sqlite_begin(conn: Connection) -> None:
     immediate = conn.get_execution_options().get(_IMMEDIATE, False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -76,9 +94,72 @@ class Database:
     def from_url(cls, url: str) -> Database:
         return cls(make_engine(url))
 
-    async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+    async def migrate(self, revision: str = "head") -> Migrated:
+        """Bring the schema to ``revision`` (default: the newest), in one transaction."""
+        async with self._exclusive() as conn:
+            return await conn.run_sync(schema.upgrade, revision)
+
+    async def downgrade(self, revision: str) -> None:
+        """Undo migrations down to ``revision`` (``"base"`` drops every table)."""
+        async with self._exclusive() as conn:
+            await conn.run_sync(schema.downgrade, revision)
+
+    async def schema_status(self) -> SchemaStatus:
+        """The database's revision and the newest one; raises if it cannot be reached."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(schema.status)
+
+    async def prepare_schema(self, *, migrate: bool) -> None:
+        """Migrate, or check that no migration is due; `SchemaError` says what to run.
+
+        A schema a newer version migrated is used as it is (see `SchemaStatus.usable`).
+        """
+        status = await self.schema_status()  # reads only: no lock when nothing is due
+        if status.is_current:
+            return
+        if status.newer:
+            log.warning("%s; running on it unchanged", status.describe())
+            return
+        if migrate:
+            done = await self.migrate()
+            if done.adopted:
+                log.warning(
+                    "adopted a database made before migrations: stamped revision %s", BASELINE
+                )
+            if done.before != done.after:
+                log.info("database schema migrated from %s to %s", done.before, done.after)
+            return
+        raise SchemaError(
+            f"{status.describe()}. Run `newsletter migrate` first "
+            "(or set NEWSLETTER_MIGRATE_ON_START=true)."
+        )
+
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that no other migration runs beside.
+
+        On SQLite, foreign keys are off meanwhile: a batch ALTER copies a table, drops the
+        old one and renames the copy, and dropping a table with foreign keys on would
+        cascade-delete the rows that refer to it. They are checked before the commit.
+        """
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                await conn.run_sync(_sqlite_foreign_keys, False)
+            try:
+                await conn.execution_options(**{_IMMEDIATE: True})
+                async with conn.begin():
+                    if not self.is_sqlite:
+                        await conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                        )
+                    yield conn
+                    if self.is_sqlite:
+                        broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                        if broken:
+                            raise SchemaError(f"the migration broke foreign keys: {broken[:5]}")
+            finally:
+                if self.is_sqlite:
+                    await conn.run_sync(_sqlite_foreign_keys, True)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -89,7 +89,7 @@ class ArticleServer:
 async def _prepare(settings: Settings, article_origin: str) -> None:
     db = Database.from_url(settings.database_url)
     try:
-        await db.create_schema()
+        await db.migrate()
         await create_list(
             db,
             slug="demo",

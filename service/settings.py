@@ -74,6 +74,16 @@ def _bool(value: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _bool_or_auto(value: str) -> bool | None:
+    """``auto`` (None) lets the service decide; otherwise as ``_bool``."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        return _bool(value)
+    except ValueError:
+        raise ValueError("expected auto, true or false") from None
+
+
 def _int_range(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
@@ -195,6 +205,14 @@ SETTINGS: tuple[Spec, ...] = (
         "sqlite:///newsletter.db",
         "Where data lives: `sqlite:///PATH` (default, one file) or `postgresql://USER:PASS@HOST/DB`.",
         _database_url,
+    ),
+    Spec(
+        "migrate_on_start",
+        "auto",
+        "Bring the database schema up to date when the service starts. `auto`: on for "
+        "SQLite (one process owns the file), off for PostgreSQL, where deploys run "
+        "`newsletter migrate` once and every process refuses to start on an old schema.",
+        _bool_or_auto,
     ),
     Spec(
         "base_url",
@@ -367,6 +385,7 @@ class Settings:
     """Validated configuration; build it with ``Settings.from_env`` (defaults: ``SETTINGS``)."""
 
     database_url: str
+    migrate_on_start: bool | None
     base_url: str
     secret_key: Secret
     smtp_host: str
@@ -429,6 +448,11 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def migrates_on_start(self) -> bool:
+        """``NEWSLETTER_MIGRATE_ON_START``, with ``auto`` decided by the backend."""
+        return self.is_sqlite if self.migrate_on_start is None else self.migrate_on_start
 
     def describe(self) -> dict[str, str]:
         """Settings as text for a start-up log line; secrets stay masked."""

@@ -17,6 +17,7 @@ from support import (
     free_port,
     fresh_postgres_database,
     make_list,
+    migrate,
     serve_app,
 )
 
@@ -44,14 +45,18 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     """Every test that stores anything runs on a SQLite file and on PostgreSQL.
 
     PostgreSQL runs need NEWSLETTER_TEST_POSTGRES_URL (e.g. postgresql://root@127.0.0.1/test);
-    each test gets a database of its own, dropped afterwards.
+    each test gets a database of its own, dropped afterwards. The schema is made by the
+    migrations, as in production.
     """
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'newsletter.db'}"
+        url = f"sqlite+aiosqlite:///{tmp_path / 'newsletter.db'}"
+        await migrate(url)
+        yield url
         return
     if not POSTGRES:
         pytest.skip("PostgreSQL: set NEWSLETTER_TEST_POSTGRES_URL to run these too")
     async with fresh_postgres_database(POSTGRES) as url:
+        await migrate(url)
         yield url
 
 

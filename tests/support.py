@@ -166,7 +166,14 @@ async def serve_app(settings: Settings, *, reachable: bool = False) -> AsyncIter
     )  # as `newsletter serve` runs it: forwarded headers are the app's business
     silence_server_access_log()  # as `newsletter serve` does
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+
+    async def serve() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        except SystemExit as exc:  # uvicorn exits when the lifespan fails; a test should not
+            raise RuntimeError(f"server start-up failed (exit status {exc.code})") from None
+
+    task = asyncio.create_task(serve())
     try:
         while not server.started:
             if task.done():
@@ -187,10 +194,19 @@ async def serve_app(settings: Settings, *, reachable: bool = False) -> AsyncIter
             sock.close()
 
 
+async def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema, through the migrations."""
+    db = Database.from_url(url)
+    try:
+        await db.migrate()
+    finally:
+        await db.dispose()
+
+
 async def make_list(settings: Settings, slug: str = "daily", **kwargs: Any) -> None:
     db = Database.from_url(settings.database_url)
     try:
-        await db.create_schema()
+        await db.migrate()
         options: dict[str, Any] = {
             "name": "Frühstücks-Briefing",
             "origins": ["https://www.example.com"],

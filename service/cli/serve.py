@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import sys
 from typing import Any
 
+from service.db import Database, SchemaError
 from service.settings import Settings
 
 __all__ = ["register"]
@@ -24,6 +27,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         settings = settings.replace(base_url=f"http://{shown}:{port}")
     for name in settings.unknown_variables:
         logging.getLogger("service").warning("unknown setting %s is ignored (a typo?)", name)
+    if args.migrate:
+        settings = settings.replace(migrate_on_start=True)
+    # Checked here as well as in the lifespan, to stop with a message, not a traceback.
+    problem = asyncio.run(_schema_problem(settings))
+    if problem:
+        print(f"newsletter: {problem}", file=sys.stderr)
+        return 1
     logging.getLogger("service").info(
         "serving on http://%s:%s (public URL %s)", host, port, settings.base_url
     )
@@ -38,6 +48,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=30,
     )
     return 0
+
+
+async def _schema_problem(settings: Settings) -> str | None:
+    """Migrate if that is on; else why the schema cannot be used (None: it can)."""
+    db = Database.from_url(settings.database_url)
+    try:
+        await db.prepare_schema(migrate=settings.migrates_on_start)
+    except SchemaError as exc:
+        return str(exc)
+    finally:
+        await db.dispose()
+    return None
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -55,6 +77,11 @@ def register(commands: Any) -> None:
     )
     serve.add_argument("--host", help="address to listen on (default: NEWSLETTER_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default: NEWSLETTER_PORT)")
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="bring the database schema up to date first (as NEWSLETTER_MIGRATE_ON_START=true)",
+    )
     serve.set_defaults(handler=_serve)
 
     demo = commands.add_parser(
