@@ -116,3 +116,29 @@ async def test_lists_subscribers_and_erasure(app: Running, token: str, smtp: SMT
     assert (
         await app.client.get(f"/api/v1/admin/subscribers/{item['id']}", headers=auth)
     ).status_code == 404
+
+
+async def test_numbers_no_row_can_have_are_not_found_not_errors(app: Running, token: str) -> None:
+    """Found by fuzzing: ids past PostgreSQL's INTEGER, non-ASCII digits, non-string origins."""
+    auth = {"Authorization": f"Bearer {token}"}
+    for value in ("2147483648", "99999999999999999999", "9" * 5000, "²", "0", "-1", "1.5"):
+        for method, path in (
+            ("GET", f"/api/v1/admin/subscribers/{value}"),
+            ("DELETE", f"/api/v1/admin/subscribers/{value}"),
+        ):
+            response = await app.client.request(method, path, headers=auth)
+            assert response.status_code == 404, (method, value)
+        unsubscribe = await app.client.post(
+            f"/api/v1/admin/subscribers/{value}/unsubscribe", headers=auth, json={"list": "daily"}
+        )
+        assert unsubscribe.status_code == 404, value
+        page = await app.client.get(
+            "/api/v1/admin/subscribers", params={"after": value, "limit": value}, headers=auth
+        )
+        assert page.status_code == 200, value
+    for origins in ([{}], [1], {"a": "b"}, 5):
+        response = await app.client.patch(
+            "/api/v1/admin/lists/daily", headers=auth, json={"origins": origins}
+        )
+        assert response.status_code == 422, origins
+        assert response.json()["message"] == "origins must be a list of URLs."

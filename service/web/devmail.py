@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from service.models import CaughtMail
 from service.state import AppRequest
+from service.web.admin.pages import row_id
 from service.web.middleware import content_security_policy, csp_nonce
 from service.web.responses import page
 
@@ -86,10 +87,9 @@ def _parse(raw: bytes) -> EmailMessage:
 
 
 async def _load(request: AppRequest) -> CaughtMail:
-    try:
-        mail_id = int(request.path_params["mail_id"])
-    except ValueError:
-        raise HTTPException(404, "No such message.") from None
+    mail_id = row_id(str(request.path_params["mail_id"]))
+    if mail_id is None:
+        raise HTTPException(404, "No such message.")
     async with request.state["db"].read() as session:
         mail = await session.get(CaughtMail, mail_id)
     if mail is None:

@@ -19,27 +19,69 @@ __all__ = ["document", "routes"]
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(
+    description: str, *, html: bool = False, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": ERROR}}
+    if html:
+        content["text/html"] = {"schema": {"type": "string"}}
+    response: dict[str, Any] = {"description": description, "content": content}
+    if headers:
+        response["headers"] = {
+            name: {"description": text, "required": True, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return response
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+# What any operation with a request body may answer before its own checks run.
+BODY_ERRORS = {
+    "400": _error("The body cannot be read: not valid JSON, UTF-8 or multipart."),
+    "408": _error("The body took too long to arrive."),
+    "413": _error("The body is too large."),
+    "415": _error("Unsupported Content-Type."),
+    "422": _error("The body is not a JSON object, or a field in it is invalid."),
+}
+ADMIN_ERRORS = {
+    "401": _error(
+        "No valid session or API token.",
+        headers={"WWW-Authenticate": "Bearer realm=..."},
+    ),
+}
+# A signed-in browser's state-changing call from another site (API tokens are exempt).
+CROSS_SITE = {"403": _error("Sent from another site with a session cookie.")}
+
+
+def _admin(operation: dict[str, Any], *, changes: bool = False) -> dict[str, Any]:
+    responses = {**operation["responses"], **ADMIN_ERRORS, **(CROSS_SITE if changes else {})}
+    if "requestBody" in operation:
+        responses = {**BODY_ERRORS, **responses}
+    return {**operation, "security": [{"token": []}], "responses": responses}
+
+
+SLUG_SCHEMA = {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"}
 SLUG = {
     "name": "slug",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"},
+    "schema": SLUG_SCHEMA,
+    "example": "daily",
 }
 SUBSCRIBER_ID = {
     "name": "subscriber_id",
     "in": "path",
     "required": True,
     "schema": {"type": "integer", "minimum": 1},
+    "example": 1,
 }
-ADMIN_ERRORS = {"401": _error("No valid session or API token.")}
 
 SIGNUP = {
     "type": "object",
@@ -55,6 +97,38 @@ SIGNUP = {
         },
     },
 }
+LIST_CHANGES = {
+    "type": "object",
+    "description": "Any of the list's fields (name, language, origins, double_opt_in, "
+    "consent_text) and its box's settings (title, text, button, success, position, theme, "
+    "accent, trigger, delay, scroll, dismissDays, nameField, consentCheckbox, privacyUrl).",
+    "properties": {
+        "name": {"type": "string"},
+        "language": {"type": "string", "enum": ["en", "de", "fr"]},
+        "origins": {"type": "array", "items": {"type": "string"}},
+        "double_opt_in": {"type": "boolean"},
+        "consent_text": {"type": "string"},
+    },
+}
+NEW_LIST = {
+    "type": "object",
+    "required": ["slug", "name"],
+    "properties": {
+        "slug": {**SLUG_SCHEMA, "example": "weekly"},
+        "name": {"type": "string", "pattern": "\\S", "example": "The Weekly"},
+        "origins": {
+            "type": "array",
+            "items": {
+                "type": "string",
+                "pattern": "^https?://[a-z0-9.-]+(:[0-9]{1,5})?$",
+                "example": "https://www.example.com",
+            },
+        },
+        "language": {"type": "string", "enum": ["en", "de", "fr"]},
+        "double_opt_in": {"type": "boolean"},
+        "consent_text": {"type": "string"},
+    },
+}
 
 PATHS: dict[str, Any] = {
     "/api/v1/lists/{slug}/subscriptions": {
@@ -62,7 +136,8 @@ PATHS: dict[str, Any] = {
             "summary": "Subscribe an address to a list (double opt-in)",
             "description": "The answer to a valid request is the same whatever the address's "
             "state (new, pending, confirmed, unsubscribed): it never reveals "
-            "whether someone is subscribed.",
+            "whether someone is subscribed. A browser's form post (one that accepts "
+            "text/html) gets a result page instead of JSON.",
             "parameters": [SLUG],
             "requestBody": {
                 "required": True,
@@ -73,13 +148,25 @@ PATHS: dict[str, Any] = {
                 },
             },
             "responses": {
-                "202": _json({"$ref": "#/components/schemas/Accepted"}, "Accepted."),
-                "400": _error("The body is not valid JSON."),
-                "403": _error("The calling page's origin may not sign people up to this list."),
+                **BODY_ERRORS,
+                "202": {
+                    "description": "Accepted.",
+                    "content": {
+                        "application/json": {"schema": _ref("Accepted")},
+                        "text/html": {"schema": {"type": "string"}},
+                    },
+                },
+                "400": _error("The body cannot be read.", html=True),
+                "403": _error(
+                    "The calling page's origin may not sign people up to this list.", html=True
+                ),
                 "404": _error("No such list."),
-                "413": _error("The body is too large."),
-                "415": _error("Unsupported content type."),
-                "422": _error("A field is invalid; `fields` says which and why."),
+                "422": _error("A field is invalid; `fields` says which and why.", html=True),
+                "429": _error(
+                    "Too many signups; try again later.",
+                    html=True,
+                    headers={"Retry-After": "Seconds to wait before trying again."},
+                ),
             },
         },
         "options": {
@@ -105,249 +192,430 @@ PATHS: dict[str, Any] = {
                 },
             ],
             "responses": {
-                "200": _json(
-                    {"type": "object", "required": ["list", "endpoint", "origin_allowed"]}
-                ),
+                "200": _json(_ref("WidgetConfig")),
                 "404": _error("No such list."),
             },
         },
     },
     "/api/v1/admin/lists": {
-        "get": {
-            "summary": "All lists",
-            "security": [{"token": []}],
-            "responses": {"200": _json({"type": "object"}), **ADMIN_ERRORS},
-        },
-        "post": {
-            "summary": "Create a list",
-            "security": [{"token": []}],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["slug", "name"],
-                            "properties": {
-                                "slug": {"type": "string"},
-                                "name": {"type": "string"},
-                                "origins": {"type": "array", "items": {"type": "string"}},
-                                "language": {"type": "string", "enum": ["en", "de", "fr"]},
-                                "double_opt_in": {"type": "boolean"},
-                                "consent_text": {"type": "string"},
-                            },
-                        }
-                    }
+        "get": _admin({"summary": "All lists", "responses": {"200": _json(_ref("Lists"))}}),
+        "post": _admin(
+            {
+                "summary": "Create a list",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": NEW_LIST}},
+                },
+                "responses": {
+                    "201": _json(_ref("List"), "Created."),
+                    "409": _error("Slug taken."),
+                    "422": _error("Invalid field."),
                 },
             },
-            "responses": {
-                "201": _json({"type": "object"}),
-                "409": _error("Slug taken."),
-                "422": _error("Invalid field."),
-                **ADMIN_ERRORS,
-            },
-        },
+            changes=True,
+        ),
     },
     "/api/v1/admin/lists/{slug}": {
-        "get": {
-            "summary": "One list",
-            "security": [{"token": []}],
-            "parameters": [SLUG],
-            "responses": {
-                "200": _json({"type": "object"}),
-                "404": _error("No such list."),
-                **ADMIN_ERRORS,
+        "get": _admin(
+            {
+                "summary": "One list",
+                "parameters": [SLUG],
+                "responses": {"200": _json(_ref("List")), "404": _error("No such list.")},
+            }
+        ),
+        "patch": _admin(
+            {
+                "summary": "Change a list and its box",
+                "parameters": [SLUG],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": LIST_CHANGES}},
+                },
+                "responses": {
+                    "200": _json(_ref("List")),
+                    "404": _error("No such list."),
+                    "422": _error("Invalid setting."),
+                },
             },
-        },
-        "patch": {
-            "summary": "Change a list and its box",
-            "security": [{"token": []}],
-            "parameters": [SLUG],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            },
-            "responses": {
-                "200": _json({"type": "object"}),
-                "404": _error("No such list."),
-                "422": _error("Invalid setting."),
-                **ADMIN_ERRORS,
-            },
-        },
+            changes=True,
+        ),
     },
     "/api/v1/admin/subscribers": {
-        "get": {
-            "summary": "Search subscribers (keyset-paged)",
-            "security": [{"token": []}],
-            "parameters": [
-                {"name": name, "in": "query", "required": False, "schema": schema}
-                for name, schema in (
-                    ("q", {"type": "string"}),
-                    ("list", {"type": "string"}),
-                    (
-                        "status",
-                        {"type": "string", "enum": ["pending", "confirmed", "unsubscribed"]},
-                    ),
-                    ("since", {"type": "string", "format": "date"}),
-                    ("until", {"type": "string", "format": "date"}),
-                    ("after", {"type": "integer"}),
-                    ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
-                )
-            ],
-            "responses": {"200": _json({"type": "object", "required": ["items"]}), **ADMIN_ERRORS},
-        },
+        "get": _admin(
+            {
+                "summary": "Search subscribers (keyset-paged)",
+                "parameters": [
+                    {"name": name, "in": "query", "required": False, "schema": schema}
+                    for name, schema in (
+                        ("q", {"type": "string"}),
+                        ("list", {"type": "string"}),
+                        (
+                            "status",
+                            {"type": "string", "enum": ["pending", "confirmed", "unsubscribed"]},
+                        ),
+                        ("since", {"type": "string", "format": "date"}),
+                        ("until", {"type": "string", "format": "date"}),
+                        ("after", {"type": "integer", "minimum": 0}),
+                        ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                    )
+                ],
+                "responses": {"200": _json(_ref("SubscriberPage"))},
+            }
+        ),
     },
     "/api/v1/admin/subscribers/{subscriber_id}": {
-        "get": {
-            "summary": "Everything stored about one person",
-            "security": [{"token": []}],
-            "parameters": [SUBSCRIBER_ID],
-            "responses": {
-                "200": _json({"type": "object"}),
-                "404": _error("Not found."),
-                **ADMIN_ERRORS,
+        "get": _admin(
+            {
+                "summary": "Everything stored about one person",
+                "parameters": [SUBSCRIBER_ID],
+                "responses": {"200": _json(_ref("Person")), "404": _error("Not found.")},
+            }
+        ),
+        "delete": _admin(
+            {
+                "summary": "Erase a person (a hash of the address is kept as suppression)",
+                "parameters": [SUBSCRIBER_ID],
+                "responses": {"204": {"description": "Erased."}, "404": _error("Not found.")},
             },
-        },
-        "delete": {
-            "summary": "Erase a person (a hash of the address is kept as suppression)",
-            "security": [{"token": []}],
-            "parameters": [SUBSCRIBER_ID],
-            "responses": {
-                "204": {"description": "Erased."},
-                "404": _error("Not found."),
-                **ADMIN_ERRORS,
-            },
-        },
+            changes=True,
+        ),
     },
     "/api/v1/admin/subscribers/{subscriber_id}/unsubscribe": {
-        "post": {
-            "summary": "Unsubscribe a person from a list",
-            "security": [{"token": []}],
-            "parameters": [SUBSCRIBER_ID],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["list"],
-                            "properties": {"list": {"type": "string"}},
+        "post": _admin(
+            {
+                "summary": "Unsubscribe a person from a list",
+                "parameters": [SUBSCRIBER_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["list"],
+                                "properties": {"list": {"type": "string", "example": "daily"}},
+                            }
                         }
-                    }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["status"],
+                            "properties": {"status": {"const": "unsubscribed"}},
+                        }
+                    ),
+                    "404": _error("No such person, or not on that list."),
                 },
             },
-            "responses": {
-                "200": _json({"type": "object"}),
-                "404": _error("Not found."),
-                **ADMIN_ERRORS,
-            },
-        },
+            changes=True,
+        ),
     },
     "/api/v1/admin/exports": {
-        "get": {
-            "summary": "Export subscribers (streamed CSV or NDJSON)",
-            "description": "One row per subscriber and list, read from a server-side cursor "
-            "and streamed as it is read. CSV: UTF-8, header row, RFC 4180 quoting, CRLF; "
-            "cells starting with = + - @ TAB or CR get a leading ' so that spreadsheets "
-            "do not run them as formulas.",
-            "security": [{"token": []}],
-            "parameters": [
-                {"name": name, "in": "query", "required": False, "schema": schema}
-                for name, schema in (
-                    ("list", {"type": "string", "description": "a list's slug; all if absent"}),
-                    (
-                        "status",
-                        {
-                            "type": "string",
-                            "default": "confirmed",
-                            "description": "pending, confirmed, unsubscribed, failed or all; "
-                            "repeat or separate with commas",
+        "get": _admin(
+            {
+                "summary": "Export subscribers (streamed CSV or NDJSON)",
+                "description": "One row per subscriber and list, read from a server-side "
+                "cursor and streamed as it is read. CSV: UTF-8, header row, RFC 4180 quoting, "
+                "CRLF; cells starting with = + - @ TAB or CR get a leading ' so that "
+                "spreadsheets do not run them as formulas.",
+                "parameters": [
+                    {"name": name, "in": "query", "required": False, "schema": schema}
+                    for name, schema in (
+                        (
+                            "list",
+                            {"type": "string", "description": "a list's slug; all if absent"},
+                        ),
+                        (
+                            "status",
+                            {
+                                "type": "string",
+                                "default": "confirmed",
+                                "description": "pending, confirmed, unsubscribed, failed or "
+                                "all; repeat or separate with commas",
+                            },
+                        ),
+                        ("since", {"type": "string", "format": "date"}),
+                        ("until", {"type": "string", "format": "date"}),
+                        (
+                            "format",
+                            {
+                                "type": "string",
+                                "enum": ["csv", "ndjson", "mailchimp", "listmonk"],
+                                "default": "csv",
+                            },
+                        ),
+                        ("bom", {"type": "boolean", "default": False}),
+                    )
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file, as an attachment.",
+                        "headers": {
+                            "Content-Disposition": {
+                                "description": "attachment; filename=...",
+                                "required": True,
+                                "schema": {"type": "string"},
+                            }
                         },
-                    ),
-                    ("since", {"type": "string", "format": "date"}),
-                    ("until", {"type": "string", "format": "date"}),
-                    (
-                        "format",
-                        {
-                            "type": "string",
-                            "enum": ["csv", "ndjson", "mailchimp", "listmonk"],
-                            "default": "csv",
+                        "content": {
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
                         },
-                    ),
-                    ("bom", {"type": "boolean", "default": False}),
-                )
-            ],
-            "responses": {
-                "200": {
-                    "description": "The file, as an attachment.",
-                    "content": {
-                        "text/csv": {"schema": {"type": "string"}},
-                        "application/x-ndjson": {"schema": {"type": "string"}},
                     },
+                    "404": _error("No such list."),
+                    "422": _error("Invalid format, status or date."),
                 },
-                "404": _error("No such list."),
-                "422": _error("Invalid format, status or date."),
-                **ADMIN_ERRORS,
-            },
-        },
+            }
+        ),
     },
     "/api/v1/admin/lists/{slug}/imports": {
-        "post": {
-            "summary": "Import subscribers from a CSV file",
-            "description": "Accepts this service's export, Mailchimp's and listmonk's. New "
-            "addresses get a confirmation email (mode double-opt-in) or are subscribed at "
-            "once on the caller's word (mode confirmed, with a reason kept in the consent "
-            "record). Existing subscriptions are left unchanged and erased addresses stay "
-            "suppressed, so repeating an import changes nothing.",
-            "security": [{"token": []}],
-            "parameters": [
-                SLUG,
-                {
-                    "name": "mode",
-                    "in": "query",
-                    "required": False,
-                    "schema": {
-                        "type": "string",
-                        "enum": ["double-opt-in", "confirmed"],
-                        "default": "double-opt-in",
-                    },
-                },
-                {"name": "reason", "in": "query", "required": False, "schema": {"type": "string"}},
-            ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "text/csv": {"schema": {"type": "string"}},
-                    "multipart/form-data": {
+        "post": _admin(
+            {
+                "summary": "Import subscribers from a CSV file",
+                "description": "Accepts this service's export, Mailchimp's and listmonk's. "
+                "New addresses get a confirmation email (mode double-opt-in) or are "
+                "subscribed at once on the caller's word (mode confirmed, with a reason kept "
+                "in the consent record). Existing subscriptions are left unchanged and erased "
+                "addresses stay suppressed, so repeating an import changes nothing.",
+                "parameters": [
+                    SLUG,
+                    {
+                        "name": "mode",
+                        "in": "query",
+                        "required": False,
                         "schema": {
-                            "type": "object",
-                            "required": ["file"],
-                            "properties": {
-                                "file": {"type": "string", "format": "binary"},
-                                "mode": {"type": "string", "enum": ["double-opt-in", "confirmed"]},
-                                "reason": {"type": "string"},
-                            },
-                        }
+                            "type": "string",
+                            "enum": ["double-opt-in", "confirmed"],
+                            "default": "double-opt-in",
+                        },
+                    },
+                    {
+                        "name": "reason",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "text/csv": {
+                            "schema": {"type": "string"},
+                            "example": "email,name\r\nreader@example.com,Reader\r\n",
+                        },
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {"type": "string", "format": "binary"},
+                                    "mode": {
+                                        "type": "string",
+                                        "enum": ["double-opt-in", "confirmed"],
+                                    },
+                                    "reason": {"type": "string"},
+                                },
+                            }
+                        },
                     },
                 },
+                "responses": {
+                    "200": _json(_ref("ImportReport")),
+                    "404": _error("No such list."),
+                    "413": _error("The file is too large."),
+                    "415": _error("Not CSV or a multipart form."),
+                    "422": _error(
+                        "No usable header row, not UTF-8, or no reason for a confirmed import."
+                    ),
+                },
             },
-            "responses": {
-                "200": _json({"$ref": "#/components/schemas/ImportReport"}),
-                "404": _error("No such list."),
-                "413": _error("The file is too large."),
-                "415": _error("Not CSV or a multipart form."),
-                "422": _error(
-                    "No usable header row, not UTF-8, or no reason for a confirmed import."
-                ),
-                **ADMIN_ERRORS,
-            },
-        },
+            changes=True,
+        ),
     },
     "/api/v1/admin/stats": {
-        "get": {
-            "summary": "Counts per list and per day",
-            "security": [{"token": []}],
-            "responses": {"200": _json({"type": "object"}), **ADMIN_ERRORS},
+        "get": _admin(
+            {"summary": "Counts per list and per day", "responses": {"200": _json(_ref("Stats"))}}
+        ),
+    },
+}
+
+STRING = {"type": "string"}
+TEXT_OR_NULL = {"type": ["string", "null"]}
+TIME = {"type": "string", "format": "date-time"}
+TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+STATUS = {"type": "string", "enum": ["pending", "confirmed", "unsubscribed"]}
+
+
+def _object(required: dict[str, Any], **optional: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **optional},
+    }
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object(
+        {"error": STRING, "message": STRING},
+        fields={
+            "type": "object",
+            "description": "What is wrong with each field, by name.",
+            "additionalProperties": STRING,
+        },
+    ),
+    "Accepted": _object({"status": {"const": "accepted"}, "message": STRING}),
+    "WidgetConfig": _object(
+        {
+            "list": STRING,
+            "name": STRING,
+            "language": STRING,
+            "endpoint": {"type": "string", "format": "uri"},
+            "origin_allowed": {"type": "boolean"},
+            "settings": {"type": "object"},
+            "texts": {"type": "object", "additionalProperties": STRING},
+        }
+    ),
+    "List": _object(
+        {
+            "slug": STRING,
+            "name": STRING,
+            "language": STRING,
+            "allowed_origins": {"type": "array", "items": STRING},
+            "double_opt_in": {"type": "boolean"},
+            "consent_text": STRING,
+            "box": {"type": "object", "description": "The box's effective settings."},
+            "created_at": TIME,
+        }
+    ),
+    "Lists": _object({"lists": {"type": "array", "items": _ref("List")}}),
+    "SubscriberPage": _object(
+        {
+            "items": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "id": {"type": "integer"},
+                        "email": STRING,
+                        "name": TEXT_OR_NULL,
+                        "created_at": TIME,
+                        "lists": {
+                            "type": "array",
+                            "items": _object({"list": STRING, "status": STATUS}),
+                        },
+                    }
+                ),
+            },
+            "next_after": {
+                "type": ["integer", "null"],
+                "description": "Pass as `after` for the next page; null on the last.",
+            },
+        }
+    ),
+    "Person": _object(
+        {
+            "id": {"type": "integer"},
+            "email": STRING,
+            "name": TEXT_OR_NULL,
+            "attributes": {"type": ["object", "null"]},
+            "created_at": TIME_OR_NULL,
+            "subscriptions": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "list": STRING,
+                        "list_name": STRING,
+                        "status": STATUS,
+                        "subscribed_at": TIME_OR_NULL,
+                        "confirmed_at": TIME_OR_NULL,
+                        "unsubscribed_at": TIME_OR_NULL,
+                    }
+                ),
+            },
+            "consent_records": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "list": STRING,
+                        "action": STRING,
+                        "at": TIME_OR_NULL,
+                        "ip_address": TEXT_OR_NULL,
+                        "user_agent": TEXT_OR_NULL,
+                        "page_url": TEXT_OR_NULL,
+                        "wording": TEXT_OR_NULL,
+                        "method": TEXT_OR_NULL,
+                    }
+                ),
+            },
+            "emails": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "list": TEXT_OR_NULL,
+                        "kind": STRING,
+                        "status": STRING,
+                        "queued_at": TIME_OR_NULL,
+                        "sent_at": TIME_OR_NULL,
+                    }
+                ),
+            },
+        }
+    ),
+    "Stats": _object(
+        {
+            "lists": {
+                "type": "array",
+                "items": {
+                    **_object({"list": STRING, "name": STRING}),
+                    "additionalProperties": {"type": "integer"},
+                    "description": "Subscriptions per status.",
+                },
+            },
+            "daily": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "day": {"type": "string", "format": "date"},
+                        "signups": {"type": "integer"},
+                        "confirmations": {"type": "integer"},
+                    }
+                ),
+            },
+        }
+    ),
+    "ImportReport": {
+        "type": "object",
+        "properties": {
+            "format": {
+                "type": "string",
+                "enum": ["newsletter", "mailchimp", "listmonk", "csv"],
+            },
+            **{
+                name: {"type": "integer"}
+                for name in (
+                    "rows",
+                    "confirmed",
+                    "confirmation_sent",
+                    "unsubscribed",
+                    "unchanged",
+                    "left_unsubscribed",
+                    "suppressed",
+                    "duplicates",
+                    "failed_in_file",
+                    "invalid",
+                )
+            },
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "line": {"type": "integer"},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+            "notes": {"type": "array", "items": {"type": "object"}},
         },
     },
 }
@@ -359,8 +627,9 @@ def document(base_url: str) -> dict[str, Any]:
         "info": {
             "title": "Newsletter subscribe service",
             "version": __version__,
-            "description": "Public signup API and admin API. Errors are "
-            '`{"error": CODE, "message": TEXT}`.',
+            "description": "Public signup API and admin API. Every 4xx and 5xx answer in "
+            'JSON is `{"error": CODE, "message": TEXT}`, with `"fields": {NAME: PROBLEM}` '
+            "when particular fields are wrong.",
         },
         "servers": [{"url": base_url}],
         "paths": PATHS,
@@ -372,57 +641,7 @@ def document(base_url: str) -> dict[str, Any]:
                     "description": "newsletter admin token create NAME",
                 }
             },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "message"],
-                    "properties": {
-                        "error": {"type": "string"},
-                        "message": {"type": "string"},
-                        "fields": {"type": "object", "additionalProperties": {"type": "string"}},
-                    },
-                },
-                "ImportReport": {
-                    "type": "object",
-                    "properties": {
-                        "format": {
-                            "type": "string",
-                            "enum": ["newsletter", "mailchimp", "listmonk", "csv"],
-                        },
-                        **{
-                            name: {"type": "integer"}
-                            for name in (
-                                "rows",
-                                "confirmed",
-                                "confirmation_sent",
-                                "unsubscribed",
-                                "unchanged",
-                                "left_unsubscribed",
-                                "suppressed",
-                                "duplicates",
-                                "failed_in_file",
-                                "invalid",
-                            )
-                        },
-                        "errors": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "line": {"type": "integer"},
-                                    "message": {"type": "string"},
-                                },
-                            },
-                        },
-                        "notes": {"type": "array", "items": {"type": "object"}},
-                    },
-                },
-                "Accepted": {
-                    "type": "object",
-                    "required": ["status", "message"],
-                    "properties": {"status": {"const": "accepted"}, "message": {"type": "string"}},
-                },
-            },
+            "schemas": SCHEMAS,
         },
     }
 

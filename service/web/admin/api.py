@@ -14,7 +14,7 @@ from service.state import AppRequest
 from service.stats import daily_activity, list_counts
 from service.subscribers import admin_unsubscribe, erase, person_record, personal_data, search
 from service.web.admin.guard import protected
-from service.web.admin.pages import filters_from
+from service.web.admin.pages import MAX_ROW_ID, filters_from, number, row_id
 from service.web.bodies import BadBody, parse_json_object
 from service.web.responses import api_error
 from service.widget_settings import effective
@@ -78,6 +78,11 @@ async def list_endpoint(request: AppRequest, principal: Principal) -> Response:
     if request.method == "PATCH":
         try:
             data = await json_object(request)
+            origins = data.get("origins", "")
+            if not isinstance(origins, str) and not (
+                isinstance(origins, list) and all(isinstance(o, str) for o in origins)
+            ):
+                raise BadBody(422, "origins must be a list of URLs.")
             changes = {
                 k: ",".join(v) if k == "origins" and isinstance(v, list) else str(v)
                 for k, v in data.items()
@@ -97,9 +102,9 @@ async def list_endpoint(request: AppRequest, principal: Principal) -> Response:
 
 async def subscribers_endpoint(request: AppRequest, principal: Principal) -> Response:
     params = request.query_params
-    after = int(params["after"]) if params.get("after", "").isdigit() else None
-    limit = min(int(params["limit"]), 500) if params.get("limit", "").isdigit() else 50
-    page = await search(request.state["db"], filters_from(params), after=after, limit=max(limit, 1))
+    after = number(params.get("after", ""), most=MAX_ROW_ID)
+    limit = number(params.get("limit", ""), most=500) or 50
+    page = await search(request.state["db"], filters_from(params), after=after, limit=limit)
     items = [
         {
             "id": r.id,
@@ -114,8 +119,7 @@ async def subscribers_endpoint(request: AppRequest, principal: Principal) -> Res
 
 
 def _id(request: AppRequest) -> int | None:
-    value = str(request.path_params["subscriber_id"])
-    return int(value) if value.isdigit() else None
+    return row_id(str(request.path_params["subscriber_id"]))
 
 
 async def subscriber_endpoint(request: AppRequest, principal: Principal) -> Response:

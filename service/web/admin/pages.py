@@ -34,7 +34,7 @@ from service.web.responses import page
 from service.web.widget import snippet
 from service.widget_settings import TEXT_KEYS, effective, validate_changes
 
-__all__ = ["admin_page", "routes"]
+__all__ = ["MAX_ROW_ID", "admin_page", "number", "routes", "row_id"]
 
 FLASH = {
     "created": "List created.",
@@ -238,6 +238,23 @@ async def list_preview(request: AppRequest, principal: Principal) -> Response:
     )
 
 
+MAX_ROW_ID = 2**31 - 1  # INTEGER on PostgreSQL: a larger number is no row's id
+
+
+def number(value: str, *, most: int) -> int | None:
+    """ASCII digits as a number, at most ``most``; None for anything else (``²`` included)."""
+    if not value or not (value.isascii() and value.isdigit()):
+        return None
+    digits = value.lstrip("0") or "0"
+    return most if len(digits) > len(str(most)) else min(int(digits), most)
+
+
+def row_id(value: str) -> int | None:
+    """A row id from a URL, or None when it cannot be one (so: not found)."""
+    found = number(value, most=MAX_ROW_ID + 1)
+    return found if found is not None and 0 < found <= MAX_ROW_ID else None
+
+
 def _date(value: str) -> datetime | None:
     try:
         return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
@@ -261,7 +278,7 @@ def filters_from(params: Any) -> SearchFilters:
 async def subscribers_page(request: AppRequest, principal: Principal) -> Response:
     params = request.query_params
     filters = filters_from(params)
-    after = int(params["after"]) if params.get("after", "").isdigit() else None
+    after = number(params.get("after", ""), most=MAX_ROW_ID)
     result = await search(request.state["db"], filters, after=after)
     kept = {k: params[k] for k in ("q", "list", "status", "since", "until") if params.get(k)}
     next_url = (
@@ -288,10 +305,10 @@ async def subscribers_page(request: AppRequest, principal: Principal) -> Respons
 
 
 def _subscriber_id(request: AppRequest) -> int:
-    value = request.path_params["subscriber_id"]
-    if not str(value).isdigit():
+    found = row_id(str(request.path_params["subscriber_id"]))
+    if found is None:
         raise HTTPException(404, "No such subscriber.")
-    return int(value)
+    return found
 
 
 async def subscriber_page(request: AppRequest, principal: Principal) -> Response:
