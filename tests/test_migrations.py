@@ -23,7 +23,7 @@ from support import fresh_postgres_database, make_list, migrate, serve_app
 
 from service.db import Database, SchemaStatus
 from service.models import Base
-from service.schema import head
+from service.schema import BASELINE, head
 from service.settings import Settings
 from service.web import health
 
@@ -176,8 +176,19 @@ async def test_sqlite_foreign_keys_are_back_on_after_migrating(tmp_path: Path) -
 # --- databases made before migrations ----------------------------------------------------
 
 
+async def make_premigration_database(url: str) -> None:
+    """What the service's create_all made before it had migrations: the first revision."""
+    db = Database.from_url(url)
+    try:
+        await db.migrate(BASELINE)
+        async with db.engine.begin() as conn:
+            await conn.execute(text("DROP TABLE alembic_version"))
+    finally:
+        await db.dispose()
+
+
 async def test_a_database_made_before_migrations_is_adopted(empty_url: str) -> None:
-    await on(empty_url, Base.metadata.create_all)
+    await make_premigration_database(empty_url)
     await on(
         empty_url,
         lambda c: c.execute(
@@ -201,7 +212,7 @@ async def test_a_database_made_before_migrations_is_adopted(empty_url: str) -> N
 
 
 async def test_a_strange_database_without_history_is_refused_untouched(empty_url: str) -> None:
-    await on(empty_url, Base.metadata.create_all)
+    await make_premigration_database(empty_url)
     await on(empty_url, lambda c: c.execute(text("CREATE TABLE extra (id INTEGER PRIMARY KEY)")))
     await on(empty_url, lambda c: c.execute(text("DROP TABLE login_attempts")))
     result = cli(["migrate"], empty_url)
