@@ -13,16 +13,13 @@ from starlette.routing import BaseRoute
 from starlette.templating import Jinja2Templates
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from service.components import assemble
 from service.db import Database, SchemaError
-from service.emails import Emails
-from service.keys import signing_key
-from service.mail import CatcherMailer, EmailRenderer, Mailer, SMTPMailer
-from service.metrics import CountingMailer, Metrics
+from service.mail import Mailer
+from service.metrics import Metrics
 from service.settings import Settings
 from service.state import AppState
-from service.subscriptions import Subscriptions
 from service.templating import make_environment
-from service.tokens import TokenSigner
 from service.web import api, devmail, health, openapi, pages, widget
 from service.web import metrics as metrics_routes
 from service.web.admin import api as admin_api
@@ -36,7 +33,6 @@ from service.web.middleware import (
     SecurityHeadersMiddleware,
 )
 from service.web.responses import exception_handlers
-from service.worker import OutboxWorker
 
 __all__ = ["create_app"]
 
@@ -61,26 +57,17 @@ def create_app(settings: Settings) -> Starlette:
             except SchemaError as exc:
                 log.error("cannot start: %s", exc)
                 raise
-            signer = TokenSigner(await signing_key(settings, db))
-            emails = Emails(settings, signer, EmailRenderer(env))
-            if settings.uses_mail_catcher:
-                log.warning(
-                    "DEVELOPMENT MAIL CATCHER ON: no NEWSLETTER_SMTP_HOST, so no email leaves "
-                    "this machine. Read it at %s/dev/mail. Never run production like this.",
-                    settings.base_url,
-                )
-                mailer = CatcherMailer(db)
-            else:
-                mailer = SMTPMailer(settings)
-            worker = OutboxWorker(db, CountingMailer(mailer, metrics), emails, settings)
-            subscriptions = Subscriptions(db, settings, signer, emails, worker.wake)
+            parts = await assemble(settings, db, env, metrics)
+            mailer, worker = parts.mailer, parts.worker
             if settings.run_worker:
                 worker_task = asyncio.create_task(worker.run(), name="outbox-worker")
             yield {
                 "settings": settings,
                 "db": db,
-                "emails": emails,
-                "subscriptions": subscriptions,
+                "emails": parts.emails,
+                "subscriptions": parts.subscriptions,
+                "intake": parts.intake,
+                "stamps": parts.stamps,
                 "worker": worker,
                 "templates": templates,
                 "metrics": metrics,

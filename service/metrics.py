@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from service.db import Database
 from service.mail.senders import DeliveryError, Mailer
-from service.models import OutboxMessage, OutboxStatus
+from service.models import OutboxMessage, OutboxStatus, SignupRequest
 
 __all__ = ["CONTENT_TYPE", "CountingMailer", "Metrics"]
 
@@ -37,8 +37,15 @@ class Metrics:
         )
         self.signups_dropped = Counter(
             "newsletter_signups_dropped",
-            "Signups answered like any other but not stored or sent, by reason.",
+            "Signups answered like any other but dropped or not sent, by reason (honeypot, "
+            "too-fast, inbox-limit).",
             ["reason"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "newsletter_rate_limited",
+            "Signups refused with 429, by limit (client address, list).",
+            ["limit"],
             registry=r,
         )
         self.confirms = Counter(
@@ -64,6 +71,16 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.signups_waiting = Gauge(
+            "newsletter_signups_waiting",
+            "Signups taken in and not yet acted on by a worker (all processes).",
+            registry=r,
+        )
+        self.signups_age = Gauge(
+            "newsletter_signups_oldest_age_seconds",
+            "Age of the oldest signup not yet acted on; 0 when there is none.",
+            registry=r,
+        )
         self.outbox_depth = Gauge(
             "newsletter_outbox_depth",
             "Emails queued or being sent, not yet delivered or failed (all processes).",
@@ -77,6 +94,9 @@ class Metrics:
 
     async def render(self, db: Database) -> bytes:
         async with db.read() as session:
+            waiting, first = (
+                await session.execute(select(func.count(), func.min(SignupRequest.received_at)))
+            ).one()
             depth, oldest = (
                 await session.execute(
                     select(func.count(), func.min(OutboxMessage.created_at)).where(
@@ -84,10 +104,15 @@ class Metrics:
                     )
                 )
             ).one()
+        self.signups_waiting.set(waiting)
+        self.signups_age.set(_age(first))
         self.outbox_depth.set(depth)
-        age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
-        self.outbox_age.set(max(age, 0.0))
+        self.outbox_age.set(_age(oldest))
         return generate_latest(self.registry)
+
+
+def _age(since: datetime | None) -> float:
+    return max((datetime.now(UTC) - since).total_seconds(), 0.0) if since else 0.0
 
 
 class CountingMailer:

@@ -38,10 +38,13 @@ __all__ = [
     "Meta",
     "OutboxMessage",
     "OutboxStatus",
+    "RateCounter",
+    "SignupRequest",
     "Subscriber",
     "Subscription",
     "SubscriptionStatus",
     "Suppression",
+    "UsedChallenge",
     "utcnow",
 ]
 
@@ -287,3 +290,46 @@ class LoginAttempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(200))  # "user:NAME" or "ip:ADDRESS"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SignupRequest(Base):
+    """A signup the public API accepted and has not acted on yet.
+
+    Answering a signup only writes this row, the same for every address, so the answer
+    takes as long whatever the address's state; a worker then does the real work (see
+    ``service.intake``). ``verdict`` is set when the request came from a bot and is to be
+    dropped without a word.
+    """
+
+    __tablename__ = "signup_requests"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    page_url: Mapped[str | None] = mapped_column(String(2048))
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    verdict: Mapped[str] = mapped_column(String(16), default="")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateCounter(Base):
+    """Hits per key in one fixed time window; shared by every process through the database."""
+
+    __tablename__ = "rate_counters"
+    __table_args__ = (Index("ix_rate_counters_expires", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime]
+
+
+class UsedChallenge(Base):
+    """Proof-of-work challenges already spent, kept until they would have expired anyway."""
+
+    __tablename__ = "used_challenges"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from service.limits import Rate, parse_rates
+
 __all__ = ["SETTINGS", "Secret", "Settings", "SettingsError", "parse_duration"]
 
 PREFIX = "NEWSLETTER_"
@@ -337,6 +339,48 @@ SETTINGS: tuple[Spec, ...] = (
         _positive_duration,
     ),
     Spec(
+        "rate_limit_ip",
+        "10/1m,50/1h",
+        "Signups one client address may make, as COUNT/DURATION rates (comma-separated); "
+        "above them, 429 with Retry-After. Empty: no limit.",
+        parse_rates,
+    ),
+    Spec(
+        "rate_limit_list",
+        "600/1m",
+        "Signups one list takes from everyone together (429 above). Empty: no limit.",
+        parse_rates,
+    ),
+    Spec(
+        "rate_limit_address",
+        "1/10m,3/1d",
+        "Confirmation emails one inbox gets, across all lists (case, `+tags` and Gmail's "
+        "dots do not make another inbox). Silent: the signup is answered as usual and "
+        "nothing is sent. Empty: no limit.",
+        parse_rates,
+    ),
+    Spec(
+        "rate_limit_confirmations",
+        "1000/1h",
+        "Confirmation emails the whole service sends; above it, signups wait (they are "
+        "kept, not lost) until the next window. Empty: no limit.",
+        parse_rates,
+    ),
+    Spec(
+        "min_fill_time",
+        "2s",
+        "A form submitted faster than this after it was shown is a bot's: answered as "
+        "usual, nothing stored or sent. 0 turns the check off.",
+        parse_duration,
+    ),
+    Spec(
+        "unconfirmed_retention",
+        "30d",
+        "Signups never confirmed are deleted, with their personal data, this long after "
+        "they were made.",
+        _positive_duration,
+    ),
+    Spec(
         "admin_session_lifetime",
         "12h",
         "An admin sign-in ends this long after it began, however active.",
@@ -409,6 +453,12 @@ class Settings:
     retry_base: float
     retry_max_delay: float
     retry_deadline: float
+    rate_limit_ip: tuple[Rate, ...]
+    rate_limit_list: tuple[Rate, ...]
+    rate_limit_address: tuple[Rate, ...]
+    rate_limit_confirmations: tuple[Rate, ...]
+    min_fill_time: float
+    unconfirmed_retention: float
     admin_session_lifetime: float
     admin_idle_timeout: float
     check_deliverability: bool

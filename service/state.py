@@ -7,8 +7,10 @@ from typing import TypedDict
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
+from service.bots import FormStamps
 from service.db import Database
 from service.emails import Emails
+from service.intake import Intake
 from service.metrics import Metrics
 from service.settings import Settings
 from service.subscriptions import Subscriptions
@@ -22,6 +24,8 @@ class AppState(TypedDict):
     db: Database
     emails: Emails
     subscriptions: Subscriptions
+    intake: Intake
+    stamps: FormStamps
     worker: OutboxWorker
     templates: Jinja2Templates
     metrics: Metrics

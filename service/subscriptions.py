@@ -8,6 +8,8 @@ is in; only what it writes differs.
 
 from __future__ import annotations
 
+import enum
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service import limits
 from service.db import Database
 from service.emails import Emails
 from service.i18n import texts
@@ -36,11 +39,15 @@ from service.tokens import InvalidToken, Purpose, TokenSigner
 
 __all__ = [
     "LinkTarget",
+    "Outcome",
     "RequestOrigin",
     "Signup",
     "Subscriptions",
     "consent_wording",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 def confirm_wording(mailing_list: MailingList, email: str) -> str:
@@ -84,6 +91,12 @@ class LinkTarget:
     status: SubscriptionStatus
 
 
+class Outcome(enum.Enum):
+    QUEUED = "queued"  # an email (confirmation or welcome) is in the outbox
+    NOTHING = "nothing"  # already confirmed, or a confirmation went out moments ago
+    THROTTLED = "throttled"  # the inbox has had its share of confirmations for now
+
+
 def new_nonce() -> str:
     return secrets.token_urlsafe(12)
 
@@ -105,48 +118,84 @@ class Subscriptions:
 
     # Subscribe -------------------------------------------------------------------------
 
+    def mail_queued(self) -> None:
+        """Something was put in the outbox outside ``subscribe``: wake the worker."""
+        self._on_mail_queued()
+
     async def subscribe(
-        self, mailing_list: MailingList, signup: Signup, origin: RequestOrigin
+        self,
+        mailing_list: MailingList,
+        signup: Signup,
+        origin: RequestOrigin,
+        *,
+        received_at: datetime | None = None,
     ) -> None:
-        now = utcnow()
-        queued = False
         async with self._db.write() as session:
-            subscriber = await self._subscriber(session, signup, now)
-            sub = await self._subscription(session, mailing_list, subscriber, now)
-            if sub.status == SubscriptionStatus.CONFIRMED:
-                return  # nothing to do, nothing to tell: the answer is the same
-            resend_due = sub.confirmation_sent_at is None or (
-                now - sub.confirmation_sent_at >= timedelta(seconds=self._settings.resend_interval)
-            )
-            if sub.status == SubscriptionStatus.UNSUBSCRIBED:
-                sub.status = SubscriptionStatus.PENDING
-                sub.confirm_nonce = new_nonce()
-                sub.subscribed_at = now
-                resend_due = True
-            sub.updated_at = now
-            session.add(
-                self._consent(
-                    sub,
-                    ConsentAction.SUBSCRIBE,
-                    now,
-                    origin,
-                    consent_wording(mailing_list),
-                    "form",
-                    signup.page_url,
-                )
-            )
-            if not mailing_list.double_opt_in:
-                sub.status = SubscriptionStatus.CONFIRMED
-                sub.confirmed_at = now
-                sub.confirm_nonce = new_nonce()
-                session.add(self._emails.welcome(sub, subscriber.email, now))
-                queued = True
-            elif resend_due:
-                sub.confirmation_sent_at = now
-                session.add(self._emails.confirmation(sub, subscriber.email, now))
-                queued = True
-        if queued:
+            outcome = await self.subscribe_in(session, mailing_list, signup, origin, received_at)
+        if outcome is Outcome.QUEUED:
             self._on_mail_queued()
+
+    async def subscribe_in(
+        self,
+        session: AsyncSession,
+        mailing_list: MailingList,
+        signup: Signup,
+        origin: RequestOrigin,
+        received_at: datetime | None = None,
+    ) -> Outcome:
+        """Act on a signup inside ``session``; whether an email was queued.
+
+        ``received_at`` is when the reader asked (the consent record's time); the signup
+        may be acted on a little later.
+        """
+        now = utcnow()
+        asked_at = received_at or now
+        subscriber = await self._subscriber(session, signup, now)
+        sub = await self._subscription(session, mailing_list, subscriber, now)
+        if sub.status == SubscriptionStatus.CONFIRMED:
+            return Outcome.NOTHING  # nothing to do, nothing to tell: the answer is the same
+        resend_due = sub.confirmation_sent_at is None or (
+            now - sub.confirmation_sent_at >= timedelta(seconds=self._settings.resend_interval)
+        )
+        if sub.status == SubscriptionStatus.UNSUBSCRIBED:
+            sub.status = SubscriptionStatus.PENDING
+            sub.confirm_nonce = new_nonce()
+            sub.subscribed_at = asked_at
+            resend_due = True
+        sub.updated_at = now
+        session.add(
+            self._consent(
+                sub,
+                ConsentAction.SUBSCRIBE,
+                asked_at,
+                origin,
+                consent_wording(mailing_list),
+                "form",
+                signup.page_url,
+            )
+        )
+        if not mailing_list.double_opt_in:
+            sub.status = SubscriptionStatus.CONFIRMED
+            sub.confirmed_at = now
+            sub.confirm_nonce = new_nonce()
+            session.add(self._emails.welcome(sub, subscriber.email, now))
+            return Outcome.QUEUED
+        if not resend_due:
+            return Outcome.NOTHING
+        wait = await limits.hit(
+            session,
+            f"inbox:{limits.canonical_address(subscriber.email)}",
+            self._settings.rate_limit_address,
+            now,
+        )
+        if wait is not None:
+            log.info(
+                "confirmation for subscription %s not sent: the inbox's limit is reached", sub.id
+            )
+            return Outcome.THROTTLED
+        sub.confirmation_sent_at = now
+        session.add(self._emails.confirmation(sub, subscriber.email, now))
+        return Outcome.QUEUED
 
     async def _subscriber(self, session: AsyncSession, signup: Signup, now: datetime) -> Subscriber:
         await session.execute(

@@ -34,8 +34,10 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import Protocol
 
 from sqlalchemy import and_, or_, select, update
 
@@ -45,7 +47,7 @@ from service.mail.senders import DeliveryError, Mailer
 from service.models import MailingList, OutboxMessage, OutboxStatus, Subscription, utcnow
 from service.settings import Settings
 
-__all__ = ["OutboxWorker"]
+__all__ = ["Chore", "OutboxWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +58,27 @@ class _NotSent(Exception):
     """Rolls back the PostgreSQL "sent" mark of a message the server did not accept."""
 
 
+class Chore(Protocol):
+    """Work the worker does besides sending: returns how much it did (0: nothing waiting)."""
+
+    async def __call__(self) -> int: ...
+
+
 class OutboxWorker:
-    def __init__(self, db: Database, mailer: Mailer, emails: Emails, settings: Settings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        mailer: Mailer,
+        emails: Emails,
+        settings: Settings,
+        *,
+        chores: Sequence[Chore] = (),
+    ) -> None:
         self._db = db
         self._mailer = mailer
         self._emails = emails
         self._settings = settings
+        self._chores = tuple(chores)
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -73,7 +90,10 @@ class OutboxWorker:
         log.info("outbox worker started")
         while not self._stopping:
             try:
-                sent = await self.drain_once()
+                sent = 0
+                for chore in self._chores:
+                    sent += await chore()
+                sent += await self.drain_once()
             except Exception:
                 log.exception("outbox worker: unexpected error; retrying shortly")
                 sent = 0

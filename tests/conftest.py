@@ -75,6 +75,12 @@ def settings(db_url: str, smtp: SMTPServer) -> Settings:
             "NEWSLETTER_WORKER_POLL_INTERVAL": "50ms",
             "NEWSLETTER_RETRY_BASE": "50ms",
             "NEWSLETTER_RETRY_MAX_DELAY": "200ms",
+            # Limits and bot checks are off here; tests/test_abuse.py turns them on.
+            "NEWSLETTER_RATE_LIMIT_IP": "",
+            "NEWSLETTER_RATE_LIMIT_LIST": "",
+            "NEWSLETTER_RATE_LIMIT_ADDRESS": "",
+            "NEWSLETTER_RATE_LIMIT_CONFIRMATIONS": "",
+            "NEWSLETTER_MIN_FILL_TIME": "0",
         }
     )
 

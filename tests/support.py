@@ -66,9 +66,6 @@ class SMTPRecorder:
     connections: dict[Any, Any] = field(default_factory=dict)  # peer -> server protocol
     loop: asyncio.AbstractEventLoop | None = None
     delay: float = 0.0  # seconds to think before accepting each message
-    peers: list[Any] = field(default_factory=list)  # client address of every DATA
-    connections: dict[Any, Any] = field(default_factory=dict)  # peer -> server protocol
-    loop: asyncio.AbstractEventLoop | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -199,6 +196,22 @@ async def migrate(url: str) -> None:
     db = Database.from_url(url)
     try:
         await db.migrate()
+    finally:
+        await db.dispose()
+
+
+async def act_on_signups(settings: Settings) -> int:
+    """Do a worker's first step: act on the signups taken in (queue their emails, send none)."""
+    from service.components import assemble
+    from service.metrics import Metrics
+
+    db = Database.from_url(settings.database_url)
+    try:
+        parts = await assemble(settings, db, make_environment(), Metrics())
+        handled = 0
+        while step := await parts.intake.process():
+            handled += step
+        return handled
     finally:
         await db.dispose()
 

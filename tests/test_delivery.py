@@ -11,6 +11,7 @@ from support import (
     SUBSCRIBE,
     Running,
     SMTPServer,
+    act_on_signups,
     emails_for,
     free_port,
     make_list,
@@ -101,6 +102,7 @@ async def test_restart_sends_what_was_left_in_the_outbox(
     # A row another process claimed and then died with (status "sending", lease run out).
     async with serve_app(settings.replace(run_worker=False)) as idle:
         await idle.client.post(SUBSCRIBE, json={"email": "orphan@example.com"})
+        assert await act_on_signups(settings) == 1
         async with idle.db.write() as session:
             await session.execute(
                 update(OutboxMessage)
@@ -171,6 +173,7 @@ async def test_unsubscribing_cancels_a_confirmation_not_yet_sent(
     await make_list(settings)
     async with serve_app(settings.replace(run_worker=False)) as running:
         await running.client.post(SUBSCRIBE, json={"email": "changed-mind@example.com"})
+        assert await act_on_signups(settings) == 1
         [row] = await outbox(running.db)
         url = emails_for(settings).unsubscribe_url(row.subscription_id or 0)
         response = await running.client.post(running.local(url))

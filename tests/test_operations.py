@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
-from support import SUBSCRIBE, Running, SMTPServer, serve_app
+from support import SUBSCRIBE, Running, SMTPServer, act_on_signups, serve_app
 
-from service.models import ConsentRecord
+from service.models import SignupRequest
 from service.settings import Secret, Settings
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -81,16 +81,26 @@ async def test_metrics_count_signups_confirms_unsubscribes_and_requests(
     assert found[confirms] == 1
 
 
-async def test_metrics_show_the_shared_outbox(settings: Settings, smtp: SMTPServer) -> None:
+async def test_metrics_show_the_shared_queues(settings: Settings, smtp: SMTPServer) -> None:
+    """Signups wait for a worker, then their emails wait in the outbox: both are visible."""
     from support import make_list
 
     await make_list(settings)
-    async with serve_app(settings.replace(run_worker=False)) as app:
+    quiet = settings.replace(run_worker=False)
+    async with serve_app(quiet) as app:
         for n in range(3):
             reply = await app.client.post(SUBSCRIBE, json={"email": f"q{n}@example.com"})
             assert reply.status_code == 202
         await asyncio.sleep(0.05)
         found = await scrape(app)
+        assert found[("newsletter_signups_waiting", ())] == 3
+        assert found[("newsletter_signups_oldest_age_seconds", ())] > 0
+        assert found[("newsletter_outbox_depth", ())] == 0
+
+        # A worker elsewhere acts on the signups; their emails are queued, not yet sent.
+        assert await act_on_signups(quiet) == 3
+        found = await scrape(app)
+        assert found[("newsletter_signups_waiting", ())] == 0
         assert found[("newsletter_outbox_depth", ())] == 3
         assert found[("newsletter_outbox_oldest_age_seconds", ())] > 0
     assert smtp.received == []
@@ -121,8 +131,9 @@ async def test_request_ids_are_made_or_kept_and_sent_back(app: Running) -> None:
 
 
 async def consent_ips(app: Running) -> list[str | None]:
+    """The client address of each signup, as its consent record will have it."""
     async with app.db.read() as session:
-        return list((await session.scalars(select(ConsentRecord.ip_address))).all())
+        return list((await session.scalars(select(SignupRequest.ip_address))).all())
 
 
 async def test_forwarded_client_address_only_from_trusted_proxies(settings: Settings) -> None:

@@ -15,14 +15,11 @@ import signal
 from typing import Any
 
 from service.cli._common import run_with_db
+from service.components import assemble
 from service.db import Database
-from service.emails import Emails
-from service.keys import signing_key
-from service.mail import CatcherMailer, EmailRenderer, Mailer, SMTPMailer
+from service.metrics import Metrics
 from service.settings import Settings
 from service.templating import make_environment
-from service.tokens import TokenSigner
-from service.worker import OutboxWorker
 
 __all__ = ["register"]
 
@@ -30,15 +27,8 @@ log = logging.getLogger("service.worker")
 
 
 async def _work(settings: Settings, db: Database) -> int:
-    signer = TokenSigner(await signing_key(settings, db))
-    emails = Emails(settings, signer, EmailRenderer(make_environment()))
-    mailer: Mailer
-    if settings.uses_mail_catcher:
-        log.warning("no NEWSLETTER_SMTP_HOST: mail goes to the development mail catcher")
-        mailer = CatcherMailer(db)
-    else:
-        mailer = SMTPMailer(settings)
-    worker = OutboxWorker(db, mailer, emails, settings)
+    parts = await assemble(settings, db, make_environment(), Metrics())
+    worker, mailer = parts.worker, parts.mailer
     task = asyncio.create_task(worker.run(), name="outbox-worker")
     loop = asyncio.get_running_loop()
     signals = 0

@@ -14,6 +14,9 @@ from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service import bots
+from service.intake import Refused
+from service.limits import retry_after
 from service.lists import get_list
 from service.models import MailingList
 from service.state import AppRequest
@@ -134,14 +137,11 @@ async def subscribe(request: AppRequest) -> Response:
             return _result_page(request, mailing_list, 422, message, exc.errors)
         return api_error(422, message, fields=exc.errors, headers=headers)
 
-    if fields.get("url"):
-        # The widget's honeypot: invisible to people, irresistible to form-filling bots.
-        # Same answer as any signup, and nothing is stored or sent.
-        log.info("honeypot filled on list %s; signup dropped", mailing_list.slug)
-        state["metrics"].signups_dropped.labels("honeypot").inc()
-        return _accepted(request, mailing_list, html, headers)
+    verdict = bots.verdict(
+        fields, mailing_list.slug, state["stamps"], state["settings"].min_fill_time
+    )
     ticked = str(fields.get("consent", "")).lower() in {"yes", "true", "on", "1"}
-    if effective(mailing_list)["consentCheckbox"] and not ticked:
+    if not verdict and effective(mailing_list)["consentCheckbox"] and not ticked:
         errors = {"consent": "must be given: this list asks readers to tick the consent box"}
         if html:
             return _result_page(request, mailing_list, 422, "Consent is required.", errors)
@@ -149,9 +149,37 @@ async def subscribe(request: AppRequest) -> Response:
 
     client = request.client.host if request.client else None
     origin = RequestOrigin(ip=client, user_agent=request.headers.get("user-agent"))
-    await state["subscriptions"].subscribe(mailing_list, signup, origin)
-    state["metrics"].subscribes.labels(mailing_list.slug).inc()
+    # The same work for every address and every verdict: what differs happens later.
+    refused = await state["intake"].take(mailing_list, signup, origin, verdict=verdict)
+    if refused is not None:
+        return _too_many(request, mailing_list, html, headers, refused)
+    if verdict:
+        log.info("signup on list %s looks like a bot's (%s); dropped", mailing_list.slug, verdict)
+        state["metrics"].signups_dropped.labels(verdict).inc()
+    else:
+        state["metrics"].subscribes.labels(mailing_list.slug).inc()
     return _accepted(request, mailing_list, html, headers)
+
+
+def _too_many(
+    request: AppRequest,
+    mailing_list: MailingList,
+    html: bool,
+    headers: dict[str, str],
+    refused: Refused,
+) -> Response:
+    minutes = max(1, round(refused.retry_after / 60))
+    who = "from your network" if refused.scope == "client" else "to this list"
+    message = (
+        f"Too many signups {who} right now. Please try again in "
+        f"{minutes} minute{'s' if minutes != 1 else ''}."
+    )
+    headers = {**headers, "Retry-After": retry_after(refused.retry_after)}
+    if html:
+        response = _result_page(request, mailing_list, 429, message, {})
+        response.headers.update(headers)
+        return response
+    return api_error(429, message, headers=headers)
 
 
 def _accepted(

@@ -79,6 +79,8 @@ async def subscribe_page(request: AppRequest) -> Response:
             "slug": mailing_list.slug,
             "list_name": mailing_list.name,
             "settings": effective(mailing_list),
+            # When the page was served, signed: a bot posting back at once is caught.
+            "form_stamp": request.state["stamps"].make(mailing_list.slug),
         },
         language=mailing_list.language,
         # Under no-referrer, browsers send "Origin: null" with the form's POST; the API

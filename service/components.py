@@ -1,0 +1,67 @@
+"""The parts of a running service, wired together once for the server and the worker."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from jinja2 import Environment
+
+from service.bots import FormStamps
+from service.db import Database
+from service.emails import Emails
+from service.intake import Intake
+from service.keys import signing_key
+from service.mail import CatcherMailer, EmailRenderer, Mailer, SMTPMailer
+from service.metrics import CountingMailer, Metrics
+from service.retention import Housekeeping
+from service.settings import Settings
+from service.subscriptions import Subscriptions
+from service.tokens import TokenSigner
+from service.worker import OutboxWorker
+
+__all__ = ["Components", "assemble"]
+
+log = logging.getLogger("service")
+
+
+@dataclass
+class Components:
+    emails: Emails
+    mailer: Mailer
+    worker: OutboxWorker
+    subscriptions: Subscriptions
+    intake: Intake
+    stamps: FormStamps
+
+
+async def assemble(
+    settings: Settings, db: Database, env: Environment, metrics: Metrics
+) -> Components:
+    key = await signing_key(settings, db)
+    signer = TokenSigner(key)
+    emails = Emails(settings, signer, EmailRenderer(env))
+    mailer: Mailer
+    if settings.uses_mail_catcher:
+        log.warning(
+            "DEVELOPMENT MAIL CATCHER ON: no NEWSLETTER_SMTP_HOST, so no email leaves "
+            "this machine. Read it at %s/dev/mail. Never run production like this.",
+            settings.base_url,
+        )
+        mailer = CatcherMailer(db)
+    else:
+        mailer = SMTPMailer(settings)
+
+    def wake() -> None:
+        worker.wake()
+
+    subscriptions = Subscriptions(db, settings, signer, emails, wake)
+    intake = Intake(db, settings, subscriptions, metrics, wake)
+    worker = OutboxWorker(
+        db,
+        CountingMailer(mailer, metrics),
+        emails,
+        settings,
+        chores=[intake.process, Housekeeping(db, settings)],
+    )
+    return Components(emails, mailer, worker, subscriptions, intake, FormStamps(key))

@@ -1,0 +1,164 @@
+"""Signups in two steps: the request path only takes them in; a worker acts on them.
+
+Taking a signup in is the same work whatever the address: count the client's and the
+list's rate limits, write one ``signup_requests`` row, answer 202. So the answer for a
+new, pending, confirmed, unsubscribed, throttled or bot-filled address is the same bytes
+after the same time, and no SMTP or DNS is on the request path.
+
+The worker then takes a batch of rows, deletes them and acts on them in one transaction
+(a crash leaves them for the next try; a row that fails alone is dropped, the rest go
+on), and queues no more confirmation emails than the service-wide cap allows; above the
+cap, rows wait for the next window.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service import limits
+from service.db import Database
+from service.metrics import Metrics
+from service.models import MailingList, SignupRequest, utcnow
+from service.settings import Settings
+from service.subscriptions import Outcome, RequestOrigin, Signup, Subscriptions
+
+__all__ = ["Intake", "Refused"]
+
+log = logging.getLogger(__name__)
+
+BATCH = 50  # signups acted on per transaction
+CONFIRMATIONS = "service:confirmations"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Over a rate limit: answer 429, come back after ``retry_after`` seconds."""
+
+    retry_after: float
+    scope: str  # "client" or "list"
+
+
+class Intake:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        subscriptions: Subscriptions,
+        metrics: Metrics,
+        on_taken: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._subscriptions = subscriptions
+        self._metrics = metrics
+        self._on_taken = on_taken
+
+    async def take(
+        self,
+        mailing_list: MailingList,
+        signup: Signup,
+        origin: RequestOrigin,
+        *,
+        verdict: str = "",
+    ) -> Refused | None:
+        """Record a signup for the worker, unless the client or the list is over its limit."""
+        now = utcnow()
+        async with self._db.write() as session:
+            client_wait = await limits.hit(
+                session, f"client:{origin.ip}", self._settings.rate_limit_ip, now
+            )
+            list_wait = await limits.hit(
+                session, f"list:{mailing_list.id}", self._settings.rate_limit_list, now
+            )
+            if client_wait is None and list_wait is None:
+                session.add(
+                    SignupRequest(
+                        list_id=mailing_list.id,
+                        email=signup.email,
+                        name=signup.name,
+                        page_url=signup.page_url,
+                        ip_address=origin.ip,
+                        user_agent=(origin.user_agent or "")[:512] or None,
+                        verdict=verdict,
+                        received_at=now,
+                    )
+                )
+        if client_wait is not None:
+            self._metrics.rate_limited.labels("client").inc()
+            log.info("signup refused: client %s over its rate limit", origin.ip)
+            return Refused(client_wait, "client")
+        if list_wait is not None:
+            self._metrics.rate_limited.labels("list").inc()
+            log.warning("signup refused: list %s over its rate limit", mailing_list.slug)
+            return Refused(list_wait, "list")
+        self._on_taken()
+        return None
+
+    async def process(self) -> int:
+        """Act on up to one batch of waiting signups; how many were handled."""
+        if await self._confirmations_exhausted():
+            return 0
+        outcomes: list[Outcome] = []
+        async with self._db.write() as session:
+            batch = (
+                select(SignupRequest.id)
+                .order_by(SignupRequest.id)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+            rows = list(
+                (
+                    await session.scalars(
+                        delete(SignupRequest)
+                        .where(SignupRequest.id.in_(batch.scalar_subquery()))
+                        .returning(SignupRequest)
+                        .execution_options(synchronize_session=False)
+                    )
+                ).all()
+            )
+            rows.sort(key=lambda r: r.id)
+            for row in rows:
+                try:
+                    async with session.begin_nested():
+                        outcomes.append(await self._act(session, row))
+                except Exception:
+                    # One bad row must not hold back the others forever: it is dropped.
+                    log.exception("signup %s could not be acted on; dropped", row.id)
+        for outcome in outcomes:
+            if outcome is Outcome.THROTTLED:
+                self._metrics.signups_dropped.labels("inbox-limit").inc()
+        if Outcome.QUEUED in outcomes:
+            self._subscriptions.mail_queued()
+        return len(rows)
+
+    async def _confirmations_exhausted(self) -> bool:
+        now = utcnow()
+        async with self._db.read() as session:
+            for rate in self._settings.rate_limit_confirmations:
+                if await limits.count(session, CONFIRMATIONS, rate, now) >= rate.hits:
+                    log.warning("service-wide confirmation cap (%s) reached; signups wait", rate)
+                    return True
+        return False
+
+    async def _act(self, session: AsyncSession, row: SignupRequest) -> Outcome:
+        mailing_list = await session.get(MailingList, row.list_id)
+        if row.verdict or mailing_list is None:
+            log.info("signup %s dropped (%s)", row.id, row.verdict or "list deleted")
+            return Outcome.NOTHING
+        outcome = await self._subscriptions.subscribe_in(
+            session,
+            mailing_list,
+            Signup(email=row.email, name=row.name, page_url=row.page_url),
+            RequestOrigin(ip=row.ip_address, user_agent=row.user_agent),
+            received_at=row.received_at,
+        )
+        if outcome is Outcome.QUEUED:
+            await limits.hit(
+                session, CONFIRMATIONS, self._settings.rate_limit_confirmations, utcnow()
+            )
+        return outcome

@@ -1,0 +1,317 @@
+"""Abuse: rate limits per client, list and inbox; bots; the service-wide cap; retention."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from support import SUBSCRIBE, SMTPServer, make_list, serve_app
+
+from service.bots import FormStamps
+from service.db import Database
+from service.keys import signing_key
+from service.limits import canonical_address, parse_rates
+from service.models import (
+    ConsentRecord,
+    SignupRequest,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
+from service.retention import purge
+from service.settings import Settings
+
+PROXIED = {"trusted_proxies": ("127.0.0.1/32",)}
+
+
+def from_ip(ip: str) -> dict[str, str]:
+    return {"X-Forwarded-For": ip}
+
+
+async def settle(smtp: SMTPServer, seconds: float = 0.4) -> None:
+    """Give the worker time to act on signups and send what it will."""
+    await asyncio.sleep(seconds)
+
+
+async def count(db: Database, model: type, **where: object) -> int:
+    async with db.read() as session:
+        query = select(func.count()).select_from(model)
+        for key, value in where.items():
+            query = query.where(getattr(model, key) == value)
+        return int(await session.scalar(query) or 0)
+
+
+async def test_client_limit_answers_429_with_retry_after_on_every_way_in(
+    settings: Settings, smtp: SMTPServer
+) -> None:
+    await make_list(settings)
+    limited = settings.replace(rate_limit_ip=parse_rates("3/1m"), **PROXIED)
+    async with serve_app(limited) as app:
+        for n in range(3):
+            ok = await app.client.post(
+                SUBSCRIBE, json={"email": f"r{n}@example.com"}, headers=from_ip("81.2.69.1")
+            )
+            assert ok.status_code == 202
+        refused = await app.client.post(
+            SUBSCRIBE, json={"email": "r9@example.com"}, headers=from_ip("81.2.69.1")
+        )
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert refused.json()["error"] == "too_many_requests"
+        assert "Too many signups from your network" in refused.json()["message"]
+        # The classic form post and the hosted page's post meet the same limit.
+        form = await app.client.post(
+            SUBSCRIBE,
+            data={"email": "r10@example.com"},
+            headers={**from_ip("81.2.69.1"), "Accept": "text/html"},
+        )
+        assert form.status_code == 429 and "Too many signups" in form.text
+        assert "retry-after" in form.headers
+        # Another reader is not affected.
+        other = await app.client.post(
+            SUBSCRIBE, json={"email": "o@example.com"}, headers=from_ip("81.2.69.2")
+        )
+        assert other.status_code == 202
+        await smtp.wait_for(4)
+    await settle(smtp)
+    assert sorted(m.rcpt_tos[0] for m in smtp.received) == [
+        "o@example.com",
+        "r0@example.com",
+        "r1@example.com",
+        "r2@example.com",
+    ]
+
+
+async def test_limits_hold_across_two_instances_sharing_a_database(
+    settings: Settings, smtp: SMTPServer
+) -> None:
+    await make_list(settings)
+    limited = settings.replace(rate_limit_ip=parse_rates("4/1m"), **PROXIED)
+    async with serve_app(limited) as one, serve_app(limited) as two:
+        answers = []
+        for n in range(6):
+            app = one if n % 2 else two
+            reply = await app.client.post(
+                SUBSCRIBE, json={"email": f"x{n}@example.com"}, headers=from_ip("81.2.69.7")
+            )
+            answers.append(reply.status_code)
+    assert answers == [202, 202, 202, 202, 429, 429]
+
+
+async def test_list_limit_counts_everyone_together(settings: Settings, smtp: SMTPServer) -> None:
+    await make_list(settings)
+    await make_list(settings, "other")
+    limited = settings.replace(rate_limit_list=parse_rates("2/1m"), **PROXIED)
+    async with serve_app(limited) as app:
+        codes = []
+        for n in range(3):
+            reply = await app.client.post(
+                SUBSCRIBE, json={"email": f"l{n}@example.com"}, headers=from_ip(f"81.2.70.{n}")
+            )
+            codes.append(reply.status_code)
+        assert codes == [202, 202, 429]
+        assert "to this list" in reply.json()["message"]
+        elsewhere = await app.client.post(
+            "/api/v1/lists/other/subscriptions", json={"email": "l9@example.com"}
+        )
+        assert elsewhere.status_code == 202
+
+
+def test_canonical_address_joins_what_reaches_one_inbox() -> None:
+    same = ["Victim@Gmail.com", "v.i.c.t.i.m+news@gmail.com", "victim@googlemail.com"]
+    assert {canonical_address(a) for a in same} == {"victim@gmail.com"}
+    assert canonical_address("First.Last+x@Example.org") == "first.last@example.org"
+    assert canonical_address("first.last@example.org") != canonical_address("firstlast@example.org")
+
+
+async def test_inbox_limit_is_silent_and_spans_lists(settings: Settings, smtp: SMTPServer) -> None:
+    for slug in ("daily", "weekly", "sports", "tech"):
+        await make_list(settings, slug)
+    limited = settings.replace(rate_limit_address=parse_rates("1/10m,3/1d"))
+    async with serve_app(limited) as app:
+        answers = set()
+        for slug, address in [
+            ("daily", "victim@gmail.com"),
+            ("weekly", "Victim+w@gmail.com"),
+            ("sports", "v.ictim@googlemail.com"),
+            ("tech", "reader@example.com"),
+        ]:
+            reply = await app.client.post(
+                f"/api/v1/lists/{slug}/subscriptions", json={"email": address}
+            )
+            answers.add((reply.status_code, reply.content))
+        assert len(answers) == 1  # the same 202 for all, throttled or not
+        await smtp.wait_for(2)
+        await settle(smtp)
+        # The signups are recorded (pending); only the emails were held back.
+        assert await count(app.db, Subscription, status=SubscriptionStatus.PENDING) == 4
+    assert sorted(m.rcpt_tos[0] for m in smtp.received) == [
+        "reader@example.com",
+        "victim@gmail.com",
+    ]
+
+
+async def test_honeypot_and_too_fast_forms_send_nothing(
+    settings: Settings, smtp: SMTPServer
+) -> None:
+    await make_list(settings)
+    checking = settings.replace(min_fill_time=2.0)
+    async with serve_app(checking) as app:
+        bots = [
+            {"email": "pot@example.com", "url": "http://spam.example"},
+            {"email": "fast@example.com", "elapsed_ms": "300"},
+            {"email": "nan@example.com", "elapsed_ms": "NaN"},
+            {"email": "forged@example.com", "form_stamp": "1.AAAAAAAAAAAAAAAAAAAAAA"},
+        ]
+        human = {"email": "human@example.com", "elapsed_ms": "5400"}
+        answers = set()
+        for fields in [*bots, human]:
+            reply = await app.client.post(SUBSCRIBE, data=fields)
+            answers.add((reply.status_code, reply.content))
+        assert len(answers) == 1
+
+        # The hosted page's own stamp: too soon is a bot, later is a reader.
+        page = await app.client.get("/subscribe/daily")
+        stamp = re.search(r'name="form_stamp" value="([^"]+)"', page.text)
+        assert stamp, "the hosted page carries a form stamp"
+        quick = await app.client.post(
+            SUBSCRIBE, data={"email": "quick@example.com", "form_stamp": stamp[1]}
+        )
+        assert quick.status_code == 202
+        key = await signing_key(checking, app.db)
+        earlier = FormStamps(key).make("daily", time.time() - 3)
+        slow = await app.client.post(
+            SUBSCRIBE, data={"email": "slow@example.com", "form_stamp": earlier}
+        )
+        assert slow.status_code == 202
+        await smtp.wait_for(2)
+        await settle(smtp)
+        assert sorted(m.rcpt_tos[0] for m in smtp.received) == [
+            "human@example.com",
+            "slow@example.com",
+        ]
+        assert await count(app.db, Subscriber) == 2
+        assert await count(app.db, SignupRequest) == 0
+        metrics = (await app.client.get("/metrics")).text
+        assert 'newsletter_signups_dropped_total{reason="too-fast"} 4.0' in metrics
+        assert 'newsletter_signups_dropped_total{reason="honeypot"} 1.0' in metrics
+
+
+async def test_service_wide_cap_keeps_signups_waiting(settings: Settings, smtp: SMTPServer) -> None:
+    await make_list(settings)
+    capped = settings.replace(rate_limit_confirmations=parse_rates("2/1h"))
+    async with serve_app(capped) as app:
+        for n in range(4):
+            reply = await app.client.post(SUBSCRIBE, json={"email": f"c{n}@example.com"})
+            assert reply.status_code == 202
+        await smtp.wait_for(2)
+        await settle(smtp)
+        assert len(smtp.received) == 2
+        # Not lost: the other two wait for the next window.
+        assert await count(app.db, SignupRequest) == 2
+        metrics = (await app.client.get("/metrics")).text
+        assert "newsletter_signups_waiting 2.0" in metrics
+
+
+async def test_unconfirmed_signups_are_purged_after_the_retention(
+    settings: Settings, smtp: SMTPServer
+) -> None:
+    await make_list(settings)
+    async with serve_app(settings) as app:
+        for email in ("gone1@example.com", "gone2@example.com", "kept@example.com"):
+            await app.client.post(SUBSCRIBE, json={"email": email})
+        mails = await smtp.wait_for(3)
+        kept = next(m for m in mails if m.rcpt_tos == ["kept@example.com"])
+        body = kept.message.get_body(preferencelist=("plain",))
+        assert body is not None
+        link = re.search(r"/confirm/(\S+)", body.get_content())
+        assert link
+        assert (await app.client.post(f"/confirm/{link[1]}")).status_code == 200
+        long_ago = utcnow() - timedelta(days=31)
+        async with app.db.write() as session:
+            await session.execute(update(Subscription).values(subscribed_at=long_ago))
+
+        purged = await purge(app.db, settings)
+        assert (purged.subscriptions, purged.subscribers) == (2, 2)
+        async with app.db.read() as session:
+            emails = set((await session.scalars(select(Subscriber.email))).all())
+            consent = await session.scalar(select(func.count()).select_from(ConsentRecord))
+        assert emails == {"kept@example.com"}
+        assert consent == 2  # the confirmed reader's signup and confirmation
+        again = await purge(app.db, settings)
+        assert (again.subscriptions, again.subscribers) == (0, 0)
+
+
+async def test_subscription_bombing_is_shrugged_off(settings: Settings, smtp: SMTPServer) -> None:
+    """10,000 signups of one victim from 200 addresses over 40 lists, readers in between.
+
+    With the default limits, the victim gets one email, every reader gets theirs, and the
+    service keeps answering quickly.
+    """
+    defaults = Settings.from_env({})
+    lists = [f"list{n}" for n in range(40)]
+    for slug in lists:
+        await make_list(settings, slug)
+    guarded = settings.replace(
+        rate_limit_ip=defaults.rate_limit_ip,
+        rate_limit_list=defaults.rate_limit_list,
+        rate_limit_address=defaults.rate_limit_address,
+        rate_limit_confirmations=defaults.rate_limit_confirmations,
+        **PROXIED,
+    )
+    addresses = [f"81.2.{n // 100}.{n % 100 + 1}" for n in range(200)]
+    variants = ["victim@gmail.com", "Victim@Gmail.com", "v.i.c.t.i.m+{n}@gmail.com"]
+    attack = [
+        (addresses[n % 200], lists[n % 40], variants[n % 3].format(n=n)) for n in range(10_000)
+    ]
+    readers = [(f"93.184.{n}.1", lists[n % 40], f"reader{n}@example.org") for n in range(40)]
+    requests = list(attack)
+    for n, reader in enumerate(readers):  # readers arrive throughout the attack
+        requests.insert(n * 250 + 125, reader)
+
+    statuses: Counter[int] = Counter()
+    reader_answers: dict[str, int] = {}
+    latencies: list[float] = []
+    async with serve_app(guarded) as app:
+        queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+        for item in requests:
+            queue.put_nowait(item)
+
+        async def client() -> None:
+            while not queue.empty():
+                ip, slug, email = queue.get_nowait()
+                started = time.perf_counter()
+                reply = await app.client.post(
+                    f"/api/v1/lists/{slug}/subscriptions",
+                    json={"email": email},
+                    headers=from_ip(ip),
+                )
+                latencies.append(time.perf_counter() - started)
+                statuses[reply.status_code] += 1
+                if email.startswith("reader"):
+                    reader_answers[email] = reply.status_code
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(32)))
+        took = time.perf_counter() - began
+        await smtp.wait_for(1 + len(readers), timeout=30)
+        await settle(smtp, 1.0)
+
+    latencies.sort()
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+    print(
+        f"\n{len(requests)} signups in {took:.1f}s ({len(requests) / took:.0f}/s): {dict(statuses)}"
+        f"; p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
+    )
+    to_victim = [m for m in smtp.received if canonical_address(m.rcpt_tos[0]) == "victim@gmail.com"]
+    assert len(to_victim) == 1
+    assert set(reader_answers.values()) == {202}
+    delivered = Counter(m.rcpt_tos[0] for m in smtp.received)
+    assert all(delivered[email] == 1 for _, _, email in readers)
+    assert statuses[429] > 0 and set(statuses) <= {202, 429}
+    assert p99 < 1.0, f"p99 {p99:.3f}s under attack"
