@@ -13,11 +13,12 @@ cap, rows wait for the next window.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import limits
@@ -32,6 +33,7 @@ __all__ = ["Intake", "Refused"]
 log = logging.getLogger(__name__)
 
 BATCH = 50  # signups acted on per transaction
+GROUP = 200  # signups taken in per transaction, at most
 CONFIRMATIONS = "service:confirmations"
 
 
@@ -41,6 +43,15 @@ class Refused:
 
     retry_after: float
     scope: str  # "client" or "list"
+
+
+@dataclass
+class _Ask:
+    mailing_list: MailingList
+    signup: Signup
+    origin: RequestOrigin
+    verdict: str
+    answer: asyncio.Future[Refused | None]
 
 
 class Intake:
@@ -57,6 +68,8 @@ class Intake:
         self._subscriptions = subscriptions
         self._metrics = metrics
         self._on_taken = on_taken
+        self._waiting: list[_Ask] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def take(
         self,
@@ -66,38 +79,83 @@ class Intake:
         *,
         verdict: str = "",
     ) -> Refused | None:
-        """Record a signup for the worker, unless the client or the list is over its limit."""
-        now = utcnow()
-        async with self._db.write() as session:
-            client_wait = await limits.hit(
-                session, f"client:{origin.ip}", self._settings.rate_limit_ip, now
-            )
-            list_wait = await limits.hit(
-                session, f"list:{mailing_list.id}", self._settings.rate_limit_list, now
-            )
-            if client_wait is None and list_wait is None:
-                session.add(
-                    SignupRequest(
-                        list_id=mailing_list.id,
-                        email=signup.email,
-                        name=signup.name,
-                        page_url=signup.page_url,
-                        ip_address=origin.ip,
-                        user_agent=(origin.user_agent or "")[:512] or None,
-                        verdict=verdict,
-                        received_at=now,
-                    )
-                )
-        if client_wait is not None:
+        """Record a signup for the worker, unless the client or the list is over its limit.
+
+        Returns once the signup is committed. Signups that arrive while a write is under
+        way are written together in the next one (group commit): under load, one
+        transaction carries many signups instead of each waiting for its own.
+        """
+        ask = _Ask(
+            mailing_list, signup, origin, verdict, asyncio.get_running_loop().create_future()
+        )
+        self._waiting.append(ask)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting(), name="signup-writer")
+        refused = await asyncio.shield(ask.answer)
+        if refused is None:
+            self._on_taken()
+        elif refused.scope == "client":
             self._metrics.rate_limited.labels("client").inc()
             log.info("signup refused: client %s over its rate limit", origin.ip)
-            return Refused(client_wait, "client")
-        if list_wait is not None:
+        else:
             self._metrics.rate_limited.labels("list").inc()
             log.warning("signup refused: list %s over its rate limit", mailing_list.slug)
-            return Refused(list_wait, "list")
-        self._on_taken()
-        return None
+        return refused
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:GROUP], self._waiting[GROUP:]
+            try:
+                answers = await self._write(batch)
+            except BaseException as exc:
+                for ask in batch:
+                    if not ask.answer.done():
+                        ask.answer.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for ask, answer in zip(batch, answers, strict=True):
+                ask.answer.set_result(answer)
+
+    async def _write(self, batch: list[_Ask]) -> list[Refused | None]:
+        now = utcnow()
+        answers: list[Refused | None] = [None] * len(batch)
+        async with self._db.write() as session:
+            for scope, keys, rates in (
+                ("client", [f"client:{a.origin.ip}" for a in batch], self._settings.rate_limit_ip),
+                (
+                    "list",
+                    [f"list:{a.mailing_list.id}" for a in batch],
+                    self._settings.rate_limit_list,
+                ),
+            ):
+                if not rates:
+                    continue
+                by_key: dict[str, list[int]] = {}
+                for i, key in enumerate(keys):
+                    by_key.setdefault(key, []).append(i)
+                for key, indexes in by_key.items():
+                    waits = await limits.hits(session, key, rates, now, len(indexes))
+                    for i, wait in zip(indexes, waits, strict=True):
+                        if wait is not None and answers[i] is None:
+                            answers[i] = Refused(wait, scope)
+            rows = [
+                {
+                    "list_id": ask.mailing_list.id,
+                    "email": ask.signup.email,
+                    "name": ask.signup.name,
+                    "page_url": ask.signup.page_url,
+                    "ip_address": ask.origin.ip,
+                    "user_agent": (ask.origin.user_agent or "")[:512] or None,
+                    "verdict": ask.verdict,
+                    "received_at": now,
+                }
+                for ask, answer in zip(batch, answers, strict=True)
+                if answer is None
+            ]
+            if rows:
+                await session.execute(insert(SignupRequest), rows)
+        return answers
 
     async def process(self) -> int:
         """Act on up to one batch of waiting signups; how many were handled."""

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.models import RateCounter
 
-__all__ = ["Rate", "canonical_address", "count", "hit", "parse_rates", "retry_after"]
+__all__ = ["Rate", "canonical_address", "count", "hit", "hits", "parse_rates", "retry_after"]
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
 
@@ -50,14 +50,16 @@ def parse_rates(value: str) -> tuple[Rate, ...]:
     return tuple(rates)
 
 
-async def _add(session: AsyncSession, key: str, window: int, expires: datetime) -> int:
+async def _add(
+    session: AsyncSession, key: str, window: int, expires: datetime, count: int = 1
+) -> int:
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     insert = dialect.insert(RateCounter).values(
-        key=key, window_start=window, hits=1, expires_at=expires
+        key=key, window_start=window, hits=count, expires_at=expires
     )
     upsert = insert.on_conflict_do_update(
         index_elements=[RateCounter.key, RateCounter.window_start],
-        set_={"hits": RateCounter.hits + 1},
+        set_={"hits": RateCounter.hits + count},
     ).returning(RateCounter.hits)
     hits: int = (await session.execute(upsert)).scalar_one()
     return hits
@@ -67,15 +69,24 @@ async def hit(
     session: AsyncSession, key: str, rates: tuple[Rate, ...], now: datetime
 ) -> float | None:
     """Count one hit on ``key``; None if every rate allows it, else seconds to wait."""
-    wait: float | None = None
+    return (await hits(session, key, rates, now, 1))[0]
+
+
+async def hits(
+    session: AsyncSession, key: str, rates: tuple[Rate, ...], now: datetime, count: int
+) -> list[float | None]:
+    """Count ``count`` hits on ``key`` in one statement per rate; for each, as ``hit``."""
+    waits: list[float | None] = [None] * count
     stamp = now.timestamp()
     for rate in rates:
         window = int(stamp // rate.seconds) * rate.seconds
         ends = window + rate.seconds
-        hits = await _add(session, f"{key}|{rate.seconds}", window, _at(ends))
-        if hits > rate.hits:
-            wait = max(wait or 0.0, ends - stamp)
-    return wait
+        total = await _add(session, f"{key}|{rate.seconds}", window, _at(ends), count)
+        first = total - count + 1  # the running count of this batch's first hit
+        for i in range(count):
+            if first + i > rate.hits:
+                waits[i] = max(waits[i] or 0.0, ends - stamp)
+    return waits
 
 
 async def count(session: AsyncSession, key: str, rate: Rate, now: datetime) -> int:
