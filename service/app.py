@@ -15,6 +15,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from service.components import assemble
 from service.db import Database, SchemaError
+from service.lists import ListCache
 from service.mail import Mailer
 from service.metrics import Metrics
 from service.settings import Settings
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> Starlette:
                 worker_task = asyncio.create_task(worker.run(), name="outbox-worker")
             yield {
                 "settings": settings,
+                "lists": ListCache(db, settings.list_cache_ttl),
                 "db": db,
                 "emails": parts.emails,
                 "subscriptions": parts.subscriptions,

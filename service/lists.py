@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from service.models import MailingList
 from service.widget_settings import parse_flag, validate_changes
 
 __all__ = [
+    "ListCache",
     "ListExists",
     "all_lists",
     "create_list",
@@ -128,3 +130,36 @@ async def get_list(db: Database, slug: str) -> MailingList | None:
 async def all_lists(db: Database) -> list[MailingList]:
     async with db.read() as session:
         return list((await session.scalars(select(MailingList).order_by(MailingList.slug))).all())
+
+
+class ListCache:
+    """Lists as the public endpoints read them, kept for a moment.
+
+    Every signup, preflight and widget load needs its list; reading it from the database
+    each time costs more than the rest of the request. An entry lives ``ttl`` seconds, so a
+    change made in another process (``newsletter lists set``, another app server) applies
+    within that time; changes made through this process's admin side clear it at once.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, db: Database, ttl: float = 2.0) -> None:
+        self._db = db
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, MailingList | None]] = {}
+
+    async def get(self, slug: str) -> MailingList | None:
+        now = time.monotonic()
+        found = self._entries.get(slug)
+        if found is not None and found[0] > now:
+            return found[1]
+        mailing_list = await get_list(self._db, slug)
+        if self._ttl <= 0:
+            return mailing_list
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()  # unknown slugs by the thousand: start over
+        self._entries[slug] = (now + self._ttl, mailing_list)
+        return mailing_list
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -374,6 +374,13 @@ SETTINGS: tuple[Spec, ...] = (
         parse_duration,
     ),
     Spec(
+        "list_cache_ttl",
+        "2s",
+        "The public endpoints keep a list's settings this long; a change made by another "
+        "process (the CLI, another app server) applies within it. 0 turns the cache off.",
+        parse_duration,
+    ),
+    Spec(
         "unconfirmed_retention",
         "30d",
         "Signups never confirmed are deleted, with their personal data, this long after "
@@ -458,6 +465,7 @@ class Settings:
     rate_limit_address: tuple[Rate, ...]
     rate_limit_confirmations: tuple[Rate, ...]
     min_fill_time: float
+    list_cache_ttl: float
     unconfirmed_retention: float
     admin_session_lifetime: float
     admin_idle_timeout: float

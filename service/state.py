@@ -11,6 +11,7 @@ from service.bots import FormStamps
 from service.db import Database
 from service.emails import Emails
 from service.intake import Intake
+from service.lists import ListCache
 from service.metrics import Metrics
 from service.settings import Settings
 from service.subscriptions import Subscriptions
@@ -21,6 +22,7 @@ __all__ = ["AppRequest", "AppState"]
 
 class AppState(TypedDict):
     settings: Settings
+    lists: ListCache
     db: Database
     emails: Emails
     subscriptions: Subscriptions

@@ -17,7 +17,6 @@ from starlette.routing import Route
 from service import bots
 from service.intake import Refused
 from service.limits import retry_after
-from service.lists import get_list
 from service.models import MailingList
 from service.state import AppRequest
 from service.subscriptions import RequestOrigin
@@ -115,7 +114,7 @@ def _origin_refused(request: AppRequest, mailing_list: MailingList) -> Response:
 async def subscribe(request: AppRequest) -> Response:
     state = request.state
     slug = request.path_params["slug"]
-    mailing_list = await get_list(state["db"], slug)
+    mailing_list = await state["lists"].get(slug)
     if mailing_list is None:
         return api_error(404, f"There is no list {slug!r}.", headers={"Vary": "Origin"})
     if not origin_allowed(request, mailing_list):
@@ -214,7 +213,7 @@ def _result_page(
 
 async def preflight(request: AppRequest) -> Response:
     slug = request.path_params["slug"]
-    mailing_list = await get_list(request.state["db"], slug)
+    mailing_list = await request.state["lists"].get(slug)
     if mailing_list is None:
         return api_error(404, f"There is no list {slug!r}.", headers={"Vary": "Origin"})
     if not origin_allowed(request, mailing_list):

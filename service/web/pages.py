@@ -11,7 +11,6 @@ from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from service.lists import get_list
 from service.state import AppRequest
 from service.subscriptions import LinkTarget, RequestOrigin
 from service.web.responses import TOKEN_PAGE_HEADERS, page
@@ -69,7 +68,7 @@ async def unsubscribe(request: AppRequest) -> Response:
 async def subscribe_page(request: AppRequest) -> Response:
     """The box as a plain page: works without JavaScript, and is a link to share."""
     slug = request.path_params["slug"]
-    mailing_list = await get_list(request.state["db"], slug)
+    mailing_list = await request.state["lists"].get(slug)
     if mailing_list is None:
         raise HTTPException(404, f"There is no list {slug!r}.")
     return page(

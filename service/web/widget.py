@@ -18,7 +18,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.i18n import LANGUAGES, texts
-from service.lists import get_list
 from service.state import AppRequest
 from service.web.api import origin_allowed
 from service.web.responses import api_error
@@ -90,7 +89,7 @@ async def widget_js(request: Request) -> Response:
 
 async def widget_config(request: AppRequest) -> Response:
     slug = request.path_params["slug"]
-    mailing_list = await get_list(request.state["db"], slug)
+    mailing_list = await request.state["lists"].get(slug)
     headers = {"Access-Control-Allow-Origin": "*", "Vary": "Origin"}
     if mailing_list is None:
         return api_error(404, f"There is no list {slug!r}.", headers=headers)

@@ -63,6 +63,7 @@ async def lists_endpoint(request: AppRequest, principal: Principal) -> Response:
             double_opt_in=bool(data.get("double_opt_in", True)),
             consent_text=str(data.get("consent_text", "")),
         )
+        request.state["lists"].clear()  # it was not there a moment ago
     except BadBody as exc:
         return api_error(exc.status, exc.message)
     except ListExists as exc:
@@ -88,6 +89,7 @@ async def list_endpoint(request: AppRequest, principal: Principal) -> Response:
                 for k, v in data.items()
             }
             await update_list(db, slug, changes)
+            request.state["lists"].clear()
         except BadBody as exc:
             return api_error(exc.status, exc.message)
         except LookupError:

@@ -137,6 +137,7 @@ async def lists_page(request: AppRequest, principal: Principal) -> Response:
                 origins=form["origins"].split(),
                 language=form["language"],
             )
+            request.state["lists"].clear()  # it was not there a moment ago
         except (ValueError, ListExists) as exc:
             error = str(exc)
         else:
@@ -182,6 +183,7 @@ async def list_edit(request: AppRequest, principal: Principal) -> Response:
         changes["origins"] = ",".join(str(data.get("origins", "")).split())
         try:
             await update_list(db, slug, changes)
+            request.state["lists"].clear()
         except LookupError:
             raise HTTPException(404, f"There is no list {slug!r}.") from None
         except ValueError as exc:
