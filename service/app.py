@@ -70,6 +70,7 @@ def create_app(settings: Settings) -> Starlette:
                 "subscriptions": parts.subscriptions,
                 "intake": parts.intake,
                 "stamps": parts.stamps,
+                "challenges": parts.challenges,
                 "worker": worker,
                 "templates": templates,
                 "metrics": metrics,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from jinja2 import Environment
 
 from service.bots import FormStamps
+from service.challenges import Challenges
 from service.db import Database
 from service.emails import Emails
 from service.intake import Intake
@@ -33,6 +34,7 @@ class Components:
     subscriptions: Subscriptions
     intake: Intake
     stamps: FormStamps
+    challenges: Challenges
 
 
 async def assemble(
@@ -64,4 +66,5 @@ async def assemble(
         settings,
         chores=[intake.process, Housekeeping(db, settings)],
     )
-    return Components(emails, mailer, worker, subscriptions, intake, FormStamps(key))
+    challenges = Challenges(key, settings.pow_difficulty, settings.pow_lifetime)
+    return Components(emails, mailer, worker, subscriptions, intake, FormStamps(key), challenges)

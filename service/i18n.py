@@ -58,6 +58,10 @@ EN = {
     "result_spam": "No email after a few minutes? Look in your spam folder.",
     "result_error_title": "Your signup did not go through",
     "result_fix": "Please correct it and try again.",
+    "needs_javascript": "To keep robots out, this list's signup form needs JavaScript: please "
+    "turn it on in your browser and try again.",
+    "pow_retry": "The form's check against robots did not pass (the page may have been open "
+    "too long). Please go back, reload the page and try again.",
     "field_email": "Email",
     "field_name": "Name",
     "field_page_url": "Page",
@@ -129,6 +133,11 @@ DE = {
     "result_spam": "Nach ein paar Minuten noch keine E-Mail? Sehen Sie im Spam-Ordner nach.",
     "result_error_title": "Ihre Anmeldung hat nicht geklappt",
     "result_fix": "Bitte korrigieren Sie die Angaben und versuchen Sie es noch einmal.",
+    "needs_javascript": "Zum Schutz vor Robotern braucht das Anmeldeformular dieser Liste "
+    "JavaScript: Bitte schalten Sie es in Ihrem Browser ein und versuchen Sie es noch einmal.",
+    "pow_retry": "Die Prüfung gegen Roboter hat nicht geklappt (vielleicht war die Seite zu "
+    "lange offen). Bitte gehen Sie zurück, laden Sie die Seite neu und versuchen Sie es noch "
+    "einmal.",
     "field_email": "E-Mail",
     "field_name": "Name",
     "field_page_url": "Seite",
@@ -198,6 +207,10 @@ FR = {
     "indésirables.",
     "result_error_title": "Votre inscription n'a pas abouti",
     "result_fix": "Veuillez corriger et réessayer.",
+    "needs_javascript": "Pour tenir les robots à l'écart, le formulaire d'inscription de cette "
+    "liste a besoin de JavaScript : veuillez l'activer dans votre navigateur et réessayer.",
+    "pow_retry": "La vérification anti-robots n'a pas abouti (la page est peut-être restée "
+    "ouverte trop longtemps). Veuillez revenir en arrière, recharger la page et réessayer.",
     "field_email": "E-mail",
     "field_name": "Nom",
     "field_page_url": "Page",

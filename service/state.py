@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from service.bots import FormStamps
+from service.challenges import Challenges
 from service.db import Database
 from service.emails import Emails
 from service.intake import Intake
@@ -28,6 +29,7 @@ class AppState(TypedDict):
     subscriptions: Subscriptions
     intake: Intake
     stamps: FormStamps
+    challenges: Challenges
     worker: OutboxWorker
     templates: Jinja2Templates
     metrics: Metrics

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "nameField": False,
     "consentCheckbox": False,
     "privacyUrl": "",
+    "proofOfWork": False,
 }
 
 _HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
@@ -126,6 +127,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "nameField": parse_flag,
     "consentCheckbox": parse_flag,
     "privacyUrl": _url,
+    "proofOfWork": parse_flag,
     "title": _text(120),
     "text": _text(500),
     "button": _text(40),

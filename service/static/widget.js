@@ -33,6 +33,7 @@
     return node;
   };
 
+  /* pow.js */
   const query = ds.lang ? "?lang=" + encodeURIComponent(ds.lang) : "";
   fetch(base + "/api/v1/lists/" + encodeURIComponent(slug) + "/widget" + query, { credentials: "omit" })
     .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
@@ -55,6 +56,22 @@
     if (!/^bottom-(left|right|center)$/.test(s.position)) s.position = "bottom-right";
     const nameField = s.nameField === true || s.nameField === "true";
     const target = s.target && document.querySelector(s.target);
+    // Proof of work: solved in the background from when the box shows; each solution once.
+    const pow = s.proofOfWork === true && !ds.preview;
+    let puzzle = null;
+    const solve = () => {
+      puzzle = fetch(cfg.endpoint.replace(/subscriptions$/, "challenge"), { credentials: "omit" })
+        .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
+        .then((c) => {
+          const t0 = performance.now(), until = Date.now() + c.expires_in * 1000 - 3e4;
+          return powSolve(c.challenge, c.difficulty).then((n) => {
+            performance.measure("newsletter:pow", { start: t0 });
+            return { c: c.challenge, n, until };
+          });
+        });
+      puzzle.catch(() => {});
+      return puzzle;
+    };
     const inline = s.trigger === "inline" || Boolean(target);
     if (!cfg.origin_allowed) {
       console.error("[newsletter] this site (" + location.origin + ") is not allowed to collect " +
@@ -180,6 +197,7 @@ background:transparent;color:inherit;opacity:.7}
         document.addEventListener("keydown", onKey);
       }
       emit("shown", { inline });
+      if (pow && !puzzle) solve();
     }
     function dismiss() {
       open = false;
@@ -220,14 +238,28 @@ background:transparent;color:inherit;opacity:.7}
       if (consent) fields.set("consent", "yes");
       fields.set("url", honeypot.value);
       fields.set("elapsed_ms", String(Date.now() - started));
-      let response;
-      try {
-        response = await fetch(cfg.endpoint, {
-          method: "POST", body: fields, credentials: "omit", headers: { Accept: "application/json" },
-        });
-      } catch (e) {
-        submit.disabled = false;
-        return fail(cfg.origin_allowed ? t.network : t.not_allowed, cfg.origin_allowed ? "network" : "origin");
+      let response, body;
+      // A refused proof of work (expired, say, or the difficulty went up) gets one retry.
+      for (let tries = pow ? 2 : 1; tries--;) {
+        try {
+          if (pow) {
+            let p = await (puzzle || solve());
+            if (Date.now() > p.until) p = await solve();
+            fields.set("pow_challenge", p.c);
+            fields.set("pow_solution", p.n);
+          }
+          response = await fetch(cfg.endpoint, {
+            method: "POST", body: fields, credentials: "omit", headers: { Accept: "application/json" },
+          });
+        } catch (e) {
+          submit.disabled = false;
+          return fail(cfg.origin_allowed ? t.network : t.not_allowed, cfg.origin_allowed ? "network" : "origin");
+        }
+        if (response.status !== 422) puzzle = null; // spent, or refused
+        body = {};
+        if (response.status === 202) break;
+        try { body = await response.json(); } catch (e) { /* not JSON */ }
+        if (body.error !== "proof_of_work") break;
       }
       submit.disabled = false;
       if (response.status === 202) {
@@ -235,10 +267,8 @@ background:transparent;color:inherit;opacity:.7}
         form.replaceWith(el("p", { role: "status" }, s.success));
         return emit("subscribed", {});
       }
-      let body = {};
-      try { body = await response.json(); } catch (e) { /* not JSON */ }
       if (response.status === 429) return fail(t.too_many, "rate_limited");
-      if (response.status === 403) return fail(t.not_allowed, "origin");
+      if (response.status === 403 && body.error !== "proof_of_work") return fail(t.not_allowed, "origin");
       if (response.status === 422 && body.fields && body.fields.email) {
         email.setAttribute("aria-invalid", "true");
         return fail(t.invalid_email, "invalid");

@@ -15,6 +15,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service import bots
+from service.challenges import ChallengeRefused, spend
+from service.i18n import texts
 from service.intake import Refused
 from service.limits import retry_after
 from service.models import MailingList
@@ -25,7 +27,7 @@ from service.web.bodies import BadBody, parse_json_object
 from service.web.responses import api_error, page
 from service.widget_settings import effective
 
-__all__ = ["ACCEPTED_BODY", "routes"]
+__all__ = ["ACCEPTED_BODY", "POW_REFUSED", "routes"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ ACCEPTED_BODY = {
     "status": "accepted",
     "message": "Thanks! Please check your inbox and click the link to confirm your subscription.",
 }
+POW_REFUSED = "proof_of_work"  # the error code of a missing, used or wrong proof of work
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 MAX_FIELDS = 20
 
@@ -146,6 +149,16 @@ async def subscribe(request: AppRequest) -> Response:
             return _result_page(request, mailing_list, 422, "Consent is required.", errors)
         return api_error(422, "Please correct the marked fields.", fields=errors, headers=headers)
 
+    if effective(mailing_list)["proofOfWork"]:
+        try:
+            proof = state["challenges"].check(
+                mailing_list.slug, fields.get("pow_challenge"), fields.get("pow_solution")
+            )
+            await spend(state["db"], proof)
+        except ChallengeRefused as exc:
+            missing = not fields.get("pow_solution")
+            return _pow_refused(request, mailing_list, html, headers, str(exc), missing)
+
     client = request.client.host if request.client else None
     origin = RequestOrigin(ip=client, user_agent=request.headers.get("user-agent"))
     # The same work for every address and every verdict: what differs happens later.
@@ -158,6 +171,22 @@ async def subscribe(request: AppRequest) -> Response:
     else:
         state["metrics"].subscribes.labels(mailing_list.slug).inc()
     return _accepted(request, mailing_list, html, headers)
+
+
+def _pow_refused(
+    request: AppRequest,
+    mailing_list: MailingList,
+    html: bool,
+    headers: dict[str, str],
+    message: str,
+    missing: bool,
+) -> Response:
+    log.info("signup on list %s refused: %s", mailing_list.slug, message)
+    if html:
+        # A form post comes from the hosted page: without a solution, its script did not run.
+        message = texts(mailing_list.language)["needs_javascript" if missing else "pow_retry"]
+        return _result_page(request, mailing_list, 403, message, {})
+    return api_error(403, message, headers=headers, code=POW_REFUSED)
 
 
 def _too_many(
@@ -211,6 +240,25 @@ def _result_page(
     )
 
 
+async def challenge(request: AppRequest) -> Response:
+    """A fresh proof-of-work challenge for the list, good for one signup until it expires."""
+    slug = request.path_params["slug"]
+    mailing_list = await request.state["lists"].get(slug)
+    if mailing_list is None:
+        return api_error(404, f"There is no list {slug!r}.", headers={"Vary": "Origin"})
+    if not origin_allowed(request, mailing_list):
+        return _origin_refused(request, mailing_list)
+    made = request.state["challenges"].make(mailing_list.slug)
+    body = {
+        "challenge": made.text,
+        "difficulty": made.difficulty,
+        "expires_in": request.state["challenges"].lifetime,
+        "required": bool(effective(mailing_list)["proofOfWork"]),
+    }
+    headers = {**cors_headers(request), "Cache-Control": "no-store"}
+    return JSONResponse(body, headers=headers)
+
+
 async def preflight(request: AppRequest) -> Response:
     slug = request.path_params["slug"]
     mailing_list = await request.state["lists"].get(slug)
@@ -232,4 +280,5 @@ async def preflight(request: AppRequest) -> Response:
 routes = [
     Route("/api/v1/lists/{slug}/subscriptions", subscribe, methods=["POST"]),
     Route("/api/v1/lists/{slug}/subscriptions", preflight, methods=["OPTIONS"]),
+    Route("/api/v1/lists/{slug}/challenge", challenge, methods=["GET"]),
 ]

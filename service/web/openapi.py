@@ -95,13 +95,25 @@ SIGNUP = {
             "enum": ["yes", "true", "on", "1"],
             "description": "Required when the list asks for a consent checkbox.",
         },
+        "pow_challenge": {
+            "type": "string",
+            "description": "Required when the list asks for proof of work: a challenge from "
+            "GET /api/v1/lists/{slug}/challenge, used once.",
+        },
+        "pow_solution": {
+            "type": "string",
+            "pattern": "^[0-9]{1,16}$",
+            "description": "A number n such that SHA-256(pow_challenge + ':' + n) starts "
+            "with `difficulty` zero bits.",
+        },
     },
 }
 LIST_CHANGES = {
     "type": "object",
     "description": "Any of the list's fields (name, language, origins, double_opt_in, "
     "consent_text) and its box's settings (title, text, button, success, position, theme, "
-    "accent, trigger, delay, scroll, dismissDays, nameField, consentCheckbox, privacyUrl).",
+    "accent, trigger, delay, scroll, dismissDays, nameField, consentCheckbox, privacyUrl, "
+    "proofOfWork).",
     "properties": {
         "name": {"type": "string"},
         "language": {"type": "string", "enum": ["en", "de", "fr"]},
@@ -158,7 +170,10 @@ PATHS: dict[str, Any] = {
                 },
                 "400": _error("The body cannot be read.", html=True),
                 "403": _error(
-                    "The calling page's origin may not sign people up to this list.", html=True
+                    "The calling page's origin may not sign people up to this list; or the "
+                    "list asks for proof of work and it is missing, expired, for another "
+                    "list, used already or wrong (`error` is `proof_of_work`).",
+                    html=True,
                 ),
                 "404": _error("No such list."),
                 "422": _error("A field is invalid; `fields` says which and why.", html=True),
@@ -175,6 +190,30 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "204": {"description": "Allowed origin."},
                 "403": _error("Origin not allowed."),
+                "404": _error("No such list."),
+            },
+        },
+    },
+    "/api/v1/lists/{slug}/challenge": {
+        "get": {
+            "summary": "A proof-of-work challenge for one signup to the list",
+            "description": "Find a number n such that SHA-256(challenge + ':' + n) starts "
+            "with `difficulty` zero bits, and send both with the signup as `pow_challenge` "
+            "and `pow_solution`. Each challenge works once, for this list, for "
+            "`expires_in` seconds. `required` says whether the list asks for it.",
+            "parameters": [SLUG],
+            "responses": {
+                "200": {
+                    **_json(_ref("Challenge")),
+                    "headers": {
+                        "Cache-Control": {
+                            "description": "no-store",
+                            "required": True,
+                            "schema": {"type": "string", "const": "no-store"},
+                        }
+                    },
+                },
+                "403": _error("The calling page's origin may not sign people up to this list."),
                 "404": _error("No such list."),
             },
         },
@@ -465,6 +504,14 @@ SCHEMAS: dict[str, Any] = {
         },
     ),
     "Accepted": _object({"status": {"const": "accepted"}, "message": STRING}),
+    "Challenge": _object(
+        {
+            "challenge": STRING,
+            "difficulty": {"type": "integer", "minimum": 1, "maximum": 32},
+            "expires_in": {"type": "number", "description": "Seconds it stays valid."},
+            "required": {"type": "boolean"},
+        }
+    ),
     "WidgetConfig": _object(
         {
             "list": STRING,

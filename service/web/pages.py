@@ -7,6 +7,7 @@ Invalid, expired and used links all get the same page.
 
 from __future__ import annotations
 
+from markupsafe import Markup
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -14,6 +15,7 @@ from starlette.routing import Route
 from service.state import AppRequest
 from service.subscriptions import LinkTarget, RequestOrigin
 from service.web.responses import TOKEN_PAGE_HEADERS, page
+from service.web.widget import pow_solver
 from service.widget_settings import effective
 
 __all__ = ["routes"]
@@ -71,15 +73,21 @@ async def subscribe_page(request: AppRequest) -> Response:
     mailing_list = await request.state["lists"].get(slug)
     if mailing_list is None:
         raise HTTPException(404, f"There is no list {slug!r}.")
+    settings = effective(mailing_list)
+    # Proof of work: the challenge comes with the page; its script solves it.
+    pow = request.state["challenges"].make(mailing_list.slug) if settings["proofOfWork"] else None
     return page(
         request,
         "pages/subscribe.html",
         {
             "slug": mailing_list.slug,
             "list_name": mailing_list.name,
-            "settings": effective(mailing_list),
+            "settings": settings,
             # When the page was served, signed: a bot posting back at once is caught.
             "form_stamp": request.state["stamps"].make(mailing_list.slug),
+            "pow": pow,
+            # Our own script, from the package: not escaped, placed in a nonce'd <script>.
+            "pow_solver": Markup(pow_solver()) if pow else "",  # noqa: S704 - see above
         },
         language=mailing_list.language,
         # Under no-referrer, browsers send "Origin: null" with the form's POST; the API

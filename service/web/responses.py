@@ -46,8 +46,9 @@ def api_error(
     *,
     fields: dict[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
+    code: str | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"error": _CODES.get(status, "error"), "message": message}
+    body: dict[str, Any] = {"error": code or _CODES.get(status, "error"), "message": message}
     if fields:
         body["fields"] = fields
     return JSONResponse(body, status_code=status, headers=headers)

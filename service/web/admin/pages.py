@@ -165,6 +165,7 @@ WIDGET_FIELDS = (
     "nameField",
     "consentCheckbox",
     "privacyUrl",
+    "proofOfWork",
 )
 LIST_FIELDS = ("name", "language", "double_opt_in", "consent_text")
 

@@ -1,0 +1,158 @@
+"""Proof of work: a small puzzle a list can ask every signup to solve first.
+
+No third-party captcha: the service hands out a challenge signed with its key
+(``GET /api/v1/lists/SLUG/challenge``), and the signup comes back with a number ``n``
+such that ``SHA-256(challenge + ":" + n)`` starts with ``difficulty`` zero bits. A reader's
+browser finds it in the background in a fraction of a second; a bot sending thousands of
+signups pays that for each one.
+
+A challenge is ``SLUG.EXPIRES.DIFFICULTY.NONCE.SIGNATURE``: bound to one list, valid until
+EXPIRES (unix seconds), and good for one signup. The nonce is sized so that
+``challenge + ":"`` fills whole 64-byte SHA-256 blocks: a solver hashes those once and then
+only the counter's block per try. Spent challenges are remembered in ``used_challenges``
+until after they expire (``service.retention`` then deletes them), so a solved challenge
+cannot be replayed, not even against another process of the same deployment.
+
+A challenge is spent in a transaction of its own, before the signup's rate limits are
+counted: a replay is refused without counting against anyone's limit (one solved
+challenge replayed from many addresses must not use up a list's limit), at the price of
+one more small write per signup on such lists, and of a new challenge after a 429.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from service.db import Database
+from service.models import UsedChallenge
+
+__all__ = ["Challenge", "ChallengeRefused", "Challenges", "Proof", "solve", "solves", "spend"]
+
+_SHAPE = re.compile(
+    r"^([a-z0-9-]{1,64})\.([0-9]{1,12})\.([0-9]{1,2})\.([A-Za-z0-9_-]{16,80})\.([A-Za-z0-9_-]{22})$"
+)
+_SOLUTION = re.compile(r"^[0-9]{1,16}$")
+_ALPHABET = string.ascii_letters + string.digits + "-_"
+# Spent challenges are kept this much longer than their lifetime, so that a worker whose
+# clock runs ahead of an app server's never forgets one the app server would still take.
+CLOCK_MARGIN = timedelta(minutes=5)
+
+
+class ChallengeRefused(Exception):
+    """No valid proof of work; ``str()`` says what is wrong, for the person or the client."""
+
+
+@dataclass(frozen=True)
+class Challenge:
+    text: str
+    difficulty: int
+    expires_at: int  # unix seconds
+
+
+@dataclass(frozen=True)
+class Proof:
+    """A checked solution, not yet spent."""
+
+    digest: str
+    expires_at: datetime
+
+
+class Challenges:
+    def __init__(self, secret_key: str, difficulty: int, lifetime: float) -> None:
+        self._key = hmac.new(
+            secret_key.encode(), b"newsletter proof of work v1", hashlib.sha256
+        ).digest()
+        self.difficulty = difficulty
+        self.lifetime = lifetime
+
+    def _sign(self, body: str) -> str:
+        mac = hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def make(self, slug: str, now: float | None = None) -> Challenge:
+        expires = int((time.time() if now is None else now) + self.lifetime)
+        head = f"{slug}.{expires}.{self.difficulty}."
+        fixed = len(head) + 1 + 22  # ".SIGNATURE"
+        size = -(fixed + 1) % 64  # + ":" ends on a block boundary
+        while size < 16:
+            size += 64
+        nonce = "".join(secrets.choice(_ALPHABET) for _ in range(size))
+        body = head + nonce
+        return Challenge(f"{body}.{self._sign(body)}", self.difficulty, expires)
+
+    def check(
+        self, slug: str, challenge: object, solution: object, now: float | None = None
+    ) -> Proof:
+        """The proof to spend, or ChallengeRefused saying what is wrong."""
+        if not challenge or not solution:
+            raise ChallengeRefused(
+                "This list asks each signup to solve a small puzzle first (proof of work): "
+                "send pow_challenge and pow_solution, with a challenge from "
+                f"GET /api/v1/lists/{slug}/challenge."
+            )
+        match = _SHAPE.match(challenge) if isinstance(challenge, str) else None
+        if match is None or not isinstance(challenge, str):
+            raise ChallengeRefused("The proof-of-work challenge is not one this service made.")
+        owner, expires, difficulty, _, signature = match.groups()
+        body = challenge.rpartition(".")[0]
+        if not hmac.compare_digest(self._sign(body), signature):
+            raise ChallengeRefused("The proof-of-work challenge is not one this service made.")
+        if owner != slug:
+            raise ChallengeRefused(
+                "The proof-of-work challenge was made for another list; fetch one for this list."
+            )
+        if (time.time() if now is None else now) >= int(expires):
+            raise ChallengeRefused("The proof-of-work challenge has expired; fetch a new one.")
+        if int(difficulty) < self.difficulty:
+            raise ChallengeRefused(
+                "The proof-of-work challenge is easier than this service now asks; fetch a new one."
+            )
+        if not isinstance(solution, str) or not _SOLUTION.match(solution):
+            raise ChallengeRefused("The proof-of-work solution must be a whole number.")
+        if not solves(challenge, solution, int(difficulty)):
+            raise ChallengeRefused(
+                f"The proof-of-work solution is wrong: SHA-256 of the challenge, ':' and the "
+                f"solution must start with {difficulty} zero bits."
+            )
+        return Proof(
+            hashlib.sha256(challenge.encode()).hexdigest(),
+            datetime.fromtimestamp(int(expires), UTC) + CLOCK_MARGIN,
+        )
+
+
+def solves(challenge: str, solution: str, difficulty: int) -> bool:
+    digest = hashlib.sha256(f"{challenge}:{solution}".encode()).digest()
+    return int.from_bytes(digest) >> (256 - difficulty) == 0
+
+
+def solve(challenge: str, difficulty: int) -> str:
+    """The first solution (what the widget finds); for tests and scripted clients."""
+    n = 0
+    while not solves(challenge, str(n), difficulty):
+        n += 1
+    return str(n)
+
+
+async def spend(db: Database, proof: Proof) -> None:
+    """Remember the challenge as used, or ChallengeRefused if it already was (a replay)."""
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    insert = (
+        dialect.insert(UsedChallenge)
+        .values(digest=proof.digest, expires_at=proof.expires_at)
+        .on_conflict_do_nothing()
+        .returning(UsedChallenge.digest)
+    )
+    async with db.write() as session:
+        fresh = (await session.execute(insert)).first() is not None
+    if not fresh:
+        raise ChallengeRefused("This proof-of-work challenge was used already; fetch a new one.")
