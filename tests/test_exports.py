@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -280,10 +281,13 @@ async def test_nothing_is_exported_without_signing_in(admin: Running) -> None:  
     assert api.status_code == 401 and b"example.com" not in api.content
 
 
-def cli(args: list[str], settings: Settings) -> subprocess.CompletedProcess[bytes]:
+async def cli(args: list[str], settings: Settings) -> subprocess.CompletedProcess[bytes]:
+    """The command in a subprocess, waited for off the event loop: the served app shares
+    the loop, and its worker must be able to finish a write the command waits on."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     environ["NEWSLETTER_DATABASE_URL"] = settings.database_url
-    return subprocess.run(
+    return await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "service", *args],
         capture_output=True,
         env=environ,
@@ -295,20 +299,20 @@ def cli(args: list[str], settings: Settings) -> subprocess.CompletedProcess[byte
 async def test_cli_export(admin: Running, token: str, tmp_path: Path) -> None:  # noqa: F811
     await add_people(admin)
     target = tmp_path / "out.csv"
-    result = cli(["export", "--list", "daily", "-o", str(target)], admin.settings)
+    result = await cli(["export", "--list", "daily", "-o", str(target)], admin.settings)
     assert result.returncode == 0, result.stderr
     assert target.read_bytes() == EXPECTED_CSV
     assert b"exported 12 rows" in result.stderr
     assert b"\r" not in result.stderr, "no progress bar when stderr is not a terminal"
     assert not (tmp_path / "out.csv.part").exists()
 
-    piped = cli(
+    piped = await cli(
         ["export", "--list", "daily", "--format", "ndjson", "--status", "all"], (admin.settings)
     )
     assert len(piped.stdout.splitlines()) == len(PEOPLE)
-    missing = cli(["export", "--list", "nope"], admin.settings)
+    missing = await cli(["export", "--list", "nope"], admin.settings)
     assert missing.returncode == 1 and b"no list 'nope'" in missing.stderr
-    bad = cli(["export", "--status", "bounced"], admin.settings)
+    bad = await cli(["export", "--status", "bounced"], admin.settings)
     assert bad.returncode == 2 and b"status must be" in bad.stderr
 
 

@@ -287,17 +287,19 @@ async def test_admin_upload(admin: Running) -> None:  # noqa: F811
 async def test_cli_import(admin: Running, tmp_path: Path) -> None:  # noqa: F811
     source = tmp_path / "readers.csv"
     source.write_text("email,name\nc1@example.com,C One\nc2@example.com,\nnope,\n")
-    done = cli(
+    done = await cli(
         ["import", "--list", "daily", str(source), "--confirmed", "--reason", REASON],
         admin.settings,
     )
     assert done.returncode == 1, done.stderr  # one invalid row
     out = done.stdout.decode()
     assert "2 subscribed as confirmed" in out and "line 4: email:" in out
-    unreasoned = cli(["import", "--list", "daily", str(source), "--confirmed"], admin.settings)
+    unreasoned = await cli(
+        ["import", "--list", "daily", str(source), "--confirmed"], admin.settings
+    )
     assert unreasoned.returncode == 2 and b"--reason" in unreasoned.stderr
     source.write_text("email\nc3@example.com\nc1@example.com\n")
-    doi = cli(["import", "--list", "daily", str(source)], admin.settings)
+    doi = await cli(["import", "--list", "daily", str(source)], admin.settings)
     assert doi.returncode == 0, doi.stderr
     assert b"1 sent a confirmation email" in doi.stdout and b"1 already on the list" in doi.stdout
     assert await list_statuses(admin, "daily") == {
