@@ -299,8 +299,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec(
         "run_worker",
         "true",
-        "Send queued mail from inside the server process. With false, mail stays queued "
-        "until a process with the worker on runs.",
+        "Run the worker inside the server process: it acts on signups taken in and sends "
+        "queued mail. With false, both wait for a `newsletter worker` process.",
         _bool,
     ),
     Spec(

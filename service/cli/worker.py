@@ -1,4 +1,4 @@
-"""``newsletter worker``: a process that only sends queued mail.
+"""``newsletter worker``: a process that acts on signups taken in and sends queued mail.
 
 Run any number of them next to ``newsletter serve`` processes (which can leave sending
 to them with ``NEWSLETTER_RUN_WORKER=false``). SIGTERM or SIGINT stops taking new mail,
@@ -70,7 +70,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     worker = commands.add_parser(
         "worker",
-        help="send queued mail (run any number next to the web service)",
+        help="act on signups and send queued mail (run any number next to the web service)",
         description="Send the mail queued in the outbox, and nothing else. Any number of "
         "workers can run at once, on any machine that reaches the database; each claims "
         "messages with a lease, so two workers never send the same message. SIGTERM or "
