@@ -114,14 +114,23 @@ def _origin_refused(request: AppRequest, mailing_list: MailingList) -> Response:
     )
 
 
-async def subscribe(request: AppRequest) -> Response:
-    state = request.state
+async def _list_for(request: AppRequest) -> MailingList | Response:
+    """The list in the path, if it exists and the calling page may use it; else the answer
+    that says why not."""
     slug = request.path_params["slug"]
-    mailing_list = await state["lists"].get(slug)
+    mailing_list = await request.state["lists"].get(slug)
     if mailing_list is None:
         return api_error(404, f"There is no list {slug!r}.", headers={"Vary": "Origin"})
     if not origin_allowed(request, mailing_list):
         return _origin_refused(request, mailing_list)
+    return mailing_list
+
+
+async def subscribe(request: AppRequest) -> Response:
+    state = request.state
+    mailing_list = await _list_for(request)
+    if isinstance(mailing_list, Response):
+        return mailing_list
     headers = cors_headers(request)
     html = _wants_html(request)
     try:
@@ -242,12 +251,9 @@ def _result_page(
 
 async def challenge(request: AppRequest) -> Response:
     """A fresh proof-of-work challenge for the list, good for one signup until it expires."""
-    slug = request.path_params["slug"]
-    mailing_list = await request.state["lists"].get(slug)
-    if mailing_list is None:
-        return api_error(404, f"There is no list {slug!r}.", headers={"Vary": "Origin"})
-    if not origin_allowed(request, mailing_list):
-        return _origin_refused(request, mailing_list)
+    mailing_list = await _list_for(request)
+    if isinstance(mailing_list, Response):
+        return mailing_list
     made = request.state["challenges"].make(mailing_list.slug)
     body = {
         "challenge": made.text,
@@ -260,12 +266,9 @@ async def challenge(request: AppRequest) -> Response:
 
 
 async def preflight(request: AppRequest) -> Response:
-    slug = request.path_params["slug"]
-    mailing_list = await request.state["lists"].get(slug)
-    if mailing_list is None:
-        return api_error(404, f"There is no list {slug!r}.", headers={"Vary": "Origin"})
-    if not origin_allowed(request, mailing_list):
-        return _origin_refused(request, mailing_list)
+    mailing_list = await _list_for(request)
+    if isinstance(mailing_list, Response):
+        return mailing_list
     headers = cors_headers(request)
     headers.update(
         {
