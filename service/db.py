@@ -58,10 +58,11 @@ def _sqlite_on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> No
     # The driver must not emit its own BEGIN: _sqlite_begin chooses the kind.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    # First, so that even switching to WAL waits for another connection's lock.
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 

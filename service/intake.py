@@ -159,14 +159,16 @@ class Intake:
 
     async def process(self) -> int:
         """Act on up to one batch of waiting signups; how many were handled."""
-        if await self._confirmations_exhausted():
+        # Each signup queues at most one email: take no more than the cap has room for.
+        room = await self._confirmations_left()
+        if room <= 0:
             return 0
         outcomes: list[Outcome] = []
         async with self._db.write() as session:
             batch = (
                 select(SignupRequest.id)
                 .order_by(SignupRequest.id)
-                .limit(BATCH)
+                .limit(min(BATCH, room))
                 .with_for_update(skip_locked=True)
             )
             rows = list(
@@ -194,14 +196,17 @@ class Intake:
             self._subscriptions.mail_queued()
         return len(rows)
 
-    async def _confirmations_exhausted(self) -> bool:
+    async def _confirmations_left(self) -> int:
+        """How many more confirmations the service-wide cap allows now (BATCH if no cap)."""
         now = utcnow()
+        room = BATCH
         async with self._db.read() as session:
             for rate in self._settings.rate_limit_confirmations:
-                if await limits.count(session, CONFIRMATIONS, rate, now) >= rate.hits:
-                    log.warning("service-wide confirmation cap (%s) reached; signups wait", rate)
-                    return True
-        return False
+                left = rate.hits - await limits.count(session, CONFIRMATIONS, rate, now)
+                room = min(room, left)
+        if room <= 0:
+            log.warning("service-wide confirmation cap reached; signups wait for the next window")
+        return room
 
     async def _act(self, session: AsyncSession, row: SignupRequest) -> Outcome:
         mailing_list = await session.get(MailingList, row.list_id)
