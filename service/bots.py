@@ -12,12 +12,11 @@ A caught bot gets the same answer as anyone, and nothing is sent (``service.inta
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import time
 from collections.abc import Mapping
 from typing import Any
+
+from service.signing import Signer
 
 __all__ = ["FormStamps", "verdict"]
 
@@ -28,24 +27,18 @@ class FormStamps:
     """Signed "this form was served at T" values for the hosted subscribe page."""
 
     def __init__(self, secret_key: str) -> None:
-        self._key = hmac.new(
-            secret_key.encode(), b"newsletter form stamps v1", hashlib.sha256
-        ).digest()
-
-    def _sign(self, body: str) -> str:
-        mac = hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:16]
-        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+        self._signer = Signer(secret_key, b"newsletter form stamps v1", size=16)
 
     def make(self, slug: str, now: float | None = None) -> str:
         body = f"{int((now or time.time()) * 1000)}"
-        return f"{body}.{self._sign(f'{slug}|{body}')}"
+        return f"{body}.{self._signer.sign(f'{slug}|{body}')}"
 
     def age(self, stamp: str, slug: str, now: float | None = None) -> float | None:
         """Seconds since the stamp was made, or None if it is not one of ours."""
         body, _, signature = stamp.partition(".")
         if not body.isdigit() or len(body) > 16:
             return None
-        if not hmac.compare_digest(self._sign(f"{slug}|{body}"), signature):
+        if not self._signer.verify(f"{slug}|{body}", signature):
             return None
         return (now or time.time()) - int(body) / 1000
 

@@ -21,9 +21,7 @@ one more small write per signup on such lists, and of a new challenge after a 42
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import re
 import secrets
 import string
@@ -35,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from service.db import Database
 from service.models import UsedChallenge
+from service.signing import Signer
 
 __all__ = ["Challenge", "ChallengeRefused", "Challenges", "Proof", "solve", "solves", "spend"]
 
@@ -69,15 +68,9 @@ class Proof:
 
 class Challenges:
     def __init__(self, secret_key: str, difficulty: int, lifetime: float) -> None:
-        self._key = hmac.new(
-            secret_key.encode(), b"newsletter proof of work v1", hashlib.sha256
-        ).digest()
+        self._signer = Signer(secret_key, b"newsletter proof of work v1", size=16)
         self.difficulty = difficulty
         self.lifetime = lifetime
-
-    def _sign(self, body: str) -> str:
-        mac = hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:16]
-        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def make(self, slug: str, now: float | None = None) -> Challenge:
         expires = int((time.time() if now is None else now) + self.lifetime)
@@ -88,7 +81,7 @@ class Challenges:
             size += 64
         nonce = "".join(secrets.choice(_ALPHABET) for _ in range(size))
         body = head + nonce
-        return Challenge(f"{body}.{self._sign(body)}", self.difficulty, expires)
+        return Challenge(f"{body}.{self._signer.sign(body)}", self.difficulty, expires)
 
     def check(
         self, slug: str, challenge: object, solution: object, now: float | None = None
@@ -105,7 +98,7 @@ class Challenges:
             raise ChallengeRefused("The proof-of-work challenge is not one this service made.")
         owner, expires, difficulty, _, signature = match.groups()
         body = challenge.rpartition(".")[0]
-        if not hmac.compare_digest(self._sign(body), signature):
+        if not self._signer.verify(body, signature):
             raise ChallengeRefused("The proof-of-work challenge is not one this service made.")
         if owner != slug:
             raise ChallengeRefused(
