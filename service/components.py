@@ -57,7 +57,7 @@ async def assemble(
     def wake() -> None:
         worker.wake()
 
-    subscriptions = Subscriptions(db, settings, signer, emails, wake)
+    subscriptions = Subscriptions(db, settings, signer, emails)
     intake = Intake(db, settings, subscriptions, metrics, wake)
     worker = OutboxWorker(
         db,

@@ -61,13 +61,13 @@ class Intake:
         settings: Settings,
         subscriptions: Subscriptions,
         metrics: Metrics,
-        on_taken: Callable[[], None] = lambda: None,
+        wake_worker: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._settings = settings
         self._subscriptions = subscriptions
         self._metrics = metrics
-        self._on_taken = on_taken
+        self._wake_worker = wake_worker  # a signup is waiting, or mail was queued
         self._waiting: list[_Ask] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -93,7 +93,7 @@ class Intake:
             self._writer = asyncio.create_task(self._write_waiting(), name="signup-writer")
         refused = await asyncio.shield(ask.answer)
         if refused is None:
-            self._on_taken()
+            self._wake_worker()
         elif refused.scope == "client":
             self._metrics.rate_limited.labels("client").inc()
             log.info("signup refused: client %s over its rate limit", origin.ip)
@@ -193,7 +193,7 @@ class Intake:
             if outcome is Outcome.THROTTLED:
                 self._metrics.signups_dropped.labels("inbox-limit").inc()
         if Outcome.QUEUED in outcomes:
-            self._subscriptions.mail_queued()
+            self._wake_worker()
         return len(rows)
 
     async def _confirmations_left(self) -> int:
@@ -213,7 +213,7 @@ class Intake:
         if row.verdict or mailing_list is None:
             log.info("signup %s dropped (%s)", row.id, row.verdict or "list deleted")
             return Outcome.NOTHING
-        outcome = await self._subscriptions.subscribe_in(
+        outcome = await self._subscriptions.subscribe(
             session,
             mailing_list,
             Signup(email=row.email, name=row.name, page_url=row.page_url),

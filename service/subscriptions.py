@@ -1,5 +1,8 @@
 """Subscribe, confirm, unsubscribe: one transaction each, the outbox row included.
 
+Subscribe runs in the worker's transaction that takes the signup off the intake
+(``service.intake``); confirm and unsubscribe open their own.
+
 A subscription is a small state machine, pending -> confirmed -> unsubscribed -> pending.
 Its confirmation nonce is replaced whenever it leaves ``pending``, so an old confirmation
 link cannot be replayed. Subscribe does the same visible thing whatever state the address
@@ -11,7 +14,6 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -108,34 +110,15 @@ class Subscriptions:
         settings: Settings,
         signer: TokenSigner,
         emails: Emails,
-        on_mail_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._settings = settings
         self._signer = signer
         self._emails = emails
-        self._on_mail_queued = on_mail_queued
 
     # Subscribe -------------------------------------------------------------------------
 
-    def mail_queued(self) -> None:
-        """Something was put in the outbox outside ``subscribe``: wake the worker."""
-        self._on_mail_queued()
-
     async def subscribe(
-        self,
-        mailing_list: MailingList,
-        signup: Signup,
-        origin: RequestOrigin,
-        *,
-        received_at: datetime | None = None,
-    ) -> None:
-        async with self._db.write() as session:
-            outcome = await self.subscribe_in(session, mailing_list, signup, origin, received_at)
-        if outcome is Outcome.QUEUED:
-            self._on_mail_queued()
-
-    async def subscribe_in(
         self,
         session: AsyncSession,
         mailing_list: MailingList,

@@ -29,10 +29,10 @@ from sqlalchemy import select
 from service.app import create_app
 from service.db import Database
 from service.emails import Emails
-from service.lists import create_list
+from service.lists import create_list, get_list
 from service.logs import silence_server_access_log
 from service.mail import EmailRenderer
-from service.models import Base
+from service.models import Base, Subscriber, Subscription, SubscriptionStatus, utcnow
 from service.settings import Settings
 from service.templating import make_environment
 from service.tokens import TokenSigner
@@ -212,6 +212,38 @@ async def act_on_signups(settings: Settings) -> int:
         while step := await parts.intake.process():
             handled += step
         return handled
+    finally:
+        await db.dispose()
+
+
+async def queue_confirmations(settings: Settings, count: int) -> list[str]:
+    """``count`` pending subscriptions, each with a confirmation in the outbox; Message-IDs."""
+    await make_list(settings)
+    db = Database.from_url(settings.database_url)
+    emails = emails_for(settings)
+    try:
+        mailing_list = await get_list(db, "daily")
+        assert mailing_list is not None
+        now = utcnow()
+        async with db.write() as session:
+            people = [Subscriber(email=f"reader{i}@example.com") for i in range(count)]
+            session.add_all(people)
+            await session.flush()
+            subs = [
+                Subscription(
+                    list_id=mailing_list.id,
+                    subscriber_id=p.id,
+                    status=SubscriptionStatus.PENDING,
+                    confirm_nonce=f"nonce{i}",
+                    confirmation_sent_at=now,
+                )
+                for i, p in enumerate(people)
+            ]
+            session.add_all(subs)
+            await session.flush()
+            rows = [emails.confirmation(s, p.email, now) for s, p in zip(subs, people, strict=True)]
+            session.add_all(rows)
+        return [r.message_id for r in rows]
     finally:
         await db.dispose()
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 from support import (
-    SECRET,
     SUBSCRIBE,
     Running,
     SMTPServer,
@@ -15,6 +14,7 @@ from support import (
     emails_for,
     free_port,
     make_list,
+    queue_confirmations,
     serve_app,
 )
 
@@ -22,8 +22,6 @@ from service.db import Database
 from service.mail import SMTPMailer
 from service.models import OutboxMessage, OutboxStatus, utcnow
 from service.settings import Settings
-from service.subscriptions import RequestOrigin, Signup, Subscriptions
-from service.tokens import TokenSigner
 from service.worker import OutboxWorker
 
 
@@ -130,22 +128,10 @@ async def test_concurrent_workers_never_send_a_message_twice(
     settings: Settings, smtp: SMTPServer
 ) -> None:
     """Three workers drain one SQLite outbox at once: every message exactly once."""
-    await make_list(settings)
+    await queue_confirmations(settings, 60)
     db = Database.from_url(settings.database_url)
     try:
         emails = emails_for(settings)
-        subscriptions = Subscriptions(db, settings, TokenSigner(SECRET), emails)
-        from service.lists import get_list
-
-        mailing_list = await get_list(db, "daily")
-        assert mailing_list is not None
-        for i in range(60):
-            await subscriptions.subscribe(
-                mailing_list,
-                Signup(f"reader{i}@example.com", None, None),
-                RequestOrigin("127.0.0.1", "test"),
-            )
-
         workers = [OutboxWorker(db, SMTPMailer(settings), emails, settings) for _ in range(3)]
 
         async def drain(worker: OutboxWorker) -> int:

@@ -23,17 +23,18 @@ from pathlib import Path
 import pytest
 from conftest import POSTGRES
 from sqlalchemy import func, select
-from support import PUBLIC_URL, SECRET, SMTPServer, emails_for, fresh_postgres_database, make_list
+from support import (
+    PUBLIC_URL,
+    SECRET,
+    SMTPServer,
+    fresh_postgres_database,
+    queue_confirmations,
+)
 
 from service.db import Database
-from service.lists import get_list
 from service.models import (
     OutboxMessage,
     OutboxStatus,
-    Subscriber,
-    Subscription,
-    SubscriptionStatus,
-    utcnow,
 )
 from service.settings import Settings
 
@@ -78,38 +79,6 @@ def workers(count: int, env: dict[str, str], logs: Path) -> Iterator[list[subpro
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
-
-
-async def queue_confirmations(settings: Settings, count: int) -> list[str]:
-    """``count`` pending subscriptions, each with a confirmation in the outbox; Message-IDs."""
-    await make_list(settings)
-    db = Database.from_url(settings.database_url)
-    emails = emails_for(settings)
-    try:
-        mailing_list = await get_list(db, "daily")
-        assert mailing_list is not None
-        now = utcnow()
-        async with db.write() as session:
-            people = [Subscriber(email=f"reader{i}@example.com") for i in range(count)]
-            session.add_all(people)
-            await session.flush()
-            subs = [
-                Subscription(
-                    list_id=mailing_list.id,
-                    subscriber_id=p.id,
-                    status=SubscriptionStatus.PENDING,
-                    confirm_nonce=f"nonce{i}",
-                    confirmation_sent_at=now,
-                )
-                for i, p in enumerate(people)
-            ]
-            session.add_all(subs)
-            await session.flush()
-            rows = [emails.confirmation(s, p.email, now) for s, p in zip(subs, people, strict=True)]
-            session.add_all(rows)
-        return [r.message_id for r in rows]
-    finally:
-        await db.dispose()
 
 
 async def outbox_counts(db: Database) -> dict[OutboxStatus, int]:

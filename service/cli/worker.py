@@ -71,9 +71,9 @@ def register(commands: Any) -> None:
     worker = commands.add_parser(
         "worker",
         help="act on signups and send queued mail (run any number next to the web service)",
-        description="Send the mail queued in the outbox, and nothing else. Any number of "
-        "workers can run at once, on any machine that reaches the database; each claims "
-        "messages with a lease, so two workers never send the same message. SIGTERM or "
-        "SIGINT finishes the messages being sent and exits.",
+        description="Act on the signups the web service took in and send the mail queued in "
+        "the outbox; no web server. Any number of workers can run at once, on any machine "
+        "that reaches the database; each claims messages with a lease, so two workers never "
+        "send the same message. SIGTERM or SIGINT finishes the messages being sent and exits.",
     )
     worker.set_defaults(handler=_worker)
