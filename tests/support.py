@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 import socket
 import threading
 import time
@@ -53,6 +54,17 @@ class Received:
         parsed = message_from_bytes(self.data, policy=default_policy)
         assert isinstance(parsed, EmailMessage)
         return parsed
+
+    @property
+    def links(self) -> dict[str, str]:
+        """The confirmation ("" if none) and unsubscribe URLs in the text part."""
+        text = self.message.get_body(preferencelist=("plain",))
+        assert text is not None
+        found = re.findall(r"https?://\S+", text.get_content())
+        confirm = [u for u in found if "/confirm/" in u]
+        unsubscribe = [u for u in found if "/unsubscribe/" in u]
+        assert len(confirm) <= 1 and len(unsubscribe) == 1, found
+        return {"confirm": confirm[0] if confirm else "", "unsubscribe": unsubscribe[0]}
 
 
 @dataclass

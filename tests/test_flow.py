@@ -11,7 +11,6 @@ from sqlalchemy import select
 from support import (
     PUBLIC_URL,
     SUBSCRIBE,
-    Received,
     Running,
     SMTPServer,
     make_list,
@@ -21,16 +20,6 @@ from support import (
 
 from service.models import ConsentRecord, Subscription, SubscriptionStatus
 from service.settings import Settings
-
-
-def links(mail: Received) -> dict[str, str]:
-    text = mail.message.get_body(preferencelist=("plain",))
-    assert text is not None
-    found = re.findall(r"https://\S+", text.get_content())
-    confirm = [u for u in found if "/confirm/" in u]
-    unsubscribe = [u for u in found if "/unsubscribe/" in u]
-    assert len(confirm) <= 1 and len(unsubscribe) == 1, found
-    return {"confirm": confirm[0] if confirm else "", "unsubscribe": unsubscribe[0]}
 
 
 async def status_of(app: Running, email: str) -> SubscriptionStatus:
@@ -76,7 +65,7 @@ async def test_subscribe_confirm_unsubscribe(app: Running, smtp: SMTPServer) -> 
     assert re.fullmatch(r"<[0-9a-f]{32}@example\.com>", message["Message-ID"])
     assert message["List-Id"] == "Frühstücks-Briefing <daily.news.example.org>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    link = links(mail)
+    link = mail.links
     assert message["List-Unsubscribe"] == f"<{link['unsubscribe']}>"
     assert link["unsubscribe"].startswith(f"{PUBLIC_URL}/unsubscribe/")
     assert link["confirm"].startswith(f"{PUBLIC_URL}/confirm/")
@@ -143,7 +132,7 @@ async def test_subscribe_confirm_unsubscribe(app: Running, smtp: SMTPServer) -> 
 async def test_unsubscribe_page_and_multipart_one_click(app: Running, smtp: SMTPServer) -> None:
     await app.client.post(SUBSCRIBE, data={"email": "b@example.com"})
     [mail] = await smtp.wait_for(1)
-    url = app.local(links(mail)["unsubscribe"])
+    url = app.local(mail.links["unsubscribe"])
 
     page = await app.client.get(url)
     assert page.status_code == 200 and "Unsubscribe" in page.text
@@ -170,8 +159,8 @@ async def test_resubscribe_after_unsubscribe_starts_double_opt_in_again(
 ) -> None:
     await app.client.post(SUBSCRIBE, json={"email": "c@example.com"})
     [first] = await smtp.wait_for(1)
-    await app.client.post(app.local(links(first)["confirm"]))
-    await app.client.post(app.local(links(first)["unsubscribe"]))
+    await app.client.post(app.local(first.links["confirm"]))
+    await app.client.post(app.local(first.links["unsubscribe"]))
     assert await status_of(app, "c@example.com") == SubscriptionStatus.UNSUBSCRIBED
 
     response = await app.client.post(SUBSCRIBE, json={"email": "c@example.com"})
@@ -179,8 +168,8 @@ async def test_resubscribe_after_unsubscribe_starts_double_opt_in_again(
     _, second = await smtp.wait_for(2)
     assert await status_of(app, "c@example.com") == SubscriptionStatus.PENDING
     # The old confirmation link stays dead; the new one works.
-    assert (await app.client.post(app.local(links(first)["confirm"]))).status_code == 400
-    assert (await app.client.post(app.local(links(second)["confirm"]))).status_code == 200
+    assert (await app.client.post(app.local(first.links["confirm"]))).status_code == 400
+    assert (await app.client.post(app.local(second.links["confirm"]))).status_code == 200
     assert await status_of(app, "c@example.com") == SubscriptionStatus.CONFIRMED
 
 
@@ -229,6 +218,6 @@ async def test_pending_resubscribe_after_the_interval_resends_a_working_link(
         first, second = await smtp.wait_for(2)
         assert first.message["Message-ID"] != second.message["Message-ID"]
         # Either link confirms; after that, neither works again.
-        assert (await app.client.post(app.local(links(second)["confirm"]))).status_code == 200
-        assert (await app.client.post(app.local(links(first)["confirm"]))).status_code == 400
+        assert (await app.client.post(app.local(second.links["confirm"]))).status_code == 200
+        assert (await app.client.post(app.local(first.links["confirm"]))).status_code == 400
         assert await status_of(app, "slow@example.com") == SubscriptionStatus.CONFIRMED
