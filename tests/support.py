@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import re
 import socket
 import threading
@@ -210,6 +211,27 @@ async def migrate(url: str) -> None:
         await db.migrate()
     finally:
         await db.dispose()
+
+
+def process_env(db_url: str, smtp: SMTPServer, **extra: str) -> dict[str, str]:
+    """The environment of a `newsletter` process run by a test: this database, this SMTP
+    server, nothing from the outer environment's NEWSLETTER_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        {
+            "NEWSLETTER_DATABASE_URL": db_url,
+            "NEWSLETTER_BASE_URL": PUBLIC_URL,
+            "NEWSLETTER_SECRET_KEY": SECRET,
+            "NEWSLETTER_SMTP_HOST": smtp.host,
+            "NEWSLETTER_SMTP_PORT": str(smtp.port),
+            "NEWSLETTER_SMTP_TLS": "none",
+            "NEWSLETTER_SMTP_TIMEOUT": "5s",
+            "NEWSLETTER_WORKER_POLL_INTERVAL": "100ms",
+            "NEWSLETTER_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+    )
+    return env
 
 
 async def act_on_signups(settings: Settings) -> int:

@@ -11,7 +11,6 @@ the lease (same Message-ID); the test allows exactly that and nothing else.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import IO
 import httpx
 import pytest
 from sqlalchemy import func, select
-from support import PUBLIC_URL, SECRET, SUBSCRIBE, SMTPServer, free_port, make_list
+from support import SUBSCRIBE, SMTPServer, free_port, make_list, process_env
 
 from service.db import Database
 from service.models import (
@@ -65,22 +64,13 @@ async def wait_healthy(client: httpx.AsyncClient, proc: subprocess.Popen[bytes])
 async def test_every_accepted_signup_survives_kill_9_and_is_confirmed_once(
     db_url: str, smtp: SMTPServer, tmp_path: Path, worker_in_burst: bool
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(
-        {
-            "NEWSLETTER_DATABASE_URL": db_url,
-            "NEWSLETTER_BASE_URL": PUBLIC_URL,
-            "NEWSLETTER_SECRET_KEY": SECRET,
-            "NEWSLETTER_SMTP_HOST": smtp.host,
-            "NEWSLETTER_SMTP_PORT": str(smtp.port),
-            "NEWSLETTER_SMTP_TLS": "none",
-            "NEWSLETTER_WORKER_POLL_INTERVAL": "100ms",
-            "NEWSLETTER_WORKER_LEASE": "2s",
-            "NEWSLETTER_LOG_LEVEL": "WARNING",
-            # One client sends the whole burst: rate limits are not what this tests.
-            "NEWSLETTER_RATE_LIMIT_IP": "",
-            "NEWSLETTER_RATE_LIMIT_LIST": "",
-        }
+    env = process_env(
+        db_url,
+        smtp,
+        NEWSLETTER_WORKER_LEASE="2s",
+        # One client sends the whole burst: rate limits are not what this tests.
+        NEWSLETTER_RATE_LIMIT_IP="",
+        NEWSLETTER_RATE_LIMIT_LIST="",
     )
     await make_list(Settings.from_env(env))
     port = free_port()

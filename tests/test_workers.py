@@ -10,7 +10,6 @@ killed worker had claimed.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -23,13 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import POSTGRES
 from sqlalchemy import func, select
-from support import (
-    PUBLIC_URL,
-    SECRET,
-    SMTPServer,
-    fresh_postgres_database,
-    queue_confirmations,
-)
+from support import SMTPServer, fresh_postgres_database, process_env, queue_confirmations
 
 from service.db import Database
 from service.models import (
@@ -37,25 +30,6 @@ from service.models import (
     OutboxStatus,
 )
 from service.settings import Settings
-
-
-def worker_env(db_url: str, smtp: SMTPServer, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(
-        {
-            "NEWSLETTER_DATABASE_URL": db_url,
-            "NEWSLETTER_BASE_URL": PUBLIC_URL,
-            "NEWSLETTER_SECRET_KEY": SECRET,
-            "NEWSLETTER_SMTP_HOST": smtp.host,
-            "NEWSLETTER_SMTP_PORT": str(smtp.port),
-            "NEWSLETTER_SMTP_TLS": "none",
-            "NEWSLETTER_SMTP_TIMEOUT": "5s",
-            "NEWSLETTER_WORKER_POLL_INTERVAL": "100ms",
-            "NEWSLETTER_LOG_LEVEL": "WARNING",
-            **extra,
-        }
-    )
-    return env
 
 
 @contextmanager
@@ -104,7 +78,7 @@ async def test_four_workers_drain_2000_emails_while_one_is_killed(
     postgres_url: str, smtp: SMTPServer, tmp_path: Path
 ) -> None:
     total, lease = 2000, 3.0
-    env = worker_env(postgres_url, smtp, NEWSLETTER_WORKER_LEASE=f"{lease}s")
+    env = process_env(postgres_url, smtp, NEWSLETTER_WORKER_LEASE=f"{lease}s")
     settings = Settings.from_env(env)
     expected = await queue_confirmations(settings, total)
     # A relay that thinks a moment per message: workers spend their time sending, so the
@@ -171,7 +145,7 @@ async def test_sigterm_finishes_the_mail_in_hand_and_gives_back_the_rest(
     db_url: str, smtp: SMTPServer, tmp_path: Path
 ) -> None:
     smtp.handler.delay = 0.05  # a slow relay, so the signal lands mid-batch
-    env = worker_env(db_url, smtp, NEWSLETTER_WORKER_CONCURRENCY="2", NEWSLETTER_LOG_LEVEL="INFO")
+    env = process_env(db_url, smtp, NEWSLETTER_WORKER_CONCURRENCY="2", NEWSLETTER_LOG_LEVEL="INFO")
     settings = Settings.from_env(env)
     expected = await queue_confirmations(settings, 40)
     db = Database.from_url(db_url)
