@@ -159,6 +159,9 @@ class Intake:
 
     async def process(self) -> int:
         """Act on up to one batch of waiting signups; how many were handled."""
+        async with self._db.read() as session:
+            if await session.scalar(select(SignupRequest.id).limit(1)) is None:
+                return 0  # nothing waiting: no write transaction for nothing
         # Each signup queues at most one email: take no more than the cap has room for.
         room = await self._confirmations_left()
         if room <= 0:

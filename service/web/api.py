@@ -151,14 +151,15 @@ async def subscribe(request: AppRequest) -> Response:
     verdict = bots.verdict(
         fields, mailing_list.slug, state["stamps"], state["settings"].min_fill_time
     )
+    box = effective(mailing_list)
     ticked = str(fields.get("consent", "")).lower() in {"yes", "true", "on", "1"}
-    if not verdict and effective(mailing_list)["consentCheckbox"] and not ticked:
+    if not verdict and box["consentCheckbox"] and not ticked:
         errors = {"consent": "must be given: this list asks readers to tick the consent box"}
         if html:
             return _result_page(request, mailing_list, 422, "Consent is required.", errors)
         return api_error(422, "Please correct the marked fields.", fields=errors, headers=headers)
 
-    if effective(mailing_list)["proofOfWork"]:
+    if box["proofOfWork"]:
         try:
             proof = state["challenges"].check(
                 mailing_list.slug, fields.get("pow_challenge"), fields.get("pow_solution")
