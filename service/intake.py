@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import limits
@@ -118,43 +122,42 @@ class Intake:
                 ask.answer.set_result(answer)
 
     async def _write(self, batch: list[_Ask]) -> list[Refused | None]:
-        now = utcnow()
+        return await self._db.write_sync(partial(self._write_in, batch, utcnow()))
+
+    def _write_in(self, batch: list[_Ask], now: datetime, conn: Connection) -> list[Refused | None]:
+        """Count the batch's rate limits and store the signups they allow, in one transaction
+        (one statement for the counters, one for the rows)."""
         answers: list[Refused | None] = [None] * len(batch)
-        async with self._db.write() as session:
-            for scope, keys, rates in (
-                ("client", [f"client:{a.origin.ip}" for a in batch], self._settings.rate_limit_ip),
-                (
-                    "list",
-                    [f"list:{a.mailing_list.id}" for a in batch],
-                    self._settings.rate_limit_list,
-                ),
-            ):
-                if not rates:
-                    continue
-                by_key: dict[str, list[int]] = {}
-                for i, key in enumerate(keys):
-                    by_key.setdefault(key, []).append(i)
-                for key, indexes in by_key.items():
-                    waits = await limits.hits(session, key, rates, now, len(indexes))
-                    for i, wait in zip(indexes, waits, strict=True):
-                        if wait is not None and answers[i] is None:
-                            answers[i] = Refused(wait, scope)
-            rows = [
-                {
-                    "list_id": ask.mailing_list.id,
-                    "email": ask.signup.email,
-                    "name": ask.signup.name,
-                    "page_url": ask.signup.page_url,
-                    "ip_address": ask.origin.ip,
-                    "user_agent": (ask.origin.user_agent or "")[:512] or None,
-                    "verdict": ask.verdict,
-                    "received_at": now,
-                }
-                for ask, answer in zip(batch, answers, strict=True)
-                if answer is None
-            ]
-            if rows:
-                await session.execute(insert(SignupRequest), rows)
+        scopes = (
+            ("client", [f"client:{a.origin.ip}" for a in batch], self._settings.rate_limit_ip),
+            ("list", [f"list:{a.mailing_list.id}" for a in batch], self._settings.rate_limit_list),
+        )
+        for scope, keys, rates in scopes:
+            if not rates:
+                continue
+            waits = limits.add(conn, Counter(keys), rates, now)
+            seen: Counter[str] = Counter()
+            for i, key in enumerate(keys):
+                wait = waits[key][seen[key]]
+                seen[key] += 1
+                if wait is not None and answers[i] is None:
+                    answers[i] = Refused(wait, scope)
+        rows = [
+            {
+                "list_id": ask.mailing_list.id,
+                "email": ask.signup.email,
+                "name": ask.signup.name,
+                "page_url": ask.signup.page_url,
+                "ip_address": ask.origin.ip,
+                "user_agent": (ask.origin.user_agent or "")[:512] or None,
+                "verdict": ask.verdict,
+                "received_at": now,
+            }
+            for ask, answer in zip(batch, answers, strict=True)
+            if answer is None
+        ]
+        if rows:
+            conn.execute(insert(SignupRequest), rows)
         return answers
 
     async def process(self) -> int:
@@ -205,7 +208,7 @@ class Intake:
         room = BATCH
         async with self._db.read() as session:
             for rate in self._settings.rate_limit_confirmations:
-                left = rate.hits - await limits.count(session, CONFIRMATIONS, rate, now)
+                left = rate.hits - await session.run_sync(limits.count, CONFIRMATIONS, rate, now)
                 room = min(room, left)
         if room <= 0:
             log.warning("service-wide confirmation cap reached; signups wait for the next window")
@@ -224,7 +227,7 @@ class Intake:
             received_at=row.received_at,
         )
         if outcome is Outcome.QUEUED:
-            await limits.hit(
-                session, CONFIRMATIONS, self._settings.rate_limit_confirmations, utcnow()
+            await session.run_sync(
+                limits.hit, CONFIRMATIONS, self._settings.rate_limit_confirmations, utcnow()
             )
         return outcome

@@ -9,18 +9,22 @@ boundary, which is the price of one row per key and window.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from service.models import RateCounter
 
-__all__ = ["Rate", "canonical_address", "count", "hit", "hits", "parse_rates", "retry_after"]
+__all__ = ["Rate", "add", "canonical_address", "count", "hit", "parse_rates", "retry_after"]
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
 
@@ -50,53 +54,74 @@ def parse_rates(value: str) -> tuple[Rate, ...]:
     return tuple(rates)
 
 
-async def _add(
-    session: AsyncSession, key: str, window: int, expires: datetime, count: int = 1
-) -> int:
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(RateCounter).values(
-        key=key, window_start=window, hits=count, expires_at=expires
-    )
-    upsert = insert.on_conflict_do_update(
-        index_elements=[RateCounter.key, RateCounter.window_start],
-        set_={"hits": RateCounter.hits + count},
-    ).returning(RateCounter.hits)
-    hits: int = (await session.execute(upsert)).scalar_one()
-    return hits
+def add(
+    conn: Connection | Session,
+    counts: Mapping[str, int],
+    rates: tuple[Rate, ...],
+    now: datetime,
+) -> dict[str, list[float | None]]:
+    """Count ``counts[key]`` hits on each key, all in one statement.
 
-
-async def hit(
-    session: AsyncSession, key: str, rates: tuple[Rate, ...], now: datetime
-) -> float | None:
-    """Count one hit on ``key``; None if every rate allows it, else seconds to wait."""
-    return (await hits(session, key, rates, now, 1))[0]
-
-
-async def hits(
-    session: AsyncSession, key: str, rates: tuple[Rate, ...], now: datetime, count: int
-) -> list[float | None]:
-    """Count ``count`` hits on ``key`` in one statement per rate; for each, as ``hit``."""
-    waits: list[float | None] = [None] * count
+    For each key, one entry per hit in order: None if every rate allows it, else the
+    seconds until it would be allowed. Synchronous, so that a batch of signups can be
+    counted inside one trip to the database (see `Database.write_sync`); async code
+    calls it through ``session.run_sync``.
+    """
     stamp = now.timestamp()
-    for rate in rates:
-        window = int(stamp // rate.seconds) * rate.seconds
-        ends = window + rate.seconds
-        total = await _add(session, f"{key}|{rate.seconds}", window, _at(ends), count)
-        first = total - count + 1  # the running count of this batch's first hit
-        for i in range(count):
-            if first + i > rate.hits:
-                waits[i] = max(waits[i] or 0.0, ends - stamp)
+    rows: dict[str, dict[str, object]] = {}  # by counter key: one row per key and window
+    for key in sorted(counts):  # one order everywhere: concurrent upserts lock alike
+        for rate in rates:
+            window = int(stamp // rate.seconds) * rate.seconds
+            rows[f"{key}|{rate.seconds}"] = {
+                "key": f"{key}|{rate.seconds}",
+                "window_start": window,
+                "hits": counts[key],
+                "expires_at": _at(window + rate.seconds),
+            }
+    waits: dict[str, list[float | None]] = {key: [None] * n for key, n in counts.items()}
+    if not rows:
+        return waits
+    bind = conn if isinstance(conn, Connection) else conn.get_bind()
+    result = conn.execute(_upsert(bind.dialect.name), list(rows.values()))
+    totals: dict[str, int] = {row.key: row.hits for row in result}
+    for key, n in counts.items():
+        for rate in rates:
+            window = int(stamp // rate.seconds) * rate.seconds
+            ends = window + rate.seconds
+            first = totals[f"{key}|{rate.seconds}"] - n + 1  # the running count of hit 0
+            for i in range(n):
+                if first + i > rate.hits:
+                    waits[key][i] = max(waits[key][i] or 0.0, ends - stamp)
     return waits
 
 
-async def count(session: AsyncSession, key: str, rate: Rate, now: datetime) -> int:
+@functools.cache
+def _upsert(dialect_name: str) -> ReturningInsert[tuple[str, int]]:
+    """The counting statement, built once: building one costs more than running it."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    insert = dialect.insert(RateCounter)
+    upsert: ReturningInsert[tuple[str, int]] = insert.on_conflict_do_update(
+        index_elements=[RateCounter.key, RateCounter.window_start],
+        set_={"hits": RateCounter.hits + insert.excluded.hits},
+    ).returning(RateCounter.key, RateCounter.hits)
+    return upsert
+
+
+def hit(
+    conn: Connection | Session, key: str, rates: tuple[Rate, ...], now: datetime
+) -> float | None:
+    """Count one hit on ``key``; None if every rate allows it, else seconds to wait."""
+    return add(conn, {key: 1}, rates, now)[key][0]
+
+
+def count(conn: Connection | Session, key: str, rate: Rate, now: datetime) -> int:
     """Hits on ``key`` in the current window of ``rate``, without adding one."""
     window = int(now.timestamp() // rate.seconds) * rate.seconds
-    found = await session.scalar(
+    found = conn.execute(
         select(func.coalesce(func.sum(RateCounter.hits), 0))
         .where(RateCounter.key == f"{key}|{rate.seconds}")
         .where(RateCounter.window_start == window)
-    )
+    ).scalar()
     return int(found or 0)
 
 

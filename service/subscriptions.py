@@ -165,8 +165,8 @@ class Subscriptions:
             return Outcome.QUEUED
         if not resend_due:
             return Outcome.NOTHING
-        wait = await limits.hit(
-            session,
+        wait = await session.run_sync(
+            limits.hit,
             f"inbox:{limits.canonical_address(subscriber.email)}",
             self._settings.rate_limit_address,
             now,
