@@ -1,9 +1,7 @@
 """Engines per backend, and the two kinds of transaction the service uses.
 
-SQLite: WAL (readers never block the writer), a busy timeout, foreign keys on, and write
-transactions opened with ``BEGIN IMMEDIATE``. A deferred transaction that reads and then
-writes can fail with SQLITE_BUSY at once when another process wrote in between, whatever
-the busy timeout; taking the write lock up front makes writers queue instead.
+SQLite's connection settings and its fast path for batched writes are in
+``service.sqlite``.
 
 The schema comes from the Alembic migrations only (``service/schema.py``). ``migrate``
 holds an exclusive lock while it runs (SQLite's write lock; a PostgreSQL advisory lock),
@@ -16,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -30,9 +27,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
 
-from service import schema
+from service import schema, sqlite
 from service.schema import BASELINE, Migrated, SchemaError, SchemaStatus
 
 __all__ = ["Database", "Migrated", "SchemaError", "SchemaStatus", "make_engine"]
@@ -41,7 +37,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_IMMEDIATE = "newsletter_sqlite_immediate"
 _PG_MIGRATION_LOCK = 7_236_828_016_311_201_363  # any fixed bigint; pg_advisory_xact_lock key
 
 
@@ -51,38 +46,9 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=echo)
-        _sqlite_events(engine.sync_engine)
+        sqlite.configure(engine.sync_engine)
         return engine
     return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
-
-
-def _sqlite_events(engine: Engine) -> None:
-    event.listen(engine, "connect", _sqlite_on_connect)
-    event.listen(engine, "begin", _sqlite_begin)
-
-
-def _sqlite_on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-    # The driver must not emit its own BEGIN: _sqlite_begin chooses the kind.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    # First, so that even switching to WAL waits for another connection's lock.
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _sqlite_foreign_keys(conn: Connection, on: bool) -> None:
-    # A PRAGMA outside any transaction (inside one, foreign_keys is silently ignored).
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
-    cursor.close()
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Database:
@@ -97,9 +63,7 @@ class Database:
         # each) and under load turns a millisecond's wait into seconds. Other processes
         # on the same file still meet the busy timeout.
         self._writer = asyncio.Lock() if self.is_sqlite else None
-        # See write_sync: made on first use, closed by dispose().
-        self._sync_engine: Engine | None = None
-        self._sync_thread: ThreadPoolExecutor | None = None
+        self._batches: sqlite.BatchWriter | None = None  # see write_sync; made on first use
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -155,9 +119,9 @@ class Database:
         """
         async with self.engine.connect() as conn:
             if self.is_sqlite:
-                await conn.run_sync(_sqlite_foreign_keys, False)
+                await conn.run_sync(sqlite.set_foreign_keys, False)
             try:
-                await conn.execution_options(**{_IMMEDIATE: True})
+                await conn.execution_options(**{sqlite.IMMEDIATE: True})
                 async with conn.begin():
                     if not self.is_sqlite:
                         await conn.execute(
@@ -170,7 +134,7 @@ class Database:
                             raise SchemaError(f"the migration broke foreign keys: {broken[:5]}")
             finally:
                 if self.is_sqlite:
-                    await conn.run_sync(_sqlite_foreign_keys, True)
+                    await conn.run_sync(sqlite.set_foreign_keys, True)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -182,42 +146,26 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         async with self._writer or nullcontext(), self.sessions() as session, session.begin():
-            await session.connection(execution_options={_IMMEDIATE: True})
+            await session.connection(execution_options={sqlite.IMMEDIATE: True})
             yield session
 
     async def write_sync(self, work: Callable[[Connection], T]) -> T:
         """Run ``work``, plain synchronous Core code, in one write transaction.
 
-        For the hottest writes. Through aiosqlite every statement is a round trip to its
-        thread and back (a fraction of a millisecond, more than the statement itself), so
-        on SQLite the whole transaction runs in one trip to a thread of its own, on a
-        connection of its own to the same file, queued with this process's other writers.
-        On PostgreSQL it runs on the async engine (``run_sync``), as any other write.
+        For the hottest writes: on SQLite it skips aiosqlite's per-statement trips to its
+        thread (see `sqlite.BatchWriter`); on PostgreSQL it runs on the async engine
+        (``run_sync``), as any other write.
         """
         if not self.is_sqlite:
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
-        if self._sync_engine is None or self._sync_thread is None:
-            url = self.engine.url.set(drivername="sqlite")
-            self._sync_engine = create_engine(url, echo=self.engine.echo)
-            _sqlite_events(self._sync_engine)
-            self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writes")
-        engine, thread = self._sync_engine, self._sync_thread
-
-        def transaction() -> T:
-            with engine.connect() as conn:
-                conn = conn.execution_options(**{_IMMEDIATE: True})
-                with conn.begin():
-                    return work(conn)
-
+        if self._batches is None:
+            self._batches = sqlite.BatchWriter(self.engine.url, echo=bool(self.engine.echo))
         async with self._writer or nullcontext():
-            return await asyncio.get_running_loop().run_in_executor(thread, transaction)
+            return await self._batches.run(work)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self._sync_thread is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._sync_thread.shutdown)
-            self._sync_thread = None
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
-            self._sync_engine = None
+        if self._batches is not None:
+            await self._batches.close()
+            self._batches = None

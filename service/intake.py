@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 50  # signups acted on per transaction
 GROUP = 200  # signups taken in per transaction, at most
+JOIN_ROUNDS = 3  # event-loop rounds a write waits for more signups, while more come
 CONFIRMATIONS = "service:confirmations"
 
 
@@ -107,6 +108,13 @@ class Intake:
         return refused
 
     async def _write_waiting(self) -> None:
+        # Let the requests the event loop is already working on hand theirs in first: a
+        # write costs about the same for one signup as for twenty.
+        for _ in range(JOIN_ROUNDS):
+            waiting = len(self._waiting)
+            await asyncio.sleep(0)
+            if len(self._waiting) == waiting:
+                break
         while self._waiting:
             batch, self._waiting = self._waiting[:GROUP], self._waiting[GROUP:]
             try:
@@ -128,16 +136,16 @@ class Intake:
         """Count the batch's rate limits and store the signups they allow, in one transaction
         (one statement for the counters, one for the rows)."""
         answers: list[Refused | None] = [None] * len(batch)
-        scopes = (
-            ("client", [f"client:{a.origin.ip}" for a in batch], self._settings.rate_limit_ip),
-            ("list", [f"list:{a.mailing_list.id}" for a in batch], self._settings.rate_limit_list),
-        )
-        for scope, keys, rates in scopes:
-            if not rates:
-                continue
-            waits = limits.add(conn, Counter(keys), rates, now)
-            seen: Counter[str] = Counter()
-            for i, key in enumerate(keys):
+        keys = [(f"client:{a.origin.ip}", f"list:{a.mailing_list.id}") for a in batch]
+        client_rates, list_rates = self._settings.rate_limit_ip, self._settings.rate_limit_list
+        counted = [
+            *((key, n, client_rates) for key, n in Counter(k for k, _ in keys).items()),
+            *((key, n, list_rates) for key, n in Counter(k for _, k in keys).items()),
+        ]
+        waits = limits.add(conn, counted, now)
+        seen: Counter[str] = Counter()
+        for i, ask_keys in enumerate(keys):
+            for scope, key in zip(("client", "list"), ask_keys, strict=True):
                 wait = waits[key][seen[key]]
                 seen[key] += 1
                 if wait is not None and answers[i] is None:

@@ -1,0 +1,71 @@
+"""Batched writes on SQLite run on the event loop, and never make it wait for a lock."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.engine import Connection
+
+from service import limits
+from service.db import Database
+from service.limits import Rate
+
+RATES = (Rate(5, 60),)
+
+
+def count_a_hit(conn: Connection) -> float | None:
+    return limits.hit(conn, "client:203.0.113.9", RATES, datetime.now(UTC))
+
+
+async def migrated(tmp_path: Path) -> tuple[Database, Path]:
+    path = tmp_path / "writes.db"
+    db = Database.from_url(f"sqlite+aiosqlite:///{path}")
+    await db.migrate()
+    return db, path
+
+
+def stored_hits(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        found = conn.execute("SELECT coalesce(sum(hits), 0) FROM rate_counters").fetchone()
+    return int(found[0])
+
+
+async def test_batched_writes_count_and_commit(tmp_path: Path) -> None:
+    db, path = await migrated(tmp_path)
+    try:
+        waits = [await db.write_sync(count_a_hit) for _ in range(7)]
+        assert waits[:5] == [None] * 5
+        assert all(wait is not None and 0 < wait <= 61 for wait in waits[5:])
+        assert stored_hits(path) == 7
+    finally:
+        await db.dispose()
+
+
+async def test_a_batch_waits_off_the_loop_while_another_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    db, path = await migrated(tmp_path)
+    await db.write_sync(count_a_hit)  # the loop's connection is open
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # as another process's writer would
+        other.execute("DELETE FROM rate_counters")
+        writing = asyncio.ensure_future(db.write_sync(count_a_hit))
+
+        # The event loop goes on meanwhile: the batch waits in a thread, not on the loop.
+        started = time.monotonic()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        assert time.monotonic() - started < 1.0
+        assert not writing.done()
+
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(writing, 10) is None
+        assert stored_hits(path) == 1  # written after the other writer's delete
+    finally:
+        other.close()
+        await db.dispose()
