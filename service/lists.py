@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
+from collections.abc import Callable
+from functools import partial
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -24,6 +28,8 @@ __all__ = [
     "update_list",
     "validate_slug",
 ]
+
+log = logging.getLogger(__name__)
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
@@ -136,30 +142,65 @@ class ListCache:
     """Lists as the public endpoints read them, kept for a moment.
 
     Every signup, preflight and widget load needs its list; reading it from the database
-    each time costs more than the rest of the request. An entry lives ``ttl`` seconds, so a
-    change made in another process (``newsletter lists set``, another app server) applies
-    within that time; changes made through this process's admin side clear it at once.
+    each time costs more than the rest of the request. An entry is fresh for ``ttl``
+    seconds; for one ``ttl`` more it is still answered while a single read in the
+    background renews it, so under load no request waits for the database (when every
+    request that found an entry expired read it for itself, they all stalled together).
+    A change made in another process (``newsletter lists set``, another app server)
+    applies within about twice ``ttl``; changes made through this process's admin side
+    clear the cache at once.
     """
 
     MAX_ENTRIES = 10_000
 
-    def __init__(self, db: Database, ttl: float = 2.0) -> None:
+    def __init__(
+        self, db: Database, ttl: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._db = db
         self._ttl = ttl
+        self._clock = clock
         self._entries: dict[str, tuple[float, MailingList | None]] = {}
+        self._reads: dict[str, asyncio.Task[MailingList | None]] = {}  # one per slug at most
+        self._generation = 0  # changed by clear(): reads begun before it are not kept
 
     async def get(self, slug: str) -> MailingList | None:
-        now = time.monotonic()
-        found = self._entries.get(slug)
-        if found is not None and found[0] > now:
-            return found[1]
-        mailing_list = await get_list(self._db, slug)
         if self._ttl <= 0:
-            return mailing_list
-        if len(self._entries) >= self.MAX_ENTRIES:
-            self._entries.clear()  # unknown slugs by the thousand: start over
-        self._entries[slug] = (now + self._ttl, mailing_list)
+            return await get_list(self._db, slug)
+        found = self._entries.get(slug)
+        if found is not None:
+            fresh_until, mailing_list = found
+            now = self._clock()
+            if now < fresh_until:
+                return mailing_list
+            if now < fresh_until + self._ttl:
+                self._read(slug)
+                return mailing_list
+        # Shielded: a request that goes away must not cancel a read others wait for.
+        return await asyncio.shield(self._read(slug))
+
+    def _read(self, slug: str) -> asyncio.Task[MailingList | None]:
+        task = self._reads.get(slug)
+        if task is None:
+            task = asyncio.create_task(self._fetch(slug, self._generation), name="list-read")
+            self._reads[slug] = task
+            task.add_done_callback(partial(self._read_done, slug))
+        return task
+
+    async def _fetch(self, slug: str, generation: int) -> MailingList | None:
+        mailing_list = await get_list(self._db, slug)
+        if generation == self._generation:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()  # unknown slugs by the thousand: start over
+            self._entries[slug] = (self._clock() + self._ttl, mailing_list)
         return mailing_list
+
+    def _read_done(self, slug: str, task: asyncio.Task[MailingList | None]) -> None:
+        if self._reads.get(slug) is task:
+            del self._reads[slug]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("could not read list %r: %s", slug, exc)
 
     def clear(self) -> None:
         self._entries.clear()
+        self._reads.clear()
+        self._generation += 1
