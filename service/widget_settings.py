@@ -153,6 +153,13 @@ def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
+def setting(mailing_list: MailingList, name: str) -> Any:
+    """One setting that is not a text, as `effective` gives it, without building them all
+    (the subscribe endpoint needs two on every request)."""
+    stored = (mailing_list.widget or {}).get(name)
+    return DEFAULTS[name] if stored in ("", None) else stored
+
+
 def effective(mailing_list: MailingList, language: str | None = None) -> dict[str, Any]:
     """Every setting the widget uses, defaults and language texts filled in."""
     language_texts = texts(language or mailing_list.language)

@@ -25,7 +25,7 @@ from service.subscriptions import RequestOrigin
 from service.validation import FieldErrors, validate_signup
 from service.web.bodies import BadBody, parse_json_object
 from service.web.responses import api_error, page
-from service.widget_settings import effective
+from service.widget_settings import effective, setting
 
 __all__ = ["ACCEPTED_BODY", "POW_REFUSED", "routes"]
 
@@ -35,6 +35,7 @@ ACCEPTED_BODY = {
     "status": "accepted",
     "message": "Thanks! Please check your inbox and click the link to confirm your subscription.",
 }
+ACCEPTED_JSON = JSONResponse(ACCEPTED_BODY).body  # the same bytes for every signup
 POW_REFUSED = "proof_of_work"  # the error code of a missing, used or wrong proof of work
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 MAX_FIELDS = 20
@@ -151,15 +152,14 @@ async def subscribe(request: AppRequest) -> Response:
     verdict = bots.verdict(
         fields, mailing_list.slug, state["stamps"], state["settings"].min_fill_time
     )
-    box = effective(mailing_list)
     ticked = str(fields.get("consent", "")).lower() in {"yes", "true", "on", "1"}
-    if not verdict and box["consentCheckbox"] and not ticked:
+    if not verdict and setting(mailing_list, "consentCheckbox") and not ticked:
         errors = {"consent": "must be given: this list asks readers to tick the consent box"}
         if html:
             return _result_page(request, mailing_list, 422, "Consent is required.", errors)
         return api_error(422, "Please correct the marked fields.", fields=errors, headers=headers)
 
-    if box["proofOfWork"]:
+    if setting(mailing_list, "proofOfWork"):
         try:
             proof = state["challenges"].check(
                 mailing_list.slug, fields.get("pow_challenge"), fields.get("pow_solution")
@@ -225,7 +225,7 @@ def _accepted(
 ) -> Response:
     if html:
         return _result_page(request, mailing_list, 202, ACCEPTED_BODY["message"], {})
-    return JSONResponse(ACCEPTED_BODY, status_code=202, headers=headers)
+    return Response(ACCEPTED_JSON, 202, headers, media_type="application/json")
 
 
 def _result_page(

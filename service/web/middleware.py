@@ -10,6 +10,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from random import getrandbits
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -38,6 +39,8 @@ _TOKEN_PATH = re.compile(r"^/(confirm|unsubscribe)/[^/?]+")
 
 def redact_path(path: str) -> str:
     """Link tokens are credentials: they never reach a log line."""
+    if not path.startswith(("/confirm/", "/unsubscribe/")):
+        return path
     return _TOKEN_PATH.sub(r"/\1/[token]", path)
 
 
@@ -181,7 +184,8 @@ class AccessLogMiddleware:
         start = time.perf_counter()
         status = 500
         incoming = Headers(scope=scope).get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        # Ids need only be unique enough to find a request's lines, not unguessable.
+        request_id = incoming if _REQUEST_ID.match(incoming) else f"{getrandbits(64):016x}"
         token = request_id_var.set(request_id)
 
         async def capture(message: Message) -> None:
@@ -221,8 +225,13 @@ CSP_NONCE = "csp_nonce"
 
 
 def csp_nonce(scope: Scope) -> str:
-    """This request's Content-Security-Policy nonce (set by SecurityHeadersMiddleware)."""
-    nonce: str = scope["state"][CSP_NONCE]
+    """This request's Content-Security-Policy nonce, made when first asked for (only pages
+    need one); it lives in the request's own copy of the state (SecurityHeadersMiddleware).
+    """
+    state = scope["state"]
+    if CSP_NONCE not in state:
+        state[CSP_NONCE] = secrets.token_urlsafe(18)
+    nonce: str = state[CSP_NONCE]
     return nonce
 
 
@@ -257,39 +266,52 @@ HSTS = "max-age=31536000; includeSubDomains"
 
 
 class SecurityHeadersMiddleware:
-    """Security headers on every response, and a fresh CSP nonce for every request.
+    """Security headers on every response, and a fresh CSP nonce for every page.
 
-    The nonce goes into the request's state, where ``page()`` hands it to the templates
-    for their ``<style>`` and ``<script>`` tags, and into the page's policy. A route that
-    needs another policy sets its own header, built with ``content_security_policy``.
+    The nonce (`csp_nonce`) goes into the request's state, where ``page()`` hands it to
+    the templates for their ``<style>`` and ``<script>`` tags, and into the page's
+    policy. A route that needs another policy sets its own header, built with
+    ``content_security_policy``.
     """
 
     def __init__(self, app: ASGIApp, https: bool = False) -> None:
         self.app = app
-        self.https = https  # Strict-Transport-Security only when served over HTTPS
+        common = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"permissions-policy", PERMISSIONS_POLICY.encode()),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
+        if https:  # Strict-Transport-Security only when served over HTTPS
+            common.append((b"strict-transport-security", HSTS.encode()))
+        # Added where the response has not set its own; pages also get their policy.
+        self._headers = {
+            True: [*common, (b"x-frame-options", b"DENY")],
+            False: [*common, (b"content-security-policy", RESOURCE_CSP.encode())],
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        nonce = secrets.token_urlsafe(18)
         # A copy: the lifespan's state dict is shared by every request.
-        scope["state"] = {**scope.get("state", {}), CSP_NONCE: nonce}
+        scope["state"] = dict(scope.get("state", {}))
 
         async def add_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
-                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-                if self.https:
-                    headers.setdefault("Strict-Transport-Security", HSTS)
-                if headers.get("content-type", "").startswith("text/html"):
-                    headers.setdefault("Content-Security-Policy", content_security_policy(nonce))
-                    headers.setdefault("X-Frame-Options", "DENY")
-                else:
-                    headers.setdefault("Content-Security-Policy", RESOURCE_CSP)
+                raw = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in raw}
+                html = any(
+                    name.lower() == b"content-type" and value.startswith(b"text/html")
+                    for name, value in raw
+                )
+                for name, value in self._headers[html]:
+                    if name not in present:
+                        raw.append((name, value))
+                if html and b"content-security-policy" not in present:
+                    policy = content_security_policy(csp_nonce(scope))
+                    raw.append((b"content-security-policy", policy.encode()))
+                message["headers"] = raw
             await send(message)
 
         await self.app(scope, receive, add_headers)
