@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -56,11 +56,10 @@ def parse_rates(value: str) -> tuple[Rate, ...]:
 
 def add(
     conn: Connection | Session,
-    counts: Mapping[str, int],
-    rates: tuple[Rate, ...],
+    hits: Iterable[tuple[str, int, tuple[Rate, ...]]],
     now: datetime,
 ) -> dict[str, list[float | None]]:
-    """Count ``counts[key]`` hits on each key, all in one statement.
+    """Count hits on several keys, each ``(key, how many, its rates)``, in one statement.
 
     For each key, one entry per hit in order: None if every rate allows it, else the
     seconds until it would be allowed. Synchronous, so that a batch of signups can be
@@ -68,28 +67,30 @@ def add(
     calls it through ``session.run_sync``.
     """
     stamp = now.timestamp()
-    rows: dict[str, dict[str, object]] = {}  # by counter key: one row per key and window
-    for key in sorted(counts):  # one order everywhere: concurrent upserts lock alike
+    asked = sorted(hits, key=lambda hit: hit[0])  # one order: concurrent upserts lock alike
+    rows: dict[str, dict[str, object]] = {}  # by counter: one row per key and window
+    for key, count, rates in asked:
         for rate in rates:
             window = int(stamp // rate.seconds) * rate.seconds
             rows[f"{key}|{rate.seconds}"] = {
                 "key": f"{key}|{rate.seconds}",
                 "window_start": window,
-                "hits": counts[key],
+                "hits": count,
                 "expires_at": _at(window + rate.seconds),
             }
-    waits: dict[str, list[float | None]] = {key: [None] * n for key, n in counts.items()}
+    waits: dict[str, list[float | None]] = {key: [None] * count for key, count, _ in asked}
     if not rows:
         return waits
-    bind = conn if isinstance(conn, Connection) else conn.get_bind()
-    result = conn.execute(_upsert(bind.dialect.name), list(rows.values()))
+    if isinstance(conn, Session):
+        conn = conn.connection()  # Core: the ORM's bulk-insert handling is not needed
+    result = conn.execute(_upsert(conn.dialect.name), list(rows.values()))
     totals: dict[str, int] = {row.key: row.hits for row in result}
-    for key, n in counts.items():
+    for key, count, rates in asked:
         for rate in rates:
             window = int(stamp // rate.seconds) * rate.seconds
             ends = window + rate.seconds
-            first = totals[f"{key}|{rate.seconds}"] - n + 1  # the running count of hit 0
-            for i in range(n):
+            first = totals[f"{key}|{rate.seconds}"] - count + 1  # the running count of hit 0
+            for i in range(count):
                 if first + i > rate.hits:
                     waits[key][i] = max(waits[key][i] or 0.0, ends - stamp)
     return waits
@@ -111,7 +112,7 @@ def hit(
     conn: Connection | Session, key: str, rates: tuple[Rate, ...], now: datetime
 ) -> float | None:
     """Count one hit on ``key``; None if every rate allows it, else seconds to wait."""
-    return add(conn, {key: 1}, rates, now)[key][0]
+    return add(conn, [(key, 1, rates)], now)[key][0]
 
 
 def count(conn: Connection | Session, key: str, rate: Rate, now: datetime) -> int:
