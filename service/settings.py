@@ -391,8 +391,11 @@ SETTINGS: tuple[Spec, ...] = (
     Spec(
         "list_cache_ttl",
         "2s",
-        "The public endpoints keep a list's settings this long; a change made by another "
-        "process (the CLI, another app server) applies within it. 0 turns the cache off.",
+        "The public endpoints keep a list's settings this long, then renew them in the "
+        "background (one read per list, while the old settings still answer for up to as long "
+        "again); a change made by another process (the CLI, another app server) applies within "
+        "twice this time, one made through this process's admin side at once. 0 turns the "
+        "cache off.",
         parse_duration,
     ),
     Spec(

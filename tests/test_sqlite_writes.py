@@ -66,6 +66,9 @@ async def test_a_batch_waits_off_the_loop_while_another_process_holds_the_lock(
         other.execute("COMMIT")
         assert await asyncio.wait_for(writing, 10) is None
         assert stored_hits(path) == 1  # written after the other writer's delete
+
+        await db.write_sync(count_a_hit)  # and the loop's connection is still good
+        assert stored_hits(path) == 2
     finally:
         other.close()
         await db.dispose()
