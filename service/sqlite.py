@@ -78,7 +78,10 @@ class BatchWriter:
     that never waits: if another process holds the write lock, the batch goes to a thread
     instead and waits there, like any other writer. The loop's connection also never
     checkpoints the WAL, which syncs the disk and can take milliseconds: every
-    ``CHECKPOINT_EVERY`` commits, the thread does.
+    ``CHECKPOINT_EVERY`` commits, the thread does. A RESTART checkpoint: it holds writers
+    off while it runs (their batches wait in the thread meanwhile) so that it can finish,
+    and the next write starts the WAL over; one that never caught up with the writes
+    would let the WAL grow for as long as they kept coming.
 
     The caller queues this process's writers (`Database`'s writer lock), so the loop's
     connection is only ever used by one transaction at a time.
@@ -119,7 +122,11 @@ class BatchWriter:
     def _checkpoint_wal(self) -> None:
         try:
             with self._thread_engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                # Read to the end: a result left open keeps a read lock, and the WAL could
+                # never start over.
+                busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)").one()[0]
+            if busy:
+                log.info("WAL checkpoint did not finish (the database was busy); next time")
         except Exception:
             log.exception("WAL checkpoint failed (the next one will try again)")
 

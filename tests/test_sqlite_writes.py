@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from service import limits
 from service.db import Database
 from service.limits import Rate
+from service.sqlite import CHECKPOINT_EVERY
 
 RATES = (Rate(5, 60),)
 
@@ -71,4 +72,18 @@ async def test_a_batch_waits_off_the_loop_while_another_process_holds_the_lock(
         assert stored_hits(path) == 2
     finally:
         other.close()
+        await db.dispose()
+
+
+async def test_the_wal_starts_over_while_batches_keep_coming(tmp_path: Path) -> None:
+    db, path = await migrated(tmp_path)
+    try:
+        commits = 10 * CHECKPOINT_EVERY
+        for _ in range(commits):
+            await db.write_sync(count_a_hit)
+        # Every commit appends at least one page to the WAL: had it never started over,
+        # it would hold at least that many pages.
+        assert (path.parent / f"{path.name}-wal").stat().st_size < commits * 4096
+        assert stored_hits(path) == commits
+    finally:
         await db.dispose()
