@@ -165,7 +165,9 @@ class Database:
             return await self._batches.run(work)
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
-        if self._batches is not None:
-            await self._batches.close()
-            self._batches = None
+        try:
+            await self.engine.dispose()
+        finally:
+            if self._batches is not None:
+                await self._batches.close()
+                self._batches = None

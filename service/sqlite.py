@@ -21,7 +21,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import OperationalError
 
-__all__ = ["IMMEDIATE", "BatchWriter", "configure", "set_foreign_keys"]
+__all__ = ["IMMEDIATE", "BatchWriter", "checkpoint", "configure", "set_foreign_keys"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ T = TypeVar("T")
 IMMEDIATE = "newsletter_sqlite_immediate"  # execution option: begin with BEGIN IMMEDIATE
 BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_EVERY = 100  # commits on the event loop between two WAL checkpoints
+CHECKPOINT_WAIT_MS = 50  # how long a checkpoint waits for readers before it gives up
 
 
 def configure(
@@ -41,12 +42,14 @@ def configure(
         dbapi_connection.isolation_level = None  # _begin chooses the kind of BEGIN
         cursor = dbapi_connection.cursor()
         # First, so that even switching to WAL waits for another connection's lock.
-        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         if not checkpoints:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
+        if busy_timeout_ms != BUSY_TIMEOUT_MS:
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
         cursor.close()
 
     event.listen(engine, "connect", on_connect)
@@ -78,10 +81,9 @@ class BatchWriter:
     that never waits: if another process holds the write lock, the batch goes to a thread
     instead and waits there, like any other writer. The loop's connection also never
     checkpoints the WAL, which syncs the disk and can take milliseconds: every
-    ``CHECKPOINT_EVERY`` commits, the thread does. A RESTART checkpoint: it holds writers
-    off while it runs (their batches wait in the thread meanwhile) so that it can finish,
-    and the next write starts the WAL over; one that never caught up with the writes
-    would let the WAL grow for as long as they kept coming.
+    ``CHECKPOINT_EVERY`` commits, the thread does, before the next batch (see
+    `checkpoint`): one running beside the writes would never catch up with them, and the
+    WAL would grow for as long as they kept coming.
 
     The caller queues this process's writers (`Database`'s writer lock), so the loop's
     connection is only ever used by one transaction at a time.
@@ -96,7 +98,6 @@ class BatchWriter:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writes")
         self._loop_conn: Connection | None = None  # kept open: checking out costs as much
         self._commits = 0
-        self._checkpoint: asyncio.Future[None] | None = None
 
     async def run(self, work: Callable[[Connection], T]) -> T:
         if self._loop_conn is None or self._loop_conn.invalidated:
@@ -107,12 +108,10 @@ class BatchWriter:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, self._in_thread, work)
         self._commits += 1
-        if self._commits % CHECKPOINT_EVERY == 0 and (
-            self._checkpoint is None or self._checkpoint.done()
-        ):
-            self._checkpoint = asyncio.get_running_loop().run_in_executor(
-                self._thread, self._checkpoint_wal
-            )
+        if self._commits % CHECKPOINT_EVERY == 0:
+            # Still queued ahead of this process's other writers, so it need not wait for
+            # them; the loop goes on meanwhile.
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint_wal)
         return result
 
     def _in_thread(self, work: Callable[[Connection], T]) -> T:
@@ -121,18 +120,12 @@ class BatchWriter:
 
     def _checkpoint_wal(self) -> None:
         try:
-            with self._thread_engine.connect() as conn:
-                # Read to the end: a result left open keeps a read lock, and the WAL could
-                # never start over.
-                busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)").one()[0]
-            if busy:
-                log.info("WAL checkpoint did not finish (the database was busy); next time")
+            if not checkpoint(self._thread_engine):
+                log.info("WAL checkpoint did not finish (a reader was busy); next time")
         except Exception:
             log.exception("WAL checkpoint failed (the next one will try again)")
 
     async def close(self) -> None:
-        if self._checkpoint is not None:
-            await self._checkpoint
         await asyncio.get_running_loop().run_in_executor(None, self._thread.shutdown)
         if self._loop_conn is not None:
             self._loop_conn.close()
@@ -140,11 +133,29 @@ class BatchWriter:
         self._thread_engine.dispose()
 
 
+def checkpoint(engine: Engine) -> bool:
+    """Copy the WAL into the database file and have the next write start it over (RESTART);
+    False if a reader kept it from finishing.
+
+    It holds writers off while it waits for readers (an export can read for minutes), so
+    it waits only ``CHECKPOINT_WAIT_MS``, and the next one tries again.
+    """
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS:d}")
+        try:
+            # Read to the end: a result left open keeps a read lock, and the WAL could
+            # never start over.
+            busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)").one()[0]
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
+    return not busy
+
+
 def _transaction(conn: Connection, work: Callable[[Connection], T], *, wait: bool = True) -> T:
     try:
         transaction = conn.begin()
     except OperationalError as exc:
-        code = getattr(exc.orig, "sqlite_errorcode", None)
+        code = getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF  # SQLITE_BUSY_SNAPSHOT too
         if not wait and code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
             raise _Busy from exc
         raise
