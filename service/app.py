@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> Starlette:
         db = Database.from_url(settings.database_url)
         worker_task: asyncio.Task[None] | None = None
         mailer: Mailer | None = None
+        lists = ListCache(db, settings.list_cache_ttl)
         try:
             try:
                 await db.prepare_schema(migrate=settings.migrates_on_start)
@@ -65,7 +66,7 @@ def create_app(settings: Settings) -> Starlette:
                 worker_task = asyncio.create_task(worker.run(), name="outbox-worker")
             state: AppState = {
                 "settings": settings,
-                "lists": ListCache(db, settings.list_cache_ttl),
+                "lists": lists,
                 "db": db,
                 "emails": parts.emails,
                 "subscriptions": parts.subscriptions,
@@ -80,7 +81,10 @@ def create_app(settings: Settings) -> Starlette:
             # walk it again in every full collection (each one paused requests for tens of ms).
             gc.collect()
             gc.freeze()
-            yield state
+            try:
+                yield state
+            finally:
+                gc.unfreeze()  # for whatever runs in this process next (tests, mostly)
             if worker_task is not None:
                 worker.stop()
                 try:
@@ -94,6 +98,7 @@ def create_app(settings: Settings) -> Starlette:
                     await worker_task
             if mailer is not None:
                 await mailer.close()
+            await lists.close()
             await db.dispose()
 
     routes: list[BaseRoute] = [

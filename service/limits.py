@@ -67,7 +67,11 @@ def add(
     calls it through ``session.run_sync``.
     """
     stamp = now.timestamp()
-    asked = sorted(hits, key=lambda hit: hit[0])  # one order: concurrent upserts lock alike
+    merged: dict[str, tuple[int, tuple[Rate, ...]]] = {}
+    for key, count, rates in hits:  # a key given twice is counted once, with both counts
+        merged[key] = (merged.get(key, (0, rates))[0] + count, rates)
+    # One order everywhere: concurrent upserts lock rows alike.
+    asked = [(key, *merged[key]) for key in sorted(merged)]
     rows: dict[str, dict[str, object]] = {}  # by counter: one row per key and window
     for key, count, rates in asked:
         for rate in rates:

@@ -204,3 +204,7 @@ class ListCache:
         self._entries.clear()
         self._reads.clear()
         self._generation += 1
+
+    async def close(self) -> None:
+        """Wait for reads under way (before the database goes away)."""
+        await asyncio.gather(*self._reads.values(), return_exceptions=True)

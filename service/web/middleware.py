@@ -229,9 +229,9 @@ def csp_nonce(scope: Scope) -> str:
     need one); it lives in the request's own copy of the state (SecurityHeadersMiddleware).
     """
     state = scope["state"]
-    if CSP_NONCE not in state:
-        state[CSP_NONCE] = secrets.token_urlsafe(18)
-    nonce: str = state[CSP_NONCE]
+    nonce: str | None = state[CSP_NONCE]  # KeyError: the middleware did not run
+    if nonce is None:
+        nonce = state[CSP_NONCE] = secrets.token_urlsafe(18)
     return nonce
 
 
@@ -295,7 +295,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         # A copy: the lifespan's state dict is shared by every request.
-        scope["state"] = dict(scope.get("state", {}))
+        scope["state"] = {**scope.get("state", {}), CSP_NONCE: None}
 
         async def add_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
