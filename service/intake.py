@@ -137,12 +137,10 @@ class Intake:
         (one statement for the counters, one for the rows)."""
         answers: list[Refused | None] = [None] * len(batch)
         keys = [(f"client:{a.origin.ip}", f"list:{a.mailing_list.id}") for a in batch]
-        client_rates, list_rates = self._settings.rate_limit_ip, self._settings.rate_limit_list
-        counted = [
-            *((key, n, client_rates) for key, n in Counter(k for k, _ in keys).items()),
-            *((key, n, list_rates) for key, n in Counter(k for _, k in keys).items()),
-        ]
-        waits = limits.add(conn, counted, now)
+        rates = self._settings.rate_limit_ip, self._settings.rate_limit_list
+        # One hit per signup and scope; `add` counts a key's hits together, in this order.
+        hits = [(key, 1, r) for both in keys for key, r in zip(both, rates, strict=True)]
+        waits = limits.add(conn, hits, now)
         seen: Counter[str] = Counter()
         for i, ask_keys in enumerate(keys):
             for scope, key in zip(("client", "list"), ask_keys, strict=True):

@@ -75,9 +75,9 @@ def add(
     rows: dict[str, dict[str, object]] = {}  # by counter: one row per key and window
     for key, count, rates in asked:
         for rate in rates:
-            window = int(stamp // rate.seconds) * rate.seconds
-            rows[f"{key}|{rate.seconds}"] = {
-                "key": f"{key}|{rate.seconds}",
+            window = _window(stamp, rate)
+            rows[_counter(key, rate)] = {
+                "key": _counter(key, rate),
                 "window_start": window,
                 "hits": count,
                 "expires_at": _at(window + rate.seconds),
@@ -91,9 +91,8 @@ def add(
     totals: dict[str, int] = {row.key: row.hits for row in result}
     for key, count, rates in asked:
         for rate in rates:
-            window = int(stamp // rate.seconds) * rate.seconds
-            ends = window + rate.seconds
-            first = totals[f"{key}|{rate.seconds}"] - count + 1  # the running count of hit 0
+            ends = _window(stamp, rate) + rate.seconds
+            first = totals[_counter(key, rate)] - count + 1  # the running count of hit 0
             for i in range(count):
                 if first + i > rate.hits:
                     waits[key][i] = max(waits[key][i] or 0.0, ends - stamp)
@@ -121,13 +120,22 @@ def hit(
 
 def count(conn: Connection | Session, key: str, rate: Rate, now: datetime) -> int:
     """Hits on ``key`` in the current window of ``rate``, without adding one."""
-    window = int(now.timestamp() // rate.seconds) * rate.seconds
     found = conn.execute(
         select(func.coalesce(func.sum(RateCounter.hits), 0))
-        .where(RateCounter.key == f"{key}|{rate.seconds}")
-        .where(RateCounter.window_start == window)
+        .where(RateCounter.key == _counter(key, rate))
+        .where(RateCounter.window_start == _window(now.timestamp(), rate))
     ).scalar()
     return int(found or 0)
+
+
+def _counter(key: str, rate: Rate) -> str:
+    """The counter of ``key`` for ``rate``: one per rate, as rates may share a window."""
+    return f"{key}|{rate.seconds}"
+
+
+def _window(stamp: float, rate: Rate) -> int:
+    """When the fixed window of ``rate`` that holds ``stamp`` began."""
+    return int(stamp // rate.seconds) * rate.seconds
 
 
 def retry_after(seconds: float) -> str:
