@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from support import (
-    PUBLIC_URL,
-    SECRET,
     Running,
     SMTPRecorder,
     SMTPServer,
@@ -19,6 +17,7 @@ from support import (
     make_list,
     migrate,
     serve_app,
+    service_env,
 )
 
 from service.settings import Settings
@@ -64,13 +63,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 def settings(db_url: str, smtp: SMTPServer) -> Settings:
     return Settings.from_env(
         {
-            "NEWSLETTER_DATABASE_URL": db_url,
-            "NEWSLETTER_BASE_URL": PUBLIC_URL,
-            "NEWSLETTER_SECRET_KEY": SECRET,
-            "NEWSLETTER_SMTP_HOST": smtp.host,
-            "NEWSLETTER_SMTP_PORT": str(smtp.port),
-            "NEWSLETTER_SMTP_TLS": "none",
-            "NEWSLETTER_SMTP_TIMEOUT": "5s",
+            **service_env(db_url, smtp),
             "NEWSLETTER_MAIL_FROM": '"Zeitung Müller" <news@example.com>',
             "NEWSLETTER_WORKER_POLL_INTERVAL": "50ms",
             "NEWSLETTER_RETRY_BASE": "50ms",

@@ -219,19 +219,26 @@ def process_env(db_url: str, smtp: SMTPServer, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(
         {
-            "NEWSLETTER_DATABASE_URL": db_url,
-            "NEWSLETTER_BASE_URL": PUBLIC_URL,
-            "NEWSLETTER_SECRET_KEY": SECRET,
-            "NEWSLETTER_SMTP_HOST": smtp.host,
-            "NEWSLETTER_SMTP_PORT": str(smtp.port),
-            "NEWSLETTER_SMTP_TLS": "none",
-            "NEWSLETTER_SMTP_TIMEOUT": "5s",
+            **service_env(db_url, smtp),
             "NEWSLETTER_WORKER_POLL_INTERVAL": "100ms",
             "NEWSLETTER_LOG_LEVEL": "WARNING",
             **extra,
         }
     )
     return env
+
+
+def service_env(db_url: str, smtp: SMTPServer) -> dict[str, str]:
+    """What every service a test runs, in its process or another, is set up with."""
+    return {
+        "NEWSLETTER_DATABASE_URL": db_url,
+        "NEWSLETTER_BASE_URL": PUBLIC_URL,
+        "NEWSLETTER_SECRET_KEY": SECRET,
+        "NEWSLETTER_SMTP_HOST": smtp.host,
+        "NEWSLETTER_SMTP_PORT": str(smtp.port),
+        "NEWSLETTER_SMTP_TLS": "none",
+        "NEWSLETTER_SMTP_TIMEOUT": "5s",
+    }
 
 
 async def act_on_signups(settings: Settings) -> int:

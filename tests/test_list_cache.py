@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 from support import SUBSCRIBE, SMTPServer, make_list, serve_app
 
@@ -43,6 +44,15 @@ async def test_lists_are_cached_briefly_and_admin_changes_apply_at_once(
         assert fresh.status_code == 422 and "consent" in fresh.json()["fields"]
 
 
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    """The database of a list "daily", opened as the server would."""
+    await make_list(settings)
+    database = Database.from_url(settings.database_url)
+    yield database
+    await database.dispose()
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -67,73 +77,54 @@ def counting_list_reads(db: Database) -> Iterator[list[str]]:
         event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
 
 
-async def test_concurrent_requests_for_an_expired_list_read_it_once(settings: Settings) -> None:
-    await make_list(settings)
-    db = Database.from_url(settings.database_url)
+async def test_concurrent_requests_for_an_expired_list_read_it_once(db: Database) -> None:
     clock = Clock()
     cache = ListCache(db, ttl=2.0, clock=clock)
-    try:
-        with counting_list_reads(db) as reads:
-            first = await asyncio.gather(*(cache.get("daily") for _ in range(50)))
-            assert all(found is not None and found.slug == "daily" for found in first)
-            assert len(reads) == 1  # not one per request
+    with counting_list_reads(db) as reads:
+        first = await asyncio.gather(*(cache.get("daily") for _ in range(50)))
+        assert all(found is not None and found.slug == "daily" for found in first)
+        assert len(reads) == 1  # not one per request
 
-            clock.now += 1.0  # fresh: no read at all
-            await asyncio.gather(*(cache.get("daily") for _ in range(50)))
-            assert len(reads) == 1
+        clock.now += 1.0  # fresh: no read at all
+        await asyncio.gather(*(cache.get("daily") for _ in range(50)))
+        assert len(reads) == 1
 
-            clock.now += 10.0  # long expired: everyone waits for the one new read
-            await asyncio.gather(*(cache.get("daily") for _ in range(50)))
-            assert len(reads) == 2
-    finally:
-        await db.dispose()
+        clock.now += 10.0  # long expired: everyone waits for the one new read
+        await asyncio.gather(*(cache.get("daily") for _ in range(50)))
+        assert len(reads) == 2
 
 
-async def test_a_just_expired_list_is_answered_at_once_and_renewed_behind(
-    settings: Settings,
-) -> None:
-    await make_list(settings)
-    db = Database.from_url(settings.database_url)
+async def test_a_just_expired_list_is_answered_at_once_and_renewed_behind(db: Database) -> None:
     clock = Clock()
     cache = ListCache(db, ttl=2.0, clock=clock)
-    try:
-        before = await cache.get("daily")
-        assert before is not None and before.name == "Frühstücks-Briefing"
-        await update_list(db, "daily", {"name": "Abendblatt"})  # another process's change
+    before = await cache.get("daily")
+    assert before is not None and before.name == "Frühstücks-Briefing"
+    await update_list(db, "daily", {"name": "Abendblatt"})  # another process's change
 
-        clock.now += 2.5  # expired less than a ttl ago
-        with counting_list_reads(db) as reads:
-            answers = await asyncio.gather(*(cache.get("daily") for _ in range(20)))
-            # Answered from the entry, with one read started for all of them.
-            assert {found.name for found in answers if found} == {"Frühstücks-Briefing"}
-            for _ in range(1000):  # up to 10 s on a busy machine; usually one round
-                renewed = await cache.get("daily")
-                if renewed is not None and renewed.name == "Abendblatt":
-                    break
-                await asyncio.sleep(0.01)
-            assert renewed is not None and renewed.name == "Abendblatt"
-            assert len(reads) == 1
-    finally:
-        await db.dispose()
+    clock.now += 2.5  # expired less than a ttl ago
+    with counting_list_reads(db) as reads:
+        answers = await asyncio.gather(*(cache.get("daily") for _ in range(20)))
+        # Answered from the entry, with one read started for all of them.
+        assert {found.name for found in answers if found} == {"Frühstücks-Briefing"}
+        for _ in range(1000):  # up to 10 s on a busy machine; usually one round
+            renewed = await cache.get("daily")
+            if renewed is not None and renewed.name == "Abendblatt":
+                break
+            await asyncio.sleep(0.01)
+        assert renewed is not None and renewed.name == "Abendblatt"
+        assert len(reads) == 1
 
 
-async def test_a_read_under_way_when_the_cache_is_cleared_is_not_kept(
-    settings: Settings,
-) -> None:
-    await make_list(settings)
-    db = Database.from_url(settings.database_url)
+async def test_a_read_under_way_when_the_cache_is_cleared_is_not_kept(db: Database) -> None:
     cache = ListCache(db, ttl=60.0)
 
     def cleared_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if " lists" in statement:  # the list was read as it was before a change...
             cache.clear()  # ...which the admin side then made and cleared the cache for
 
-    try:
-        event.listen(db.engine.sync_engine, "after_cursor_execute", cleared_meanwhile)
+    event.listen(db.engine.sync_engine, "after_cursor_execute", cleared_meanwhile)
+    await cache.get("daily")
+    event.remove(db.engine.sync_engine, "after_cursor_execute", cleared_meanwhile)
+    with counting_list_reads(db) as reads:
         await cache.get("daily")
-        event.remove(db.engine.sync_engine, "after_cursor_execute", cleared_meanwhile)
-        with counting_list_reads(db) as reads:
-            await cache.get("daily")
-            assert len(reads) == 1  # what the earlier read found was not kept
-    finally:
-        await db.dispose()
+        assert len(reads) == 1  # what the earlier read found was not kept
