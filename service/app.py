@@ -34,7 +34,7 @@ from service.web.middleware import (
     BodyLimitMiddleware,
     SecurityHeadersMiddleware,
 )
-from service.web.responses import exception_handlers
+from service.web.refusals import exception_handlers
 
 __all__ = ["create_app"]
 
@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> Starlette:
                 "emails": parts.emails,
                 "subscriptions": parts.subscriptions,
                 "intake": parts.intake,
+                "signups": parts.signups,
                 "stamps": parts.stamps,
                 "challenges": parts.challenges,
                 "worker": worker,

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.dialects import postgresql, sqlite
 
 from service.db import Database
+from service.errors import Refusal
 from service.models import UsedChallenge
 from service.signing import Signer
 
@@ -47,8 +48,18 @@ _ALPHABET = string.ascii_letters + string.digits + "-_"
 CLOCK_MARGIN = timedelta(minutes=5)
 
 
-class ChallengeRefused(Exception):
-    """No valid proof of work; ``str()`` says what is wrong, for the person or the client."""
+class ChallengeRefused(Refusal):
+    """No valid proof of work; the message says what is wrong, for the person or the client.
+
+    ``missing``: no solution came at all (a form posted without its script having run).
+    """
+
+    status = 403
+    code = "proof_of_work"
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,8 @@ class Challenges:
             raise ChallengeRefused(
                 "This list asks each signup to solve a small puzzle first (proof of work): "
                 "send pow_challenge and pow_solution, with a challenge from "
-                f"GET /api/v1/lists/{slug}/challenge."
+                f"GET /api/v1/lists/{slug}/challenge.",
+                missing=not solution,
             )
         match = _SHAPE.match(challenge) if isinstance(challenge, str) else None
         if match is None or not isinstance(challenge, str):

@@ -17,6 +17,7 @@ from service.mail import CatcherMailer, EmailRenderer, Mailer, SMTPMailer
 from service.metrics import CountingMailer, Metrics
 from service.retention import Housekeeping
 from service.settings import Settings
+from service.signups import Signups
 from service.subscriptions import Subscriptions
 from service.tokens import TokenSigner
 from service.worker import OutboxWorker
@@ -33,6 +34,7 @@ class Components:
     worker: OutboxWorker
     subscriptions: Subscriptions
     intake: Intake
+    signups: Signups
     stamps: FormStamps
     challenges: Challenges
 
@@ -67,4 +69,6 @@ async def assemble(
         chores=[intake.process, Housekeeping(db, settings)],
     )
     challenges = Challenges(key, settings.pow_difficulty, settings.pow_lifetime)
-    return Components(emails, mailer, worker, subscriptions, intake, FormStamps(key), challenges)
+    stamps = FormStamps(key)
+    signups = Signups(settings, db, stamps, challenges, intake, metrics)
+    return Components(emails, mailer, worker, subscriptions, intake, signups, stamps, challenges)

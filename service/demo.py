@@ -20,7 +20,7 @@ from service.db import Database
 from service.lists import create_list, update_list
 from service.settings import Settings
 from service.templating import make_environment
-from service.web.widget import snippet
+from service.web.assets import snippet
 
 __all__ = ["ArticleServer", "render_article", "run_demo"]
 

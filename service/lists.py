@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from service.db import Database
+from service.errors import Refusal
 from service.i18n import LANGUAGES
 from service.models import MailingList
 from service.widget_settings import parse_flag, validate_changes
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
-class ListExists(Exception):
-    pass
+class ListExists(Refusal):
+    status = 409
 
 
 def validate_slug(slug: str) -> str:

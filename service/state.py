@@ -15,6 +15,7 @@ from service.intake import Intake
 from service.lists import ListCache
 from service.metrics import Metrics
 from service.settings import Settings
+from service.signups import Signups
 from service.subscriptions import Subscriptions
 from service.worker import OutboxWorker
 
@@ -28,6 +29,7 @@ class AppState(TypedDict):
     emails: Emails
     subscriptions: Subscriptions
     intake: Intake
+    signups: Signups
     stamps: FormStamps
     challenges: Challenges
     worker: OutboxWorker

@@ -9,18 +9,25 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from service.errors import Refusal
 from service.subscriptions import Signup
 
-__all__ = ["FieldErrors", "validate_signup"]
+__all__ = ["FIX_FIELDS", "FieldErrors", "validate_signup"]
+
+FIX_FIELDS = "Please correct the marked fields."
 
 MAX_EMAIL = 254  # RFC 5321 path limit
 MAX_NAME = 100
 MAX_URL = 2048
 
 
-class FieldErrors(Exception):
+class FieldErrors(Refusal):
+    """Fields at fault, each with what is wrong with it."""
+
+    status = 422
+
     def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__(", ".join(f"{k}: {v}" for k, v in errors.items()))
+        super().__init__(FIX_FIELDS, fields=errors)
         self.errors = errors
 
 

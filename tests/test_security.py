@@ -34,7 +34,7 @@ from service.auth.users import create_user
 from service.lists import update_list
 from service.settings import Settings
 from service.web.middleware import BodyLimitMiddleware
-from service.web.responses import exception_handlers
+from service.web.refusals import exception_handlers
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'

@@ -7,7 +7,7 @@ import gzip
 
 from support import SUBSCRIBE, Running, SMTPServer
 
-from service.web.widget import widget_asset
+from service.web.assets import widget_asset
 
 
 async def test_script_caching_compression_and_cors(app: Running) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.auth.passwords import hash_password, verify_password
 from service.db import Database
+from service.errors import Refusal
 from service.models import AdminUser, LoginAttempt, utcnow
 
 __all__ = ["SignIn", "Throttled", "UserExists", "create_user", "set_password", "sign_in"]
@@ -22,14 +23,19 @@ MAX_PER_IP = 20
 MIN_PASSWORD = 10
 
 
-class UserExists(Exception):
-    pass
+class UserExists(Refusal):
+    status = 409
 
 
-class Throttled(Exception):
+class Throttled(Refusal):
+    status = 429
+
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed sign-ins; try again in {retry_after} seconds")
-        self.retry_after = retry_after
+        super().__init__(
+            f"too many failed sign-ins; try again in {retry_after} seconds",
+            retry_after=retry_after,
+        )
+        self.seconds = retry_after
 
 
 @dataclass(frozen=True)

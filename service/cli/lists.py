@@ -56,7 +56,7 @@ def _lists_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _lists_snippet(settings: Settings, args: argparse.Namespace) -> int:
-    from service.web.widget import snippet
+    from service.web.assets import snippet
 
     async def job(db: Database) -> int:
         if await get_list(db, args.slug) is None:

@@ -14,8 +14,8 @@ from starlette.routing import Route
 
 from service.state import AppRequest
 from service.subscriptions import LinkTarget, RequestOrigin
+from service.web.assets import pow_solver
 from service.web.responses import TOKEN_PAGE_HEADERS, page
-from service.web.widget import pow_solver
 from service.widget_settings import effective
 
 __all__ = ["routes"]

@@ -7,60 +7,21 @@ versioned URL (``/widget.js?v=HASH``) never changes, so it is cached for a year.
 
 from __future__ import annotations
 
-import functools
-import gzip
-import hashlib
-from dataclasses import dataclass
-from importlib.resources import files
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.i18n import LANGUAGES, texts
 from service.state import AppRequest
-from service.web.api import origin_allowed
-from service.web.responses import api_error
+from service.web.assets import widget_asset
+from service.web.cors import origin_allowed
+from service.web.refusals import api_error
 from service.widget_settings import WIDGET_TEXTS, effective
 
-__all__ = ["WidgetAsset", "pow_solver", "routes", "snippet", "widget_asset"]
+__all__ = ["routes"]
 
 SHORT_CACHE = "public, max-age=300"
 LONG_CACHE = "public, max-age=31536000, immutable"
-
-
-@dataclass(frozen=True)
-class WidgetAsset:
-    body: bytes
-    gzipped: bytes
-    version: str
-
-    @classmethod
-    def load(cls) -> WidgetAsset:
-        # One proof-of-work solver for the box and the hosted page: spliced in here.
-        body = (
-            files("service")
-            .joinpath("static/widget.js")
-            .read_bytes()
-            .replace(b"  /* pow.js */\n", pow_solver().encode(), 1)
-        )
-        return cls(body, gzip.compress(body, 9, mtime=0), hashlib.sha256(body).hexdigest()[:16])
-
-
-@functools.cache
-def pow_solver() -> str:
-    """``powSolve(challenge, bits)``: JavaScript that finds a proof of work (a Promise)."""
-    return files("service").joinpath("static/pow.js").read_text()
-
-
-@functools.cache
-def widget_asset() -> WidgetAsset:
-    return WidgetAsset.load()
-
-
-def snippet(base_url: str, slug: str) -> str:
-    """The one line a site owner pastes next to their articles."""
-    return f'<script src="{base_url}/widget.js" data-list="{slug}" async></script>'
 
 
 def _accepts_gzip(request: Request) -> bool:

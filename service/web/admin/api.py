@@ -16,7 +16,7 @@ from service.subscribers import admin_unsubscribe, erase, person_record, persona
 from service.web.admin.guard import protected
 from service.web.admin.pages import MAX_ROW_ID, filters_from, number, row_id
 from service.web.bodies import BadBody, parse_json_object
-from service.web.responses import api_error
+from service.web.refusals import api_error
 from service.widget_settings import effective
 
 __all__ = ["routes"]

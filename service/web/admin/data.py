@@ -27,7 +27,7 @@ from service.models import utcnow
 from service.state import AppRequest
 from service.web.admin.guard import protected
 from service.web.admin.pages import admin_page
-from service.web.responses import api_error
+from service.web.refusals import api_error
 
 __all__ = ["MAX_IMPORT_BYTES", "body_limit", "routes"]
 

@@ -15,8 +15,9 @@ from starlette.responses import RedirectResponse, Response
 from service.auth.api_tokens import check_token
 from service.auth.sessions import Principal, find_session
 from service.state import AppRequest
-from service.web.api import own_origin
-from service.web.responses import api_error, page
+from service.web.cors import own_origin
+from service.web.refusals import api_error
+from service.web.responses import page
 
 __all__ = ["Handler", "cookie_name", "current_principal", "protected", "same_site_post"]
 

@@ -29,9 +29,9 @@ from service.subscribers import (
 )
 from service.subscriptions import consent_wording
 from service.web.admin.guard import protected
+from service.web.assets import snippet
 from service.web.middleware import content_security_policy, csp_nonce
 from service.web.responses import page
-from service.web.widget import snippet
 from service.widget_settings import TEXT_KEYS, effective, validate_changes
 
 __all__ = ["MAX_ROW_ID", "admin_page", "number", "routes", "row_id"]

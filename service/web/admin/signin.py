@@ -59,14 +59,14 @@ async def login(request: AppRequest) -> Response:
     try:
         user = await sign_in(state["db"], username, password, client)
     except Throttled as exc:
-        minutes = max(1, round(exc.retry_after / 60))
+        minutes = max(1, round(exc.seconds / 60))
         return _form(
             request,
             username=username,
             nxt=nxt,
             status=429,
             error=f"Too many failed sign-ins. Try again in {minutes} minutes.",
-            headers={"Retry-After": str(exc.retry_after)},
+            headers={"Retry-After": str(exc.seconds)},
         )
     if user is None:
         return _form(

@@ -1,0 +1,99 @@
+"""Taking a signup: the one use case behind the box, the hosted page and the API.
+
+``Signups.take`` holds every rule a signup passes on its way in, in order: the fields are
+valid, the consent box is ticked where the list asks for it, the proof of work is solved
+where the list asks for it, and neither the client nor the list is over its rate limit.
+It either returns (the signup is stored for the worker: answer 202) or raises a
+``Refusal`` that says what is wrong. How the answer looks is the web layer's business.
+
+A signup that looks like a bot's (the honeypot) is taken in like any other and dropped by
+the worker, so the answer never tells a bot it was caught, nor anyone whether an address
+is known (``service.intake``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from service import bots
+from service.challenges import Challenges, spend
+from service.db import Database
+from service.errors import Refusal
+from service.intake import Intake
+from service.metrics import Metrics
+from service.models import MailingList
+from service.settings import Settings
+from service.subscriptions import RequestOrigin
+from service.validation import FIX_FIELDS, validate_signup
+from service.widget_settings import setting
+
+__all__ = ["CONSENT_MISSING", "Signups", "TooMany"]
+
+log = logging.getLogger(__name__)
+
+CONSENT_MISSING = "must be given: this list asks readers to tick the consent box"
+TICKED = {"yes", "true", "on", "1"}
+
+
+class TooMany(Refusal):
+    """Over a rate limit: the client's or the list's."""
+
+    status = 429
+
+    def __init__(self, retry_after: float, scope: str) -> None:
+        minutes = max(1, round(retry_after / 60))
+        who = "from your network" if scope == "client" else "to this list"
+        super().__init__(
+            f"Too many signups {who} right now. Please try again in "
+            f"{minutes} minute{'s' if minutes != 1 else ''}.",
+            retry_after=retry_after,
+        )
+        self.scope = scope
+
+
+class Signups:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        stamps: bots.FormStamps,
+        challenges: Challenges,
+        intake: Intake,
+        metrics: Metrics,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._stamps = stamps
+        self._challenges = challenges
+        self._intake = intake
+        self._metrics = metrics
+
+    async def take(
+        self, mailing_list: MailingList, fields: Mapping[str, Any], origin: RequestOrigin
+    ) -> None:
+        """Store the signup for the worker, or raise the Refusal that says why not."""
+        signup = validate_signup(fields, check_deliverability=self._settings.check_deliverability)
+        verdict = bots.verdict(
+            fields, mailing_list.slug, self._stamps, self._settings.min_fill_time
+        )
+        ticked = str(fields.get("consent", "")).lower() in TICKED
+        if not verdict and setting(mailing_list, "consentCheckbox") and not ticked:
+            raise Refusal(FIX_FIELDS, status=422, fields={"consent": CONSENT_MISSING})
+        if setting(mailing_list, "proofOfWork"):
+            proof = self._challenges.check(
+                mailing_list.slug, fields.get("pow_challenge"), fields.get("pow_solution")
+            )
+            await spend(self._db, proof)
+        # The same work for every address and every verdict: what differs happens later.
+        refused = await self._intake.take(mailing_list, signup, origin, verdict=verdict)
+        if refused is not None:
+            raise TooMany(refused.retry_after, refused.scope)
+        if verdict:
+            log.info(
+                "signup on list %s looks like a bot's (%s); dropped", mailing_list.slug, verdict
+            )
+            self._metrics.signups_dropped.labels(verdict).inc()
+        else:
+            self._metrics.subscribes.labels(mailing_list.slug).inc()
