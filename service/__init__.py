@@ -1,7 +1,9 @@
-"""Self-hosted newsletter subscribe box: widget, double opt-in, one-click unsubscribe."""
+"""Self-hosted newsletter subscribe box: widget, double opt-in, one-click unsubscribe.
+
+Importing the package loads nothing else: the command line's ``--help`` and each module's
+importers pay only for what they use. The app factory is ``service.app.create_app``.
+"""
 
 from service._version import __version__
-from service.app import create_app
-from service.settings import Settings
 
-__all__ = ["Settings", "__version__", "create_app"]
+__all__ = ["__version__"]

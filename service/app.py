@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -78,14 +77,7 @@ def create_app(settings: Settings) -> Starlette:
                 "templates": templates,
                 "metrics": metrics,
             }
-            # What start-up made lives as long as the process: the garbage collector need not
-            # walk it again in every full collection (each one paused requests for tens of ms).
-            gc.collect()
-            gc.freeze()
-            try:
-                yield state
-            finally:
-                gc.unfreeze()  # for whatever runs in this process next (tests, mostly)
+            yield state
             if worker_task is not None:
                 worker.stop()
                 try:

@@ -13,22 +13,14 @@ import sys
 from pythonjsonlogger.json import JsonFormatter
 
 __all__ = [
-    "LOG_FORMATS",
     "configure_logging",
-    "current_request_id",
     "request_id_var",
     "silence_server_access_log",
 ]
 
-LOG_FORMATS = ("text", "json")
-
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
-
-
-def current_request_id() -> str | None:
-    return request_id_var.get()
 
 
 class RequestIdFilter(logging.Filter):

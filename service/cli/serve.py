@@ -19,6 +19,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.server import Server
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -37,7 +38,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("service").info(
         "serving on http://%s:%s (public URL %s)", host, port, settings.base_url
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=host,
         port=port,
@@ -47,6 +48,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         proxy_headers=False,
         timeout_graceful_shutdown=30,
     )
+    Server(config).run()
     return 0
 
 
