@@ -36,12 +36,22 @@ from service.errors import Refusal
 from service.models import UsedChallenge
 from service.signing import Signer
 
-__all__ = ["Challenge", "ChallengeRefused", "Challenges", "Proof", "solve", "solves", "spend"]
+__all__ = [
+    "SOLUTION_PATTERN",
+    "Challenge",
+    "ChallengeRefused",
+    "Challenges",
+    "Proof",
+    "solve",
+    "solves",
+    "spend",
+]
 
 _SHAPE = re.compile(
     r"^([a-z0-9-]{1,64})\.([0-9]{1,12})\.([0-9]{1,2})\.([A-Za-z0-9_-]{16,80})\.([A-Za-z0-9_-]{22})$"
 )
-_SOLUTION = re.compile(r"^[0-9]{1,16}$")
+SOLUTION_PATTERN = r"^[0-9]{1,16}$"
+_SOLUTION = re.compile(SOLUTION_PATTERN)
 _ALPHABET = string.ascii_letters + string.digits + "-_"
 # Spent challenges are kept this much longer than their lifetime, so that a worker whose
 # clock runs ahead of an app server's never forgets one the app server would still take.

@@ -20,6 +20,7 @@ from service.models import MailingList
 from service.widget_settings import parse_flag, validate_changes
 
 __all__ = [
+    "SLUG_PATTERN",
     "ListCache",
     "ListExists",
     "all_lists",
@@ -32,7 +33,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+_SLUG = re.compile(SLUG_PATTERN)
 
 
 class ListExists(Refusal):

@@ -34,7 +34,7 @@ __all__ = ["CONSENT_MISSING", "Signups", "TooMany"]
 log = logging.getLogger(__name__)
 
 CONSENT_MISSING = "must be given: this list asks readers to tick the consent box"
-TICKED = {"yes", "true", "on", "1"}
+TICKED = ("yes", "true", "on", "1")  # what a ticked consent box may send
 
 
 class TooMany(Refusal):

@@ -12,7 +12,7 @@ from email_validator import EmailNotValidError, validate_email
 from service.errors import Refusal
 from service.subscriptions import Signup
 
-__all__ = ["FIX_FIELDS", "FieldErrors", "validate_signup"]
+__all__ = ["FIX_FIELDS", "MAX_EMAIL", "MAX_NAME", "MAX_URL", "FieldErrors", "validate_signup"]
 
 FIX_FIELDS = "Please correct the marked fields."
 

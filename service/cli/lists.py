@@ -8,6 +8,7 @@ from typing import Any
 
 from service.cli._common import run_with_db
 from service.db import Database
+from service.i18n import LANGUAGES
 from service.lists import ListExists, all_lists, create_list, get_list, update_list
 from service.settings import Settings
 
@@ -119,7 +120,7 @@ def register(commands: Any) -> None:
     create.add_argument(
         "--language",
         default="en",
-        choices=["en", "de", "fr"],
+        choices=LANGUAGES,
         help="language of the box and pages (default: en)",
     )
     create.add_argument(

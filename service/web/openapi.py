@@ -13,6 +13,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service._version import __version__
+from service.challenges import SOLUTION_PATTERN
+from service.i18n import LANGUAGES
+from service.lists import SLUG_PATTERN
+from service.signups import TICKED
+from service.validation import MAX_EMAIL, MAX_NAME, MAX_URL
 
 __all__ = ["document", "routes"]
 
@@ -67,7 +72,7 @@ def _admin(operation: dict[str, Any], *, changes: bool = False) -> dict[str, Any
     return {**operation, "security": [{"token": []}], "responses": responses}
 
 
-SLUG_SCHEMA = {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"}
+SLUG_SCHEMA = {"type": "string", "pattern": SLUG_PATTERN}
 SLUG = {
     "name": "slug",
     "in": "path",
@@ -87,12 +92,12 @@ SIGNUP = {
     "type": "object",
     "required": ["email"],
     "properties": {
-        "email": {"type": "string", "format": "email", "maxLength": 254},
-        "name": {"type": "string", "maxLength": 100},
-        "page_url": {"type": "string", "format": "uri", "maxLength": 2048},
+        "email": {"type": "string", "format": "email", "maxLength": MAX_EMAIL},
+        "name": {"type": "string", "maxLength": MAX_NAME},
+        "page_url": {"type": "string", "format": "uri", "maxLength": MAX_URL},
         "consent": {
             "type": "string",
-            "enum": ["yes", "true", "on", "1"],
+            "enum": list(TICKED),
             "description": "Required when the list asks for a consent checkbox.",
         },
         "pow_challenge": {
@@ -102,7 +107,7 @@ SIGNUP = {
         },
         "pow_solution": {
             "type": "string",
-            "pattern": "^[0-9]{1,16}$",
+            "pattern": SOLUTION_PATTERN,
             "description": "A number n such that SHA-256(pow_challenge + ':' + n) starts "
             "with `difficulty` zero bits.",
         },
@@ -116,7 +121,7 @@ LIST_CHANGES = {
     "proofOfWork).",
     "properties": {
         "name": {"type": "string"},
-        "language": {"type": "string", "enum": ["en", "de", "fr"]},
+        "language": {"type": "string", "enum": list(LANGUAGES)},
         "origins": {"type": "array", "items": {"type": "string"}},
         "double_opt_in": {"type": "boolean"},
         "consent_text": {"type": "string"},
@@ -136,7 +141,7 @@ NEW_LIST = {
                 "example": "https://www.example.com",
             },
         },
-        "language": {"type": "string", "enum": ["en", "de", "fr"]},
+        "language": {"type": "string", "enum": list(LANGUAGES)},
         "double_opt_in": {"type": "boolean"},
         "consent_text": {"type": "string"},
     },
@@ -227,7 +232,7 @@ PATHS: dict[str, Any] = {
                     "name": "lang",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "string", "enum": ["en", "de", "fr"]},
+                    "schema": {"type": "string", "enum": list(LANGUAGES)},
                 },
             ],
             "responses": {
