@@ -1,13 +1,16 @@
-"""Telling form-filling bots from readers at no cost to the readers.
+"""Telling form-filling bots from readers without losing a reader.
 
 Two signs, checked on the server for every way in (JSON API, form post, hosted page):
 
-- the honeypot: a field named ``url`` that people never see, so never fill;
-- the fill time: a form sent back faster than ``NEWSLETTER_MIN_FILL_TIME`` after it was
-  shown. The hosted page carries a signed time stamp (``form_stamp``) made when it was
-  served, which a bot cannot forge; the widget reports its own ``elapsed_ms``.
-
-A caught bot gets the same answer as anyone, and nothing is sent (``service.intake``).
+- the honeypot: a field named ``url`` that people never see (and browsers never autofill),
+  so never fill. No person produces it: such a signup is answered like any other and
+  dropped by the worker (``service.intake``).
+- the form stamp: a signed "this form was shown at T" value, handed out with the form (the
+  hosted page carries it; the box fetches it with ``GET /api/v1/lists/SLUG/challenge`` when
+  it shows). A signup without a valid stamp, or sent sooner than
+  ``NEWSLETTER_MIN_FILL_TIME`` after it, only *suggests* a bot: a fast reader with browser
+  autofill looks the same. So it is never dropped: it must pay a proof of work first
+  (``service.challenges``), which the box and the hosted page solve by themselves.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from typing import Any
 
 from service.signing import Signer
 
-__all__ = ["FormStamps", "verdict"]
+__all__ = ["HONEYPOT", "FormStamps", "suspicion", "trapped"]
 
 HONEYPOT = "url"
 
 
 class FormStamps:
-    """Signed "this form was served at T" values for the hosted subscribe page."""
+    """Signed "this form was shown at T" values, bound to a list."""
 
     def __init__(self, secret_key: str) -> None:
         self._signer = Signer(secret_key, b"newsletter form stamps v1", size=16)
@@ -43,23 +46,23 @@ class FormStamps:
         return (now or time.time()) - int(body) / 1000
 
 
-def verdict(fields: Mapping[str, Any], slug: str, stamps: FormStamps, min_fill_time: float) -> str:
-    """ "" for a reader; "honeypot" or "too-fast" for a bot."""
-    if fields.get(HONEYPOT):
-        return "honeypot"
+def trapped(fields: Mapping[str, Any]) -> bool:
+    """The honeypot is filled: no person does that."""
+    return bool(fields.get(HONEYPOT))
+
+
+def suspicion(
+    fields: Mapping[str, Any], slug: str, stamps: FormStamps, min_fill_time: float
+) -> str:
+    """Why this signup must prove itself with a proof of work ("" if it need not)."""
     if min_fill_time <= 0:
         return ""
     stamp = fields.get("form_stamp")
-    if isinstance(stamp, str) and stamp:
-        age = stamps.age(stamp, slug)
-        if age is None or age < min_fill_time:
-            return "too-fast"
-    elapsed = fields.get("elapsed_ms")
-    if elapsed is not None and not isinstance(elapsed, bool):
-        try:
-            seconds = float(elapsed) / 1000
-        except (TypeError, ValueError):
-            return "too-fast"
-        if not seconds >= min_fill_time:  # NaN too
-            return "too-fast"
+    if not isinstance(stamp, str) or not stamp:
+        return "no-stamp"
+    age = stamps.age(stamp, slug)
+    if age is None:
+        return "bad-stamp"
+    if not age >= min_fill_time:
+        return "too-fast"
     return ""

@@ -62,14 +62,16 @@ class ChallengeRefused(Refusal):
     """No valid proof of work; the message says what is wrong, for the person or the client.
 
     ``missing``: no solution came at all (a form posted without its script having run).
+    ``suspect``: why this signup was asked for one (``service.bots.suspicion``), if it was.
     """
 
     status = 403
     code = "proof_of_work"
 
-    def __init__(self, message: str, *, missing: bool = False) -> None:
+    def __init__(self, message: str, *, missing: bool = False, suspect: str = "") -> None:
         super().__init__(message)
         self.missing = missing
+        self.suspect = suspect  # why a list that asks for none asked this signup for one
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ EN = {
     "turn it on in your browser and try again.",
     "pow_retry": "The form's check against robots did not pass (the page may have been open "
     "too long). Please go back, reload the page and try again.",
+    "too_fast": "That was quicker than a person usually fills in the form, so our check "
+    "against robots needs JavaScript this time. Please go back, wait a moment and send the "
+    "form again, or turn JavaScript on.",
     "field_email": "Email",
     "field_name": "Name",
     "field_page_url": "Page",
@@ -138,6 +141,9 @@ DE = {
     "pow_retry": "Die Prüfung gegen Roboter hat nicht geklappt (vielleicht war die Seite zu "
     "lange offen). Bitte gehen Sie zurück, laden Sie die Seite neu und versuchen Sie es noch "
     "einmal.",
+    "too_fast": "Das ging schneller, als Menschen das Formular meist ausfüllen, deshalb braucht "
+    "unsere Prüfung gegen Roboter diesmal JavaScript. Bitte gehen Sie zurück, warten Sie einen "
+    "Moment und senden Sie das Formular noch einmal, oder schalten Sie JavaScript ein.",
     "field_email": "E-Mail",
     "field_name": "Name",
     "field_page_url": "Seite",
@@ -211,6 +217,10 @@ FR = {
     "liste a besoin de JavaScript : veuillez l'activer dans votre navigateur et réessayer.",
     "pow_retry": "La vérification anti-robots n'a pas abouti (la page est peut-être restée "
     "ouverte trop longtemps). Veuillez revenir en arrière, recharger la page et réessayer.",
+    "too_fast": "C'était plus rapide que ce qu'une personne met d'habitude à remplir le "
+    "formulaire : notre vérification anti-robots a donc besoin de JavaScript cette fois. "
+    "Veuillez revenir en arrière, patienter un instant et renvoyer le formulaire, ou activer "
+    "JavaScript.",
     "field_email": "E-mail",
     "field_name": "Nom",
     "field_page_url": "Page",

@@ -38,7 +38,14 @@ class Metrics:
         self.signups_dropped = Counter(
             "newsletter_signups_dropped",
             "Signups answered like any other but dropped or not sent, by reason (honeypot, "
-            "too-fast, inbox-limit).",
+            "inbox-limit).",
+            ["reason"],
+            registry=r,
+        )
+        self.signups_challenged = Counter(
+            "newsletter_signups_challenged",
+            "Signups asked for a proof of work before being taken, by reason (no-stamp, "
+            "bad-stamp, too-fast).",
             ["reason"],
             registry=r,
         )

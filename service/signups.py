@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from service import bots
-from service.challenges import Challenges, spend
+from service.challenges import ChallengeRefused, Challenges, spend
 from service.db import Database
 from service.errors import Refusal
 from service.intake import Intake
@@ -29,11 +29,17 @@ from service.subscriptions import RequestOrigin
 from service.validation import FIX_FIELDS, validate_signup
 from service.widget_settings import setting
 
-__all__ = ["CONSENT_MISSING", "Signups", "TooMany"]
+__all__ = ["CONSENT_MISSING", "TICKED", "UNPROVEN", "Signups", "TooMany"]
 
 log = logging.getLogger(__name__)
 
 CONSENT_MISSING = "must be given: this list asks readers to tick the consent box"
+UNPROVEN = (
+    "This signup came without a valid form stamp, or sooner than a person fills in the form: "
+    "solve a small puzzle first (proof of work). Fetch a challenge from "
+    "GET /api/v1/lists/{slug}/challenge and send pow_challenge and pow_solution (and its "
+    "form_stamp) with the signup."
+)
 TICKED = ("yes", "true", "on", "1")  # what a ticked consent box may send
 
 
@@ -74,26 +80,39 @@ class Signups:
         self, mailing_list: MailingList, fields: Mapping[str, Any], origin: RequestOrigin
     ) -> None:
         """Store the signup for the worker, or raise the Refusal that says why not."""
+        slug = mailing_list.slug
         signup = validate_signup(fields, check_deliverability=self._settings.check_deliverability)
-        verdict = bots.verdict(
-            fields, mailing_list.slug, self._stamps, self._settings.min_fill_time
-        )
+        verdict = "honeypot" if bots.trapped(fields) else ""
         ticked = str(fields.get("consent", "")).lower() in TICKED
         if not verdict and setting(mailing_list, "consentCheckbox") and not ticked:
             raise Refusal(FIX_FIELDS, status=422, fields={"consent": CONSENT_MISSING})
-        if setting(mailing_list, "proofOfWork"):
-            proof = self._challenges.check(
-                mailing_list.slug, fields.get("pow_challenge"), fields.get("pow_solution")
-            )
-            await spend(self._db, proof)
+        suspect = "" if verdict else self._suspicion(fields, slug)
+        if suspect or setting(mailing_list, "proofOfWork"):
+            await self._pay(slug, fields, suspect)
         # The same work for every address and every verdict: what differs happens later.
         refused = await self._intake.take(mailing_list, signup, origin, verdict=verdict)
         if refused is not None:
             raise TooMany(refused.retry_after, refused.scope)
         if verdict:
-            log.info(
-                "signup on list %s looks like a bot's (%s); dropped", mailing_list.slug, verdict
-            )
+            log.info("signup on list %s is a bot's (%s); dropped", slug, verdict)
             self._metrics.signups_dropped.labels(verdict).inc()
         else:
-            self._metrics.subscribes.labels(mailing_list.slug).inc()
+            self._metrics.subscribes.labels(slug).inc()
+
+    def _suspicion(self, fields: Mapping[str, Any], slug: str) -> str:
+        return bots.suspicion(fields, slug, self._stamps, self._settings.min_fill_time)
+
+    async def _pay(self, slug: str, fields: Mapping[str, Any], suspect: str) -> None:
+        """A valid, unspent proof of work, or the refusal that asks for one."""
+        try:
+            proof = self._challenges.check(
+                slug, fields.get("pow_challenge"), fields.get("pow_solution")
+            )
+        except ChallengeRefused as refused:
+            if suspect and refused.missing:
+                self._metrics.signups_challenged.labels(suspect).inc()
+                raise ChallengeRefused(
+                    UNPROVEN.format(slug=slug), missing=True, suspect=suspect
+                ) from None
+            raise
+        await spend(self._db, proof)

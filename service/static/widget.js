@@ -9,7 +9,6 @@
   const slug = ds.list;
   const base = new URL(script.src).origin;
   const key = "nlw:" + slug + ":";
-  const started = Date.now();
   const memory = {};
   let store;
   try {
@@ -56,12 +55,19 @@
     if (!/^bottom-(left|right|center)$/.test(s.position)) s.position = "bottom-right";
     const nameField = s.nameField === true || s.nameField === "true";
     const target = s.target && document.querySelector(s.target);
+    // When the form shows, the service stamps the time (a signup sent back sooner than a
+    // person types must pay a proof of work) and, where asked, hands out a puzzle.
     // Proof of work: solved in the background from when the box shows; each solution once.
-    const pow = s.proofOfWork === true && !ds.preview;
-    let puzzle = null;
-    const solve = () => {
-      puzzle = fetch(cfg.endpoint.replace(/subscriptions$/, "challenge"), { credentials: "omit" })
-        .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
+    let pow = s.proofOfWork === true && !ds.preview;
+    let puzzle = null, stamp = null;
+    const challenge = () => {
+      const got = fetch(cfg.endpoint.replace(/subscriptions$/, "challenge"), { credentials: "omit" })
+        .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))));
+      got.catch(() => {});
+      return got;
+    };
+    const solve = (fetched) => {
+      puzzle = (fetched || challenge())
         .then((c) => {
           const t0 = performance.now(), until = Date.now() + c.expires_in * 1000 - 3e4;
           return powSolve(c.challenge, c.difficulty).then((n) => {
@@ -197,7 +203,10 @@ background:transparent;color:inherit;opacity:.7}
         document.addEventListener("keydown", onKey);
       }
       emit("shown", { inline });
-      if (pow && !puzzle) solve();
+      if (ds.preview) return;
+      const first = challenge();
+      stamp = first.then((c) => c.form_stamp, () => "");
+      if (pow && !puzzle) solve(first);
     }
     function dismiss() {
       open = false;
@@ -237,10 +246,11 @@ background:transparent;color:inherit;opacity:.7}
       if (name && name.value.trim()) fields.set("name", name.value.trim());
       if (consent) fields.set("consent", "yes");
       fields.set("url", honeypot.value);
-      fields.set("elapsed_ms", String(Date.now() - started));
+      fields.set("form_stamp", (await stamp) || "");
       let response, body;
-      // A refused proof of work (expired, say, or the difficulty went up) gets one retry.
-      for (let tries = pow ? 2 : 1; tries--;) {
+      // A refused proof of work (expired, say, or the difficulty went up), or one asked of a
+      // quick reader, is solved and sent again once.
+      for (let tries = 2; tries--;) {
         try {
           if (pow) {
             let p = await (puzzle || solve());
@@ -260,6 +270,7 @@ background:transparent;color:inherit;opacity:.7}
         if (response.status === 202) break;
         try { body = await response.json(); } catch (e) { /* not JSON */ }
         if (body.error !== "proof_of_work") break;
+        pow = true;
       }
       submit.disabled = false;
       if (response.status === 202) {

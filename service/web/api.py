@@ -11,6 +11,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.challenges import ChallengeRefused
 from service.errors import Refusal
 from service.i18n import texts
 from service.models import MailingList
@@ -61,10 +62,12 @@ def _answer(
             return as_json(refusal, headers)
         return Response(ACCEPTED_JSON, 202, headers, media_type="application/json")
     message = ACCEPTED_BODY["message"] if refusal is None else refusal.message
-    if refusal is not None and refusal.code == "proof_of_work":
+    if isinstance(refusal, ChallengeRefused):
         # A form post comes from the hosted page: without a solution, its script did not run.
-        missing = getattr(refusal, "missing", False)
-        message = texts(mailing_list.language)["needs_javascript" if missing else "pow_retry"]
+        why = "pow_retry"
+        if refusal.missing:
+            why = "too_fast" if refusal.suspect else "needs_javascript"
+        message = texts(mailing_list.language)[why]
     return page(
         request,
         "pages/subscribe_result.html",
@@ -93,6 +96,8 @@ async def challenge(request: AppRequest) -> Response:
         "difficulty": made.difficulty,
         "expires_in": request.state["challenges"].lifetime,
         "required": bool(effective(mailing_list)["proofOfWork"]),
+        # When the box showed its form: a signup sent back too soon must pay the work.
+        "form_stamp": request.state["stamps"].make(mailing_list.slug),
     }
     headers = {**cors.response_headers(request), "Cache-Control": "no-store"}
     return JSONResponse(body, headers=headers)

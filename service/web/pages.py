@@ -74,8 +74,10 @@ async def subscribe_page(request: AppRequest) -> Response:
     if mailing_list is None:
         raise HTTPException(404, f"There is no list {slug!r}.")
     settings = effective(mailing_list)
-    # Proof of work: the challenge comes with the page; its script solves it.
-    pow = request.state["challenges"].make(mailing_list.slug) if settings["proofOfWork"] else None
+    # Proof of work: the challenge comes with the page and its script solves it, where the
+    # list asks for one, and wherever a quick reader's signup may be asked for one.
+    needs_pow = settings["proofOfWork"] or request.state["settings"].min_fill_time > 0
+    pow = request.state["challenges"].make(mailing_list.slug) if needs_pow else None
     return page(
         request,
         "pages/subscribe.html",
