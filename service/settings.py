@@ -369,8 +369,9 @@ SETTINGS: tuple[Spec, ...] = (
     Spec(
         "min_fill_time",
         "2s",
-        "A form submitted faster than this after it was shown is a bot's: answered as "
-        "usual, nothing stored or sent. 0 turns the check off.",
+        "A signup sent back sooner than this after its form was shown (or without a signed "
+        "form stamp) must solve a proof of work first; the box and the hosted page do so by "
+        "themselves. 0 turns the check off.",
         parse_duration,
     ),
     Spec(
