@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
         db = Database.from_url(settings.database_url)
         worker_task: asyncio.Task[None] | None = None
+        probe: asyncio.Task[None] | None = None
         mailer: Mailer | None = None
         lists = ListCache(db, settings.list_cache_ttl)
         try:
@@ -61,6 +62,8 @@ def create_app(settings: Settings) -> Starlette:
                 raise
             parts = await assemble(settings, db, env, metrics)
             mailer, worker = parts.mailer, parts.worker
+            # What the relay offers decides which addresses a signup may give.
+            probe = asyncio.create_task(mailer.probe(), name="smtp-probe")
             if settings.run_worker:
                 worker_task = asyncio.create_task(worker.run(), name="outbox-worker")
             state: AppState = {
@@ -85,10 +88,11 @@ def create_app(settings: Settings) -> Starlette:
                 except TimeoutError:
                     log.warning("outbox worker did not stop in time; cancelling it")
         finally:
-            if worker_task is not None and not worker_task.done():
-                worker_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker_task
+            for task in (probe, worker_task):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if mailer is not None:
                 await mailer.close()
             await lists.close()

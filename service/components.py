@@ -70,5 +70,5 @@ async def assemble(
     )
     challenges = Challenges(key, settings.pow_difficulty, settings.pow_lifetime)
     stamps = FormStamps(key)
-    signups = Signups(settings, db, stamps, challenges, intake, metrics)
+    signups = Signups(settings, db, stamps, challenges, intake, metrics, mailer)
     return Components(emails, mailer, worker, subscriptions, intake, signups, stamps, challenges)

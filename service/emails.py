@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
 from service.i18n import duration, texts
+from service.mail.addresses import wire_address
 from service.mail.render import EmailRenderer, MailHeaders
 from service.models import MailingList, OutboxMessage, Subscription
 from service.settings import Settings
@@ -97,7 +97,7 @@ class Emails:
             context["valid_for"] = duration(self._settings.confirm_ttl, mailing_list.language)
         headers = MailHeaders(
             mail_from=self._settings.mail_from,
-            to=str(Address(addr_spec=row.to_address)),
+            to=wire_address(row.to_address),
             message_id=row.message_id,
             date=row.created_at,
             list_name=mailing_list.name,

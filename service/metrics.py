@@ -140,5 +140,12 @@ class CountingMailer:
             raise
         self._attempts.labels("sent").inc()
 
+    @property
+    def smtputf8(self) -> bool | None:
+        return self._inner.smtputf8
+
+    async def probe(self) -> None:
+        await self._inner.probe()
+
     async def close(self) -> None:
         await self._inner.close()

@@ -22,11 +22,12 @@ from service.challenges import ChallengeRefused, Challenges, spend
 from service.db import Database
 from service.errors import Refusal
 from service.intake import Intake
+from service.mail import Mailer
 from service.metrics import Metrics
 from service.models import MailingList
 from service.settings import Settings
 from service.subscriptions import RequestOrigin
-from service.validation import FIX_FIELDS, validate_signup
+from service.validation import FIX_FIELDS, FieldErrors, validate_signup
 from service.widget_settings import setting
 
 __all__ = ["CONSENT_MISSING", "TICKED", "UNPROVEN", "Signups", "TooMany"]
@@ -34,6 +35,9 @@ __all__ = ["CONSENT_MISSING", "TICKED", "UNPROVEN", "Signups", "TooMany"]
 log = logging.getLogger(__name__)
 
 CONSENT_MISSING = "must be given: this list asks readers to tick the consent box"
+UNDELIVERABLE_LOCAL = (
+    "has characters before the @ that our mail server cannot deliver to: please use another address"
+)
 UNPROVEN = (
     "This signup came without a valid form stamp, or sooner than a person fills in the form: "
     "solve a small puzzle first (proof of work). Fetch a challenge from "
@@ -68,6 +72,7 @@ class Signups:
         challenges: Challenges,
         intake: Intake,
         metrics: Metrics,
+        mailer: Mailer,
     ) -> None:
         self._settings = settings
         self._db = db
@@ -75,6 +80,7 @@ class Signups:
         self._challenges = challenges
         self._intake = intake
         self._metrics = metrics
+        self._mailer = mailer  # knows whether the relay takes non-ASCII local parts
 
     async def take(
         self, mailing_list: MailingList, fields: Mapping[str, Any], origin: RequestOrigin
@@ -82,6 +88,9 @@ class Signups:
         """Store the signup for the worker, or raise the Refusal that says why not."""
         slug = mailing_list.slug
         signup = validate_signup(fields, check_deliverability=self._settings.check_deliverability)
+        local = signup.email.rpartition("@")[0]
+        if not local.isascii() and self._mailer.smtputf8 is False:
+            raise FieldErrors({"email": UNDELIVERABLE_LOCAL})
         verdict = "honeypot" if bots.trapped(fields) else ""
         ticked = str(fields.get("consent", "")).lower() in TICKED
         if not verdict and setting(mailing_list, "consentCheckbox") and not ticked:

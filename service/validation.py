@@ -71,7 +71,10 @@ def validate_signup(data: Mapping[str, Any], *, check_deliverability: bool = Fal
         errors["email"] = f"must be at most {MAX_EMAIL} characters"
     else:
         try:
-            checked = validate_email(email.strip(), check_deliverability=check_deliverability)
+            # strict: RFC 5321's limits too (64 octets before the @).
+            checked = validate_email(
+                email.strip(), check_deliverability=check_deliverability, strict=True
+            )
             normalised = checked.normalized.lower()
         except EmailNotValidError as exc:
             errors["email"] = str(exc)

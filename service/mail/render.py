@@ -28,7 +28,7 @@ _WIRE_UTF8 = _WIRE.clone(utf8=True)
 
 
 def needs_smtputf8(message: EmailMessage) -> bool:
-    """An internationalised recipient address can only travel with SMTPUTF8."""
+    """An internationalised local part can only travel with SMTPUTF8."""
     return not str(message["To"]).isascii()
 
 
@@ -59,10 +59,12 @@ class EmailRenderer:
         text = self._env.get_template(f"email/{name}/body.txt").render(context)
         html = self._env.get_template(f"email/{name}/body.html").render(context)
 
-        message = EmailMessage(policy=SMTP)
+        # The To: address is as it travels (wire_address): ASCII but for a local part that
+        # only an SMTPUTF8 relay takes, and then the whole message may be UTF-8.
+        message = EmailMessage(policy=SMTP if headers.to.isascii() else _WIRE_UTF8)
         message["Subject"] = " ".join(subject.split())
         message["From"] = headers.mail_from
-        message["To"] = Address(addr_spec=headers.to)
+        message["To"] = Address(addr_spec=headers.to) if headers.to.isascii() else headers.to
         message["Date"] = format_datetime(headers.date)
         message["Message-ID"] = headers.message_id
         list_label = _PHRASE_UNSAFE.sub("", headers.list_name).strip()

@@ -34,6 +34,13 @@ class DeliveryError(Exception):
 
 
 class Mailer(Protocol):
+    @property
+    def smtputf8(self) -> bool | None:
+        """Whether addresses with a non-ASCII local part can be sent (None: not known yet)."""
+
+    async def probe(self) -> None:
+        """Learn what the mail server offers, if there is one to ask."""
+
     async def send(self, message: EmailMessage) -> None:
         """Hand the message over; raise DeliveryError if it was not accepted."""
 
@@ -50,6 +57,7 @@ class SMTPMailer:
 
     def __init__(self, settings: Settings, *, pool_size: int | None = None) -> None:
         self._settings = settings
+        self._smtputf8: bool | None = None
         self.pool = SMTPPool(
             self._connect,
             max_size=pool_size or settings.worker_concurrency,
@@ -69,17 +77,39 @@ class SMTPMailer:
             cert_bundle=s.smtp_ca_file or None,
         )
         await smtp.connect()
+        if smtp.is_ehlo_or_helo_needed:  # not done yet by a login or STARTTLS
+            try:
+                await smtp.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await smtp.helo()
+        self._smtputf8 = smtp.supports_extension("smtputf8")
         return smtp
 
+    @property
+    def smtputf8(self) -> bool | None:
+        """Whether the relay takes internationalised local parts (None: not asked yet)."""
+        return self._smtputf8
+
+    async def probe(self) -> None:
+        """Learn what the relay offers (EHLO) before the first signup needs to know."""
+        try:
+            async with self.pool.connection():
+                pass
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            log.warning("could not reach the SMTP server at start-up: %s", exc)
+
     async def send(self, message: EmailMessage) -> None:
+        utf8 = needs_smtputf8(message)
         try:
             async with self.pool.connection() as smtp:
-                await smtp.sendmail(
-                    _address(message, "From"),
-                    [_address(message, "To")],
-                    wire_bytes(message),
-                    mail_options=["SMTPUTF8"] if needs_smtputf8(message) else None,
-                )
+                offered = smtp.supports_extension("smtputf8")
+                if offered or not utf8:
+                    await smtp.sendmail(
+                        _address(message, "From"),
+                        [_address(message, "To")],
+                        wire_bytes(message),
+                        mail_options=["SMTPUTF8"] if utf8 else None,
+                    )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [err.code for err in exc.recipients]
             reason = "; ".join(f"{err.code} {err.message}" for err in exc.recipients)
@@ -100,6 +130,13 @@ class SMTPMailer:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False) from exc
 
+        if utf8 and not offered:
+            raise DeliveryError(
+                "the mail server does not offer SMTPUTF8, so it cannot deliver to an address "
+                "with non-ASCII characters before the @",
+                permanent=True,
+            )
+
     async def close(self) -> None:
         await self.pool.close()
 
@@ -107,8 +144,13 @@ class SMTPMailer:
 class CatcherMailer:
     """Keeps every message in the database instead of sending it. Development only."""
 
+    smtputf8 = True  # keeps anything
+
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def probe(self) -> None:
+        return None
 
     async def send(self, message: EmailMessage) -> None:
         async with self._db.write() as session:
