@@ -8,6 +8,8 @@ site would be) with the one-line snippet embedded.
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,37 +103,56 @@ async def _prepare(settings: Settings, article_origin: str) -> None:
         await db.dispose()
 
 
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def run_demo(settings: Settings, port: int, article_port: int) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.server import Server
 
-    folder = Path(tempfile.mkdtemp(prefix="newsletter-demo-"))
+    for taken, option in ((port, "--port"), (article_port, "--article-port")):
+        if port_in_use(taken):
+            print(
+                f"newsletter demo: port {taken} is in use; choose another with {option}",
+                file=sys.stderr,
+            )
+            return 1
     base_url = f"http://127.0.0.1:{port}"
-    settings = settings.replace(
-        database_url=f"sqlite+aiosqlite:///{folder / 'demo.db'}",
-        base_url=base_url,
-        smtp_host="",
-        run_worker=True,
-    )
-    html = render_article(snippet(base_url, "demo"))
-    with ArticleServer(html, article_port) as article:
-        asyncio.run(_prepare(settings, article.url))
-        print(
-            "\n  Newsletter demo\n"
-            f"  1. Open the article:       {article.url}/   (the box slides in after 3 s)\n"
-            f"  2. Read the caught mail:   {base_url}/dev/mail\n"
-            f"  Hosted signup page:        {base_url}/subscribe/demo\n"
-            f"  Demo data is kept in:      {folder}\n"
-            "  Press Ctrl+C to stop.\n",
-            flush=True,
+    # The demo's data lives as long as the demo: the folder goes when it stops.
+    with tempfile.TemporaryDirectory(prefix="newsletter-demo-") as name:
+        folder = Path(name)
+        settings = settings.replace(
+            database_url=f"sqlite+aiosqlite:///{folder / 'demo.db'}",
+            base_url=base_url,
+            smtp_host="",
+            run_worker=True,
         )
-        uvicorn.run(
-            create_app(settings),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-        )
+        html = render_article(snippet(base_url, "demo"))
+        with ArticleServer(html, article_port) as article:
+            asyncio.run(_prepare(settings, article.url))
+            print(
+                "\n  Newsletter demo\n"
+                f"  1. Open the article:       {article.url}/   (the box slides in after 3 s)\n"
+                f"  2. Read the caught mail:   {base_url}/dev/mail\n"
+                f"  Hosted signup page:        {base_url}/subscribe/demo\n"
+                "  Press Ctrl+C to stop (the demo's data goes with it).\n",
+                flush=True,
+            )
+            config = uvicorn.Config(
+                create_app(settings),
+                host="127.0.0.1",
+                port=port,
+                log_config=None,
+                access_log=False,
+                server_header=False,
+            )
+            Server(config).run()
     return 0

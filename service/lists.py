@@ -17,7 +17,7 @@ from service.db import Database
 from service.errors import Refusal
 from service.i18n import LANGUAGES
 from service.models import MailingList
-from service.widget_settings import parse_flag, validate_changes
+from service.widget_settings import BOX_SETTINGS, parse_flag, validate_changes
 
 __all__ = [
     "SLUG_PATTERN",
@@ -102,6 +102,13 @@ LIST_FIELDS = ("name", "origins", "language", "consent_text", "double_opt_in")
 
 async def update_list(db: Database, slug: str, changes: dict[str, str]) -> MailingList:
     """Change list fields and box settings from ``KEY=VALUE`` text; ValueError names bad ones."""
+    unknown = sorted(set(changes) - set(LIST_FIELDS) - set(BOX_SETTINGS))
+    if unknown:
+        raise ValueError(
+            f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"the settings are {', '.join(LIST_FIELDS)} (the list) and "
+            f"{', '.join(BOX_SETTINGS)} (its box)"
+        )
     widget_changes = {k: v for k, v in changes.items() if k not in LIST_FIELDS}
     clean_widget = validate_changes(widget_changes)
     async with db.write() as session:
@@ -141,6 +148,9 @@ async def all_lists(db: Database) -> list[MailingList]:
         return list((await session.scalars(select(MailingList).order_by(MailingList.slug))).all())
 
 
+MISS_TTL = 0.25  # seconds an unknown slug is remembered
+
+
 class ListCache:
     """Lists as the public endpoints read them, kept for a moment.
 
@@ -151,7 +161,8 @@ class ListCache:
     request that found an entry expired read it for itself, they all stalled together).
     A change made in another process (``newsletter lists set``, another app server)
     applies within about twice ``ttl``; changes made through this process's admin side
-    clear the cache at once.
+    clear the cache at once. An unknown slug is remembered for ``MISS_TTL`` at most and
+    never answered stale, so a list created elsewhere answers within a fraction of a second.
     """
 
     MAX_ENTRIES = 10_000
@@ -175,7 +186,7 @@ class ListCache:
             now = self._clock()
             if now < fresh_until:
                 return mailing_list
-            if now < fresh_until + self._ttl:
+            if mailing_list is not None and now < fresh_until + self._ttl:
                 self._read(slug)
                 return mailing_list
         # Shielded: a request that goes away must not cancel a read others wait for.
@@ -194,7 +205,9 @@ class ListCache:
         if generation == self._generation:
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries.clear()  # unknown slugs by the thousand: start over
-            self._entries[slug] = (self._clock() + self._ttl, mailing_list)
+            # A list just created elsewhere must not stay unknown: misses keep briefly.
+            ttl = self._ttl if mailing_list is not None else min(self._ttl, MISS_TTL)
+            self._entries[slug] = (self._clock() + ttl, mailing_list)
         return mailing_list
 
     def _read_done(self, slug: str, task: asyncio.Task[MailingList | None]) -> None:

@@ -17,6 +17,7 @@ from service.models import MailingList
 from service.subscriptions import consent_wording
 
 __all__ = [
+    "BOX_SETTINGS",
     "DEFAULTS",
     "TEXT_KEYS",
     "WIDGET_TEXTS",
@@ -133,6 +134,9 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "button": _text(40),
     "success": _text(300),
 }
+
+
+BOX_SETTINGS = tuple(_CHECKS)
 
 
 def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:

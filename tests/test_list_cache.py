@@ -128,3 +128,17 @@ async def test_a_read_under_way_when_the_cache_is_cleared_is_not_kept(db: Databa
     with counting_list_reads(db) as reads:
         await cache.get("daily")
         assert len(reads) == 1  # what the earlier read found was not kept
+
+
+async def test_a_list_created_elsewhere_is_found_within_a_fraction_of_a_second(
+    db: Database,
+) -> None:
+    from service.lists import MISS_TTL, create_list
+
+    clock = Clock()
+    cache = ListCache(db, ttl=2.0, clock=clock)
+    assert await cache.get("evening") is None
+    await create_list(db, slug="evening", name="Evening", origins=[])  # another process
+    clock.now += MISS_TTL  # a miss is not kept for a whole ttl, nor answered stale
+    found = await cache.get("evening")
+    assert found is not None and found.name == "Evening"

@@ -14,7 +14,8 @@ __all__ = ["build_parser", "main"]
 
 DESCRIPTION = """\
 Self-hosted newsletter signups: an embeddable subscribe box, double opt-in emails,
-one-click unsubscribe. Configure with NEWSLETTER_* environment variables (see README).
+one-click unsubscribe. Configure with NEWSLETTER_* environment variables (see
+docs/operations.md).
 """
 
 

@@ -57,13 +57,15 @@ def _lists_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _lists_snippet(settings: Settings, args: argparse.Namespace) -> int:
-    from service.web.assets import snippet
+    from service.web.assets import fallback, snippet
 
     async def job(db: Database) -> int:
-        if await get_list(db, args.slug) is None:
+        mailing_list = await get_list(db, args.slug)
+        if mailing_list is None:
             print(f"error: there is no list {args.slug!r}", file=sys.stderr)
             return 1
         print(snippet(settings.base_url, args.slug))
+        print(fallback(settings.base_url, args.slug, mailing_list.name, mailing_list.language))
         return 0
 
     return run_with_db(settings, job)
@@ -94,13 +96,17 @@ SET_HELP = """KEY=VALUE pairs. List fields: name, origins (comma-separated), lan
 consent_text, double_opt_in (true/false). Box settings: title, text, button, success,
 position (bottom-right, bottom-left, bottom-center), theme (light, dark, auto), accent
 (#rrggbb), trigger (delay, scroll, exit, immediate, inline), delay (seconds), scroll
-(percent), dismissDays, nameField (true/false), consentCheckbox (true/false), privacyUrl.
+(percent), dismissDays, nameField (true/false), consentCheckbox (true/false), privacyUrl,
+proofOfWork (true/false: every signup solves a small puzzle first).
 """
 
 
 def register(commands: Any) -> None:
     lists = commands.add_parser(
-        "lists", help="create and show mailing lists", description="Create and show mailing lists."
+        "lists",
+        help="create, show and change mailing lists; print their embed snippet",
+        description="Create, show and change mailing lists, and print the snippet that puts "
+        "a list's subscribe box on a page.",
     )
     list_commands = lists.add_subparsers(dest="lists_command", metavar="COMMAND")
     create = list_commands.add_parser(
@@ -137,7 +143,8 @@ def register(commands: Any) -> None:
     snip = list_commands.add_parser(
         "snippet",
         help="print the embed snippet of a list",
-        description="Print the one line of HTML that puts the subscribe box on a page.",
+        description="Print the one line of HTML that puts the subscribe box on a page, and a "
+        "<noscript> link to the hosted signup page for readers without JavaScript.",
     )
     snip.add_argument("slug")
     snip.set_defaults(handler=_lists_snippet)

@@ -9,7 +9,11 @@ import hashlib
 from dataclasses import dataclass
 from importlib.resources import files
 
-__all__ = ["WidgetAsset", "pow_solver", "snippet", "widget_asset"]
+from markupsafe import escape
+
+from service.i18n import texts
+
+__all__ = ["WidgetAsset", "fallback", "pow_solver", "snippet", "widget_asset"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +48,9 @@ def widget_asset() -> WidgetAsset:
 def snippet(base_url: str, slug: str) -> str:
     """The one line a site owner pastes next to their articles."""
     return f'<script src="{base_url}/widget.js" data-list="{slug}" async></script>'
+
+
+def fallback(base_url: str, slug: str, list_name: str, language: str) -> str:
+    """For readers without JavaScript: a link to the hosted signup page, pasted beside."""
+    words = escape(f"{list_name}: {texts(language)['button']}")
+    return f'<noscript><a href="{base_url}/subscribe/{slug}">{words}</a></noscript>'
