@@ -57,6 +57,7 @@ EN = {
     "result_ok_text": "Please check your inbox and click the link to confirm your subscription.",
     "result_spam": "No email after a few minutes? Look in your spam folder.",
     "result_error_title": "Your signup did not go through",
+    "back_to_site": "Back to {site}",
     "result_fix": "Please correct it and try again.",
     "needs_javascript": "To keep robots out, this list's signup form needs JavaScript: please "
     "turn it on in your browser and try again.",
@@ -135,6 +136,7 @@ DE = {
     "den Link.",
     "result_spam": "Nach ein paar Minuten noch keine E-Mail? Sehen Sie im Spam-Ordner nach.",
     "result_error_title": "Ihre Anmeldung hat nicht geklappt",
+    "back_to_site": "Zurück zu {site}",
     "result_fix": "Bitte korrigieren Sie die Angaben und versuchen Sie es noch einmal.",
     "needs_javascript": "Zum Schutz vor Robotern braucht das Anmeldeformular dieser Liste "
     "JavaScript: Bitte schalten Sie es in Ihrem Browser ein und versuchen Sie es noch einmal.",
@@ -212,6 +214,7 @@ FR = {
     "result_spam": "Pas d'e-mail après quelques minutes ? Regardez dans vos courriers "
     "indésirables.",
     "result_error_title": "Votre inscription n'a pas abouti",
+    "back_to_site": "Retour à {site}",
     "result_fix": "Veuillez corriger et réessayer.",
     "needs_javascript": "Pour tenir les robots à l'écart, le formulaire d'inscription de cette "
     "liste a besoin de JavaScript : veuillez l'activer dans votre navigateur et réessayer.",

@@ -16,9 +16,9 @@ from service.errors import Refusal
 from service.i18n import texts
 from service.models import MailingList
 from service.state import AppRequest
-from service.subscriptions import RequestOrigin
 from service.web import cors
 from service.web.bodies import read_fields
+from service.web.caller import caller
 from service.web.negotiation import wants_html
 from service.web.refusals import as_json, headers_for
 from service.web.responses import page
@@ -31,11 +31,6 @@ ACCEPTED_BODY = {
     "message": "Thanks! Please check your inbox and click the link to confirm your subscription.",
 }
 ACCEPTED_JSON = JSONResponse(ACCEPTED_BODY).body  # the same bytes for every signup
-
-
-def caller(request: AppRequest) -> RequestOrigin:
-    client = request.client.host if request.client else None
-    return RequestOrigin(ip=client, user_agent=request.headers.get("user-agent"))
 
 
 async def subscribe(request: AppRequest) -> Response:
@@ -76,7 +71,7 @@ def _answer(
             "ok": refusal is None,
             "message": message,
             "errors": refusal.fields if refusal is not None else {},
-            "back_url": f"/subscribe/{mailing_list.slug}",
+            "back_url": f"/subscribe/{mailing_list.slug}" if refusal is not None else "",
         },
         status=202 if refusal is None else refusal.status,
         headers=headers_for(refusal, headers) if refusal is not None else headers,

@@ -7,25 +7,17 @@ Invalid, expired and used links all get the same page.
 
 from __future__ import annotations
 
-from markupsafe import Markup
-from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from service.state import AppRequest
-from service.subscriptions import LinkTarget, RequestOrigin
-from service.web.assets import pow_solver
+from service.subscriptions import LinkTarget
+from service.web.caller import caller
 from service.web.responses import TOKEN_PAGE_HEADERS, page
-from service.widget_settings import effective
 
 __all__ = ["routes"]
 
 ONE_CLICK = "One-Click"
-
-
-def _origin(request: AppRequest) -> RequestOrigin:
-    client = request.client.host if request.client else None
-    return RequestOrigin(ip=client, user_agent=request.headers.get("user-agent"))
 
 
 def _link_page(request: AppRequest, template: str, target: LinkTarget | None) -> Response:
@@ -41,7 +33,7 @@ async def confirm(request: AppRequest) -> Response:
     subscriptions = request.state["subscriptions"]
     if request.method == "GET":
         return _link_page(request, "pages/confirm.html", await subscriptions.confirm_target(token))
-    target = await subscriptions.confirm(token, _origin(request))
+    target = await subscriptions.confirm(token, caller(request))
     if target is not None:
         request.state["metrics"].confirms.inc()
     return _link_page(request, "pages/confirmed.html", target)
@@ -61,41 +53,10 @@ async def unsubscribe(request: AppRequest) -> Response:
         form = await request.form(max_files=0, max_fields=10)
         if form.get("List-Unsubscribe") == ONE_CLICK:
             method = "one-click"
-    target = await subscriptions.unsubscribe(token, _origin(request), method=method)
+    target = await subscriptions.unsubscribe(token, caller(request), method=method)
     if target is not None:
         request.state["metrics"].unsubscribes.labels(method).inc()
     return _link_page(request, "pages/unsubscribed.html", target)
-
-
-async def subscribe_page(request: AppRequest) -> Response:
-    """The box as a plain page: works without JavaScript, and is a link to share."""
-    slug = request.path_params["slug"]
-    mailing_list = await request.state["lists"].get(slug)
-    if mailing_list is None:
-        raise HTTPException(404, f"There is no list {slug!r}.")
-    settings = effective(mailing_list)
-    # Proof of work: the challenge comes with the page and its script solves it, where the
-    # list asks for one, and wherever a quick reader's signup may be asked for one.
-    needs_pow = settings["proofOfWork"] or request.state["settings"].min_fill_time > 0
-    pow = request.state["challenges"].make(mailing_list.slug) if needs_pow else None
-    return page(
-        request,
-        "pages/subscribe.html",
-        {
-            "slug": mailing_list.slug,
-            "list_name": mailing_list.name,
-            "settings": settings,
-            # When the page was served, signed: a bot posting back at once is caught.
-            "form_stamp": request.state["stamps"].make(mailing_list.slug),
-            "pow": pow,
-            # Our own script, from the package: not escaped, placed in a nonce'd <script>.
-            "pow_solver": Markup(pow_solver()) if pow else "",  # noqa: S704 - see above
-        },
-        language=mailing_list.language,
-        # Under no-referrer, browsers send "Origin: null" with the form's POST; the API
-        # must see this service's own origin to accept it.
-        headers={"Referrer-Policy": "strict-origin-when-cross-origin"},
-    )
 
 
 async def home(request: AppRequest) -> Response:
@@ -113,7 +74,6 @@ async def robots(request: AppRequest) -> Response:
 routes = [
     Route("/", home, methods=["GET"]),
     Route("/robots.txt", robots, methods=["GET"]),
-    Route("/subscribe/{slug}", subscribe_page, methods=["GET"]),
     Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
     Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
 ]
