@@ -31,7 +31,7 @@ from service.db import Database
 from service.demo import ArticleServer, render_article
 from service.lists import create_list
 from service.settings import Settings
-from service.web.widget import snippet, widget_asset
+from service.web.assets import snippet, widget_asset
 
 BUDGET_GZIP = 6 * 1024
 

@@ -44,7 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"newsletter: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    result: int = handler(settings, args)
+    try:
+        result: int = handler(settings, args)
+    except KeyboardInterrupt:  # Ctrl+C: the server has stopped cleanly; no traceback
+        return 130
     return result
 
 
