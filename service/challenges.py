@@ -29,9 +29,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.dialects import postgresql, sqlite
-
-from service.db import Database
+from service.db import Database, insert_or_ignore
 from service.errors import Refusal
 from service.models import UsedChallenge
 from service.signing import Signer
@@ -162,11 +160,9 @@ def solve(challenge: str, difficulty: int) -> str:
 
 async def spend(db: Database, proof: Proof) -> None:
     """Remember the challenge as used, or ChallengeRefused if it already was (a replay)."""
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
     insert = (
-        dialect.insert(UsedChallenge)
+        insert_or_ignore(db, UsedChallenge)
         .values(digest=proof.digest, expires_at=proof.expires_at)
-        .on_conflict_do_nothing()
         .returning(UsedChallenge.digest)
     )
     async with db.write() as session:

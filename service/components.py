@@ -20,6 +20,7 @@ from service.settings import Settings
 from service.signups import Signups
 from service.subscriptions import Subscriptions
 from service.tokens import TokenSigner
+from service.wakeup import Wakeup
 from service.worker import OutboxWorker
 
 __all__ = ["Components", "assemble"]
@@ -56,17 +57,17 @@ async def assemble(
     else:
         mailer = SMTPMailer(settings)
 
-    def wake() -> None:
-        worker.wake()
-
+    wakeup = Wakeup()  # the intake sets it, the worker waits on it
     subscriptions = Subscriptions(db, settings, signer, emails)
-    intake = Intake(db, settings, subscriptions, metrics, wake)
+    intake = Intake(db, settings, subscriptions, metrics, wakeup)
     worker = OutboxWorker(
         db,
         CountingMailer(mailer, metrics),
         emails,
         settings,
-        chores=[intake.process, Housekeeping(db, settings)],
+        intake=intake,
+        housekeeping=Housekeeping(db, settings),
+        wakeup=wakeup,
     )
     challenges = Challenges(key, settings.pow_difficulty, settings.pow_lifetime)
     stamps = FormStamps(key)

@@ -16,21 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import limits
-from service.db import Database
+from service.db import Database, Write, Writes, run
 from service.metrics import Metrics
 from service.models import MailingList, SignupRequest, utcnow
 from service.settings import Settings
 from service.subscriptions import Outcome, RequestOrigin, Signup, Subscriptions
+from service.wakeup import Wakeup
 
 __all__ = ["Intake", "Refused"]
 
@@ -66,13 +65,13 @@ class Intake:
         settings: Settings,
         subscriptions: Subscriptions,
         metrics: Metrics,
-        wake_worker: Callable[[], None] = lambda: None,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
         self._subscriptions = subscriptions
         self._metrics = metrics
-        self._wake_worker = wake_worker  # a signup is waiting, or mail was queued
+        self._wakeup = wakeup or Wakeup()  # set: a signup is waiting, or mail was queued
         self._waiting: list[_Ask] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -98,7 +97,7 @@ class Intake:
             self._writer = asyncio.create_task(self._write_waiting(), name="signup-writer")
         refused = await asyncio.shield(ask.answer)
         if refused is None:
-            self._wake_worker()
+            self._wakeup.set()
         elif refused.scope == "client":
             self._metrics.rate_limited.labels("client").inc()
             log.info("signup refused: client %s over its rate limit", origin.ip)
@@ -130,9 +129,9 @@ class Intake:
                 ask.answer.set_result(answer)
 
     async def _write(self, batch: list[_Ask]) -> list[Refused | None]:
-        return await self._db.write_sync(partial(self._write_in, batch, utcnow()))
+        return await self._db.write_batch(partial(self._store, batch, utcnow()))
 
-    def _write_in(self, batch: list[_Ask], now: datetime, conn: Connection) -> list[Refused | None]:
+    def _store(self, batch: list[_Ask], now: datetime) -> Writes[list[Refused | None]]:
         """Count the batch's rate limits and store the signups they allow, in one transaction
         (one statement for the counters, one for the rows)."""
         answers: list[Refused | None] = [None] * len(batch)
@@ -140,7 +139,7 @@ class Intake:
         rates = self._settings.rate_limit_ip, self._settings.rate_limit_list
         # One hit per signup and scope; `add` counts a key's hits together, in this order.
         hits = [(key, 1, r) for both in keys for key, r in zip(both, rates, strict=True)]
-        waits = limits.add(conn, hits, now)
+        waits = yield from limits.add(hits, now)
         seen: Counter[str] = Counter()
         for i, ask_keys in enumerate(keys):
             for scope, key in zip(("client", "list"), ask_keys, strict=True):
@@ -163,7 +162,7 @@ class Intake:
             if answer is None
         ]
         if rows:
-            conn.execute(insert(SignupRequest), rows)
+            yield Write(insert(SignupRequest), rows)
         return answers
 
     async def process(self) -> int:
@@ -205,7 +204,7 @@ class Intake:
             if outcome is Outcome.THROTTLED:
                 self._metrics.signups_dropped.labels("inbox-limit").inc()
         if Outcome.QUEUED in outcomes:
-            self._wake_worker()
+            self._wakeup.set()
         return len(rows)
 
     async def _confirmations_left(self) -> int:
@@ -214,7 +213,7 @@ class Intake:
         room = BATCH
         async with self._db.read() as session:
             for rate in self._settings.rate_limit_confirmations:
-                left = rate.hits - await session.run_sync(limits.count, CONFIRMATIONS, rate, now)
+                left = rate.hits - await run(session, limits.count(CONFIRMATIONS, rate, now))
                 room = min(room, left)
         if room <= 0:
             log.warning("service-wide confirmation cap reached; signups wait for the next window")
@@ -233,7 +232,8 @@ class Intake:
             received_at=row.received_at,
         )
         if outcome is Outcome.QUEUED:
-            await session.run_sync(
-                limits.hit, CONFIRMATIONS, self._settings.rate_limit_confirmations, utcnow()
+            await run(
+                session,
+                limits.add_one(CONFIRMATIONS, self._settings.rate_limit_confirmations, utcnow()),
             )
         return outcome

@@ -11,9 +11,8 @@ import logging
 import secrets
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from service.db import Database
+from service.db import Database, insert_or_ignore
 from service.models import Meta
 from service.settings import Settings
 
@@ -27,10 +26,9 @@ _KEY = "generated_secret_key"
 async def signing_key(settings: Settings, db: Database) -> str:
     if settings.secret_key:
         return settings.secret_key.reveal()
-    insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
     async with db.write() as session:
         await session.execute(
-            insert(Meta).values(key=_KEY, value=secrets.token_urlsafe(48)).on_conflict_do_nothing()
+            insert_or_ignore(db, Meta).values(key=_KEY, value=secrets.token_urlsafe(48))
         )
         value = await session.scalar(select(Meta.value).where(Meta.key == _KEY))
     log.warning(

@@ -17,14 +17,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql import Executable
 
+from service.db import Write, Writes, run_sync, upsert
 from service.models import RateCounter
 
-__all__ = ["Rate", "add", "canonical_address", "count", "hit", "parse_rates", "retry_after"]
+__all__ = [
+    "Rate",
+    "add",
+    "add_one",
+    "canonical_address",
+    "count",
+    "hit",
+    "parse_rates",
+    "retry_after",
+]
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
 
@@ -55,16 +63,14 @@ def parse_rates(value: str) -> tuple[Rate, ...]:
 
 
 def add(
-    conn: Connection | Session,
-    hits: Iterable[tuple[str, int, tuple[Rate, ...]]],
-    now: datetime,
-) -> dict[str, list[float | None]]:
+    hits: Iterable[tuple[str, int, tuple[Rate, ...]]], now: datetime
+) -> Writes[dict[str, list[float | None]]]:
     """Count hits on several keys, each ``(key, how many, its rates)``, in one statement.
 
     For each key, one entry per hit in order: None if every rate allows it, else the
-    seconds until it would be allowed. Synchronous, so that a batch of signups can be
-    counted inside one trip to the database (see `Database.write_sync`); async code
-    calls it through ``session.run_sync``.
+    seconds until it would be allowed. A batch of writes (see `service.db.batch`), so that
+    a batch of signups can be counted and stored in one trip (`Database.write_batch`);
+    in a session's transaction, ``await run(session, add(...))``.
     """
     stamp = now.timestamp()
     merged: dict[str, tuple[int, tuple[Rate, ...]]] = {}
@@ -85,9 +91,7 @@ def add(
     waits: dict[str, list[float | None]] = {key: [None] * count for key, count, _ in asked}
     if not rows:
         return waits
-    if isinstance(conn, Session):
-        conn = conn.connection()  # Core: the ORM's bulk-insert handling is not needed
-    result = conn.execute(_upsert(conn.dialect.name), list(rows.values()))
+    result = yield Write(_count_hits, list(rows.values()))
     totals: dict[str, int] = {row.key: row.hits for row in result}
     for key, count, rates in asked:
         for rate in rates:
@@ -100,32 +104,35 @@ def add(
 
 
 @functools.cache
-def _upsert(dialect_name: str) -> ReturningInsert[tuple[str, int]]:
+def _count_hits(dialect: str) -> Executable:
     """The counting statement, built once: building one costs more than running it."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    insert = dialect.insert(RateCounter)
-    upsert: ReturningInsert[tuple[str, int]] = insert.on_conflict_do_update(
-        index_elements=[RateCounter.key, RateCounter.window_start],
-        set_={"hits": RateCounter.hits + insert.excluded.hits},
+    return upsert(
+        dialect,
+        RateCounter,
+        key=[RateCounter.key, RateCounter.window_start],
+        set_=lambda new: {"hits": RateCounter.hits + new.hits},
     ).returning(RateCounter.key, RateCounter.hits)
-    return upsert
 
 
-def hit(
-    conn: Connection | Session, key: str, rates: tuple[Rate, ...], now: datetime
-) -> float | None:
+def add_one(key: str, rates: tuple[Rate, ...], now: datetime) -> Writes[float | None]:
     """Count one hit on ``key``; None if every rate allows it, else seconds to wait."""
-    return add(conn, [(key, 1, rates)], now)[key][0]
+    return (yield from add([(key, 1, rates)], now))[key][0]
 
 
-def count(conn: Connection | Session, key: str, rate: Rate, now: datetime) -> int:
+def hit(session: Session, key: str, rates: tuple[Rate, ...], now: datetime) -> float | None:
+    """`add_one`, for callers that reach it through ``AsyncSession.run_sync``; new code
+    writes ``await run(session, add_one(key, rates, now))``."""
+    return run_sync(session, add_one(key, rates, now))
+
+
+def count(key: str, rate: Rate, now: datetime) -> Writes[int]:
     """Hits on ``key`` in the current window of ``rate``, without adding one."""
-    found = conn.execute(
+    found = yield Write(
         select(func.coalesce(func.sum(RateCounter.hits), 0))
         .where(RateCounter.key == _counter(key, rate))
         .where(RateCounter.window_start == _window(now.timestamp(), rate))
-    ).scalar()
-    return int(found or 0)
+    )
+    return int(found.scalar() or 0)
 
 
 def _counter(key: str, rate: Rate) -> str:

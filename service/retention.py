@@ -108,15 +108,15 @@ async def _remove(session: AsyncSession, found: Sequence[Row[int, int]]) -> int:
 
 
 class Housekeeping:
-    """A worker chore: purge now and then (every worker may; the deletes don't conflict)."""
+    """The worker's housekeeping: purge now and then (every worker may; the deletes don't
+    conflict)."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
         self._settings = settings
         self._next = 0.0
 
-    async def __call__(self) -> int:
+    async def __call__(self) -> None:
         if time.monotonic() >= self._next:
             self._next = time.monotonic() + EVERY
             await purge(self._db, self._settings)
-        return 0  # never a reason to loop again at once

@@ -1,5 +1,10 @@
-"""Drain the outbox: claim due rows, send each, retry temporary failures with backoff.
+"""The worker: act on the signups taken in, drain the outbox, keep house; then wait.
 
+Its loop runs those three steps in turn, and when none had anything to do, waits for the
+wake-up signal (`service.wakeup`: a signup was taken in, or mail queued, in this process)
+or the next poll (``NEWSLETTER_WORKER_POLL_INTERVAL``).
+
+Draining the outbox: claim due rows, send each, retry temporary failures with backoff.
 A claim is one ``UPDATE ... RETURNING`` that moves due rows to ``sending`` with a lease
 (``NEWSLETTER_WORKER_LEASE``); on PostgreSQL its subquery also takes ``FOR UPDATE SKIP
 LOCKED``, so any number of workers (the one in the server and ``newsletter worker``
@@ -23,6 +28,8 @@ round trip:
   row is marked right after the 250, and a worker renews its lease (compare-and-set)
   before each send once half of it has passed, skipping rows it has lost.
 
+(`_MarkWhileSending` and `_SendThenMark` below; `Database.per_backend` picks the one.)
+
 Such a resend carries the same Message-ID, which receiving systems use to drop repeats.
 """
 
@@ -34,20 +41,23 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Protocol
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 
 from service.db import Database
 from service.emails import Emails
+from service.intake import Intake
 from service.mail.senders import DeliveryError, Mailer
 from service.models import MailingList, OutboxMessage, OutboxStatus, Subscription, utcnow
+from service.retention import Housekeeping
 from service.settings import Settings
+from service.wakeup import Wakeup
 
-__all__ = ["Chore", "OutboxWorker"]
+__all__ = ["OutboxWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +68,10 @@ class _NotSent(Exception):
     """Rolls back the PostgreSQL "sent" mark of a message the server did not accept."""
 
 
-class Chore(Protocol):
-    """Work the worker does besides sending: returns how much it did (0: nothing waiting)."""
-
-    async def __call__(self) -> int: ...
-
-
 class OutboxWorker:
+    """The worker's loop: act on the signups taken in, drain the outbox, keep house; then
+    wait for the wake-up signal or the next poll, unless there was work."""
+
     def __init__(
         self,
         db: Database,
@@ -72,42 +79,56 @@ class OutboxWorker:
         emails: Emails,
         settings: Settings,
         *,
-        chores: Sequence[Chore] = (),
+        intake: Intake | None = None,
+        housekeeping: Housekeeping | None = None,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self._db = db
         self._mailer = mailer
         self._emails = emails
         self._settings = settings
-        self._chores = tuple(chores)
-        self._wake = asyncio.Event()
+        self._intake = intake
+        self._housekeeping = housekeeping
+        self._wakeup = wakeup or Wakeup()
+        sqlite: _Delivery = _SendThenMark(db, settings.worker_lease, self._send, self._mark_sent)
+        postgresql: _Delivery = _MarkWhileSending(db, self._send, self._mark_sent)
+        self._delivery = db.per_backend(sqlite=sqlite, postgresql=postgresql)
         self._stopping = False
 
     def wake(self) -> None:
         """Something was queued: look now instead of at the next poll."""
-        self._wake.set()
+        self._wakeup.set()
 
     async def run(self) -> None:
         log.info("outbox worker started")
         while not self._stopping:
             try:
-                sent = 0
-                for chore in self._chores:
-                    sent += await chore()
-                sent += await self.drain_once()
+                done = await self.act_on_signups()
+                done += await self.drain_once()
+                await self.keep_house()
             except Exception:
                 log.exception("outbox worker: unexpected error; retrying shortly")
-                sent = 0
-            if sent or self._stopping:
+                done = 0
+            if done or self._stopping:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.worker_poll_interval)
+                async with asyncio.timeout(self._settings.worker_poll_interval):
+                    await self._wakeup.wait()
         log.info("outbox worker stopped")
+
+    async def act_on_signups(self) -> int:
+        """Act on a batch of the signups the web service took in; how many."""
+        return await self._intake.process() if self._intake is not None else 0
+
+    async def keep_house(self) -> None:
+        """Purge what is kept no longer (now and then; see `Housekeeping`)."""
+        if self._housekeeping is not None:
+            await self._housekeeping()
 
     def stop(self) -> None:
         """Finish the message in hand, then return from ``run``."""
         self._stopping = True
-        self._wake.set()
+        self._wakeup.set()
 
     async def drain_once(self) -> int:
         """Claim one batch of due messages and try each once; the number handled."""
@@ -149,11 +170,10 @@ class OutboxWorker:
             )
             .order_by(OutboxMessage.next_attempt_at)
             .limit(BATCH)
-            .with_for_update(skip_locked=True)
         )
         claim = (
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(due.scalar_subquery()))
+            .where(OutboxMessage.id.in_(self._delivery.claimable(due).scalar_subquery()))
             .values(
                 status=OutboxStatus.SENDING,
                 lease_until=now + timedelta(seconds=self._settings.worker_lease),
@@ -190,14 +210,7 @@ class OutboxWorker:
             log.exception("outbox %s: could not build the message", row.id)
             await self._finish(row, OutboxStatus.FAILED, f"could not build message: {exc}")
             return
-        if self._db.is_sqlite:
-            if not await self._still_ours(row, claimed_at):
-                return
-            error = await self._send(row, message)
-            if error is None:
-                await self._mark_sent(row)
-        else:
-            error = await self._send_marked(row, message)
+        error = await self._delivery(row, message, claimed_at)
         if error is not None:
             await self._failed_attempt(row, error)
 
@@ -210,59 +223,6 @@ class OutboxWorker:
             log.exception("outbox %s: unexpected error while sending", row.id)
             return DeliveryError(repr(exc), permanent=False)
         return None
-
-    async def _send_marked(self, row: OutboxMessage, message: EmailMessage) -> DeliveryError | None:
-        """PostgreSQL: mark sent, send, commit on the 250; roll back if it was not accepted."""
-        error: DeliveryError | None = None
-        accepted = False
-        try:
-            async with self._db.sessions() as session, session.begin():
-                ours = await session.scalar(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == row.id)
-                    .where(OutboxMessage.status == OutboxStatus.SENDING)
-                    .where(OutboxMessage.lease_until == row.lease_until)
-                    .values(status=OutboxStatus.SENT, sent_at=utcnow(), lease_until=None)
-                    .returning(OutboxMessage.id)
-                )
-                if ours is None:
-                    log.warning("outbox %s: lease ran out and another worker has it", row.id)
-                    return None
-                error = await self._send(row, message)
-                if error is not None:
-                    raise _NotSent
-                accepted = True
-        except _NotSent:
-            return error
-        except Exception:
-            if not accepted:
-                raise  # nothing went out; the row comes back when its lease runs out
-            log.exception("outbox %s: sent, but could not record it; retrying", row.id)
-            await self._mark_sent(row)
-            return None
-        log.info("outbox %s: sent %s (attempt %s)", row.id, row.template, row.attempts)
-        return None
-
-    async def _still_ours(self, row: OutboxMessage, claimed_at: float) -> bool:
-        """SQLite: past half the lease, renew it, unless another worker has taken the row."""
-        lease = self._settings.worker_lease
-        if time.monotonic() - claimed_at < lease / 2:
-            return True
-        renewed = utcnow() + timedelta(seconds=lease)
-        async with self._db.write() as session:
-            ours = await session.scalar(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == row.id)
-                .where(OutboxMessage.status == OutboxStatus.SENDING)
-                .where(OutboxMessage.lease_until == row.lease_until)
-                .values(lease_until=renewed)
-                .returning(OutboxMessage.id)
-            )
-        if ours is None:
-            log.warning("outbox %s: lease ran out and another worker has it", row.id)
-            return False
-        row.lease_until = renewed
-        return True
 
     async def _failed_attempt(self, row: OutboxMessage, error: DeliveryError) -> None:
         now = utcnow()
@@ -339,3 +299,112 @@ class OutboxWorker:
                     attempts=OutboxMessage.attempts - 1,
                 )
             )
+
+
+_Send = Callable[[OutboxMessage, EmailMessage], Awaitable[DeliveryError | None]]
+_Record = Callable[[OutboxMessage], Awaitable[None]]
+
+
+class _Delivery(Protocol):
+    """How rows are claimed and a message is sent and recorded: what differs by backend."""
+
+    def claimable(self, due: Select[int]) -> Select[int]:
+        """Of the due rows, those this worker may claim."""
+        ...
+
+    async def __call__(
+        self, row: OutboxMessage, message: EmailMessage, claimed_at: float
+    ) -> DeliveryError | None:
+        """Send ``message``, recording it as sent if it was; the error if it was not."""
+        ...
+
+
+class _MarkWhileSending:
+    """PostgreSQL: mark sent, send, commit on the 250; roll back if it was not accepted."""
+
+    def __init__(self, db: Database, send: _Send, mark_sent: _Record) -> None:
+        self._db = db
+        self._send = send
+        self._mark_sent = mark_sent
+
+    def claimable(self, due: Select[int]) -> Select[int]:
+        # Rows another worker's claim is taking are skipped, not waited for.
+        return due.with_for_update(skip_locked=True)
+
+    async def __call__(
+        self, row: OutboxMessage, message: EmailMessage, claimed_at: float
+    ) -> DeliveryError | None:
+        error: DeliveryError | None = None
+        accepted = False
+        try:
+            async with self._db.sessions() as session, session.begin():
+                ours = await session.scalar(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row.id)
+                    .where(OutboxMessage.status == OutboxStatus.SENDING)
+                    .where(OutboxMessage.lease_until == row.lease_until)
+                    .values(status=OutboxStatus.SENT, sent_at=utcnow(), lease_until=None)
+                    .returning(OutboxMessage.id)
+                )
+                if ours is None:
+                    log.warning("outbox %s: lease ran out and another worker has it", row.id)
+                    return None
+                error = await self._send(row, message)
+                if error is not None:
+                    raise _NotSent
+                accepted = True
+        except _NotSent:
+            return error
+        except Exception:
+            if not accepted:
+                raise  # nothing went out; the row comes back when its lease runs out
+            log.exception("outbox %s: sent, but could not record it; retrying", row.id)
+            await self._mark_sent(row)
+            return None
+        log.info("outbox %s: sent %s (attempt %s)", row.id, row.template, row.attempts)
+        return None
+
+
+class _SendThenMark:
+    """SQLite: one writer at a time, so no transaction stays open across a send. Renew the
+    lease once half of it has passed (unless another worker has taken the row), send, and
+    mark the row sent right after the 250."""
+
+    def __init__(self, db: Database, lease: float, send: _Send, mark_sent: _Record) -> None:
+        self._db = db
+        self._lease = lease
+        self._send = send
+        self._mark_sent = mark_sent
+
+    def claimable(self, due: Select[int]) -> Select[int]:
+        # The claim's write transaction holds SQLite's one write lock: claims never overlap.
+        return due
+
+    async def __call__(
+        self, row: OutboxMessage, message: EmailMessage, claimed_at: float
+    ) -> DeliveryError | None:
+        if not await self._still_ours(row, claimed_at):
+            return None
+        error = await self._send(row, message)
+        if error is None:
+            await self._mark_sent(row)
+        return error
+
+    async def _still_ours(self, row: OutboxMessage, claimed_at: float) -> bool:
+        if time.monotonic() - claimed_at < self._lease / 2:
+            return True
+        renewed = utcnow() + timedelta(seconds=self._lease)
+        async with self._db.write() as session:
+            ours = await session.scalar(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id)
+                .where(OutboxMessage.status == OutboxStatus.SENDING)
+                .where(OutboxMessage.lease_until == row.lease_until)
+                .values(lease_until=renewed)
+                .returning(OutboxMessage.id)
+            )
+        if ours is None:
+            log.warning("outbox %s: lease ran out and another worker has it", row.id)
+            return False
+        row.lease_until = renewed
+        return True

@@ -22,8 +22,8 @@ from starlette.applications import Starlette
 from support import fresh_postgres_database, make_list, migrate, serve_app
 
 from service.db import Database, SchemaStatus
+from service.db.schema import BASELINE, head
 from service.models import Base
-from service.schema import BASELINE, head
 from service.settings import Settings
 from service.web import health
 

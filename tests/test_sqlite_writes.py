@@ -10,18 +10,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Connection
 
 from service import limits
-from service.db import Database
+from service.db import Database, Writes
+from service.db.sqlite import CHECKPOINT_EVERY, checkpoint, configure
 from service.limits import Rate
-from service.sqlite import CHECKPOINT_EVERY, checkpoint, configure
 
 RATES = (Rate(5, 60),)
 
 
-def count_a_hit(conn: Connection) -> float | None:
-    return limits.hit(conn, "client:203.0.113.9", RATES, datetime.now(UTC))
+def count_a_hit() -> Writes[float | None]:
+    return limits.add_one("client:203.0.113.9", RATES, datetime.now(UTC))
 
 
 async def migrated(tmp_path: Path) -> tuple[Database, Path]:
@@ -40,7 +39,7 @@ def stored_hits(path: Path) -> int:
 async def test_batched_writes_count_and_commit(tmp_path: Path) -> None:
     db, path = await migrated(tmp_path)
     try:
-        waits = [await db.write_sync(count_a_hit) for _ in range(7)]
+        waits = [await db.write_batch(count_a_hit) for _ in range(7)]
         assert waits[:5] == [None] * 5
         assert all(wait is not None and 0 < wait <= 61 for wait in waits[5:])
         assert stored_hits(path) == 7
@@ -52,12 +51,12 @@ async def test_a_batch_waits_off_the_loop_while_another_process_holds_the_lock(
     tmp_path: Path,
 ) -> None:
     db, path = await migrated(tmp_path)
-    await db.write_sync(count_a_hit)  # the loop's connection is open
+    await db.write_batch(count_a_hit)  # the loop's connection is open
     other = sqlite3.connect(path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # as another process's writer would
         other.execute("DELETE FROM rate_counters")
-        writing = asyncio.ensure_future(db.write_sync(count_a_hit))
+        writing = asyncio.ensure_future(db.write_batch(count_a_hit))
 
         # The event loop goes on meanwhile: the batch waits in a thread, not on the loop.
         started = time.monotonic()
@@ -70,7 +69,7 @@ async def test_a_batch_waits_off_the_loop_while_another_process_holds_the_lock(
         assert await asyncio.wait_for(writing, 10) is None
         assert stored_hits(path) == 1  # written after the other writer's delete
 
-        await db.write_sync(count_a_hit)  # and the loop's connection is still good
+        await db.write_batch(count_a_hit)  # and the loop's connection is still good
         assert stored_hits(path) == 2
     finally:
         other.close()
@@ -82,7 +81,7 @@ async def test_the_wal_starts_over_while_batches_keep_coming(tmp_path: Path) -> 
     try:
         commits = 10 * CHECKPOINT_EVERY
         for _ in range(commits):
-            await db.write_sync(count_a_hit)
+            await db.write_batch(count_a_hit)
         # Every commit appends at least one page to the WAL: had it never started over,
         # it would hold at least that many pages.
         assert (path.parent / f"{path.name}-wal").stat().st_size < commits * 4096
@@ -98,7 +97,7 @@ async def test_a_checkpoint_gives_up_soon_while_a_reader_holds_the_wal(tmp_path:
     reader = sqlite3.connect(path, isolation_level=None)
     try:
         for _ in range(10):
-            await db.write_sync(count_a_hit)
+            await db.write_batch(count_a_hit)
         reader.execute("BEGIN")  # e.g. an export, reading what was just written
         reader.execute("SELECT count(*) FROM rate_counters").fetchone()
 

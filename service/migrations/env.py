@@ -1,6 +1,6 @@
 """Alembic environment: migrations run on the connection the service passes in.
 
-``service.schema`` builds the configuration in code and puts a synchronous connection of
+``service.db.schema`` builds the configuration in code and puts a synchronous connection of
 the service's own engine in ``config.attributes["connection"]`` (reached through
 ``AsyncConnection.run_sync``), inside a transaction it commits. Run from a checkout with
 the ``alembic`` command (``alembic.ini`` at the repository's root), there is no connection

@@ -73,7 +73,7 @@ class _Busy(Exception):
 
 
 class BatchWriter:
-    """Runs short synchronous write transactions for `Database.write_sync`.
+    """Runs short synchronous write transactions for `Database.write_batch`.
 
     Through aiosqlite every statement is a trip to its thread and back; on a busy 2-core
     machine each trip costs more than the statement. A batch of signups is a few hundred

@@ -1,9 +1,9 @@
-"""Engines per backend, and the two kinds of transaction the service uses.
+"""Engines per backend, and the kinds of transaction the service uses.
 
 SQLite's connection settings and its fast path for batched writes are in
-``service.sqlite``.
+``service.db.sqlite``.
 
-The schema comes from the Alembic migrations only (``service/schema.py``). ``migrate``
+The schema comes from the Alembic migrations only (``service.db.schema``). ``migrate``
 holds an exclusive lock while it runs (SQLite's write lock; a PostgreSQL advisory lock),
 so processes that start together migrate one after the other, the later ones finding
 nothing left to do.
@@ -16,10 +16,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -28,8 +28,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from service import schema, sqlite
-from service.schema import BASELINE, Migrated, SchemaError, SchemaStatus
+from service.db import schema, sqlite
+from service.db.batch import Writes, run, run_sync
+from service.db.schema import BASELINE, Migrated, SchemaError, SchemaStatus
 
 __all__ = ["Database", "Migrated", "SchemaError", "SchemaStatus", "make_engine"]
 
@@ -57,17 +58,29 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self.is_sqlite = engine.dialect.name == "sqlite"
+        self.dialect: Dialect = engine.dialect
+        self._sqlite = engine.dialect.name == "sqlite"
         # SQLite has one writer at a time. This process's writers queue here, in order,
         # rather than in SQLite's busy handler, which sleeps between retries (up to 100 ms
         # each) and under load turns a millisecond's wait into seconds. Other processes
         # on the same file still meet the busy timeout.
-        self._writer = asyncio.Lock() if self.is_sqlite else None
-        self._batches: sqlite.BatchWriter | None = None  # see write_sync; made on first use
+        self._writer = asyncio.Lock() if self._sqlite else None
+        # Write transactions begin with BEGIN IMMEDIATE on SQLite (see service.db.sqlite).
+        self._write_options: dict[str, Any] = {sqlite.IMMEDIATE: True} if self._sqlite else {}
+        self._batches: sqlite.BatchWriter | None = None  # see write_batch; made on first use
 
     @classmethod
     def from_url(cls, url: str) -> Database:
         return cls(make_engine(url))
+
+    def per_backend(self, *, sqlite: T, postgresql: T) -> T:
+        """The one of two ways of doing something that suits this database.
+
+        For the few things that must be done differently, not just spelled differently
+        (for SQL, see `service.db.dialect`): e.g. how the worker delivers mail, since a
+        SQLite write transaction may not stay open while a message is sent.
+        """
+        return sqlite if self._sqlite else postgresql
 
     async def migrate(self, revision: str = "head") -> Migrated:
         """Bring the schema to ``revision`` (default: the newest), in one transaction."""
@@ -118,22 +131,22 @@ class Database:
         cascade-delete the rows that refer to it. They are checked before the commit.
         """
         async with self.engine.connect() as conn:
-            if self.is_sqlite:
+            if self._sqlite:
                 await conn.run_sync(sqlite.set_foreign_keys, False)
             try:
-                await conn.execution_options(**{sqlite.IMMEDIATE: True})
+                await conn.execution_options(**self._write_options)
                 async with conn.begin():
-                    if not self.is_sqlite:
+                    if not self._sqlite:
                         await conn.execute(
                             text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
                         )
                     yield conn
-                    if self.is_sqlite:
+                    if self._sqlite:
                         broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
                         if broken:
                             raise SchemaError(f"the migration broke foreign keys: {broken[:5]}")
             finally:
-                if self.is_sqlite:
+                if self._sqlite:
                     await conn.run_sync(sqlite.set_foreign_keys, True)
 
     @asynccontextmanager
@@ -146,23 +159,26 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         async with self._writer or nullcontext(), self.sessions() as session, session.begin():
-            await session.connection(execution_options={sqlite.IMMEDIATE: True})
+            if self._write_options:
+                await session.connection(execution_options=self._write_options)
             yield session
 
-    async def write_sync(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work``, plain synchronous Core code, in one write transaction.
+    async def write_batch(self, batch: Callable[[], Writes[T]]) -> T:
+        """Run the statements ``batch()`` yields (see `service.db.batch`) in one write
+        transaction, and return what it returns.
 
-        For the hottest writes: on SQLite it skips aiosqlite's per-statement trips to its
-        thread (see `sqlite.BatchWriter`); on PostgreSQL it runs on the async engine
-        (``run_sync``), as any other write.
+        For the hottest writes: on SQLite the whole batch runs in one go, without
+        aiosqlite's trip to its thread and back for every statement (see
+        `sqlite.BatchWriter`); on PostgreSQL it runs on the async engine, as any other
+        write.
         """
-        if not self.is_sqlite:
+        if not self._sqlite:
             async with self.engine.begin() as conn:
-                return await conn.run_sync(work)
+                return await run(conn, batch())
         if self._batches is None:
             self._batches = sqlite.BatchWriter(self.engine.url, echo=bool(self.engine.echo))
         async with self._writer or nullcontext():
-            return await self._batches.run(work)
+            return await self._batches.run(lambda conn: run_sync(conn, batch()))
 
     async def dispose(self) -> None:
         try:

@@ -39,7 +39,7 @@ __all__ = [
     "upgrade",
 ]
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 BASELINE = "0001"  # the first revision: the schema the service had before migrations
 VERSION_TABLE = "alembic_version"
 
