@@ -10,10 +10,7 @@ boundary, which is the price of one row per key and window.
 from __future__ import annotations
 
 import functools
-import math
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -22,44 +19,15 @@ from sqlalchemy.sql import Executable
 
 from service.db import Write, Writes, run_sync, upsert
 from service.models import RateCounter
+from service.settings import Rate
 
 __all__ = [
-    "Rate",
     "add",
     "add_one",
     "canonical_address",
     "count",
     "hit",
-    "parse_rates",
-    "retry_after",
 ]
-
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
-
-
-@dataclass(frozen=True)
-class Rate:
-    hits: int
-    seconds: int
-
-    def __str__(self) -> str:
-        return f"{self.hits}/{self.seconds}s"
-
-
-def parse_rates(value: str) -> tuple[Rate, ...]:
-    """``"10/1m,60/1h"`` -> rates; empty means no limit."""
-    from service.settings import parse_duration
-
-    rates = []
-    for part in filter(None, (p.strip() for p in value.split(","))):
-        match = _RATE.match(part)
-        if not match:
-            raise ValueError(f"{part!r} is not a rate such as 10/1m")
-        seconds = parse_duration(match.group(2))
-        if seconds < 1 or int(match.group(1)) < 1:
-            raise ValueError(f"{part!r}: expected at least 1 per 1s")
-        rates.append(Rate(int(match.group(1)), int(seconds)))
-    return tuple(rates)
 
 
 def add(
@@ -143,10 +111,6 @@ def _counter(key: str, rate: Rate) -> str:
 def _window(stamp: float, rate: Rate) -> int:
     """When the fixed window of ``rate`` that holds ``stamp`` began."""
     return int(stamp // rate.seconds) * rate.seconds
-
-
-def retry_after(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))
 
 
 def _at(stamp: float) -> datetime:

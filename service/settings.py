@@ -18,15 +18,47 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from service.limits import Rate, parse_rates
-
-__all__ = ["SETTINGS", "Secret", "Settings", "SettingsError", "parse_duration"]
+__all__ = [
+    "SETTINGS",
+    "Rate",
+    "Secret",
+    "Settings",
+    "SettingsError",
+    "parse_duration",
+    "parse_rates",
+]
 
 PREFIX = "NEWSLETTER_"
 
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot run with; the message names it."""
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class Rate:
+    hits: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.hits}/{self.seconds}s"
+
+
+def parse_rates(value: str) -> tuple[Rate, ...]:
+    """``"10/1m,60/1h"`` -> rates; empty means no limit."""
+    rates = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        match = _RATE.match(part)
+        if not match:
+            raise ValueError(f"{part!r} is not a rate such as 10/1m")
+        seconds = parse_duration(match.group(2))
+        if seconds < 1 or int(match.group(1)) < 1:
+            raise ValueError(f"{part!r}: expected at least 1 per 1s")
+        rates.append(Rate(int(match.group(1)), int(seconds)))
+    return tuple(rates)
 
 
 class Secret:

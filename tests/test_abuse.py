@@ -14,7 +14,7 @@ from support import SUBSCRIBE, SMTPServer, make_list, serve_app
 from service.bots import FormStamps
 from service.db import Database
 from service.keys import signing_key
-from service.limits import canonical_address, parse_rates
+from service.limits import canonical_address
 from service.models import (
     ConsentRecord,
     SignupRequest,
@@ -24,7 +24,7 @@ from service.models import (
     utcnow,
 )
 from service.retention import purge
-from service.settings import Settings
+from service.settings import Settings, parse_rates
 
 PROXIED = {"trusted_proxies": ("127.0.0.1/32",)}
 

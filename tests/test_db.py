@@ -10,8 +10,8 @@ from sqlalchemy import select
 import service.db
 from service import limits
 from service.db import Database, Write, Writes, insert_or_ignore, run, upsert, utc_text
-from service.limits import Rate
 from service.models import Meta, RateCounter
+from service.settings import Rate
 
 
 def test_the_public_names_are_pinned() -> None:

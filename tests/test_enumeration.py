@@ -9,9 +9,8 @@ from collections.abc import Callable
 
 from support import SUBSCRIBE, Running, SMTPServer, make_list, serve_app
 
-from service.limits import parse_rates
 from service.models import SubscriptionStatus
-from service.settings import Settings
+from service.settings import Settings, parse_rates
 
 
 async def test_same_answer_for_new_pending_confirmed_and_unsubscribed(

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 from service import limits
 from service.db import Database, Writes
 from service.db.sqlite import CHECKPOINT_EVERY, checkpoint, configure
-from service.limits import Rate
+from service.settings import Rate
 
 RATES = (Rate(5, 60),)
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from service.db import schema, sqlite
+from service.db import schema, sqlite  # submodules, not the package namespace
 from service.db.batch import Writes, run, run_sync
 from service.db.schema import BASELINE, Migrated, SchemaError, SchemaStatus
 
