@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from service.exports import ExportQuery, export_sql
+from service.transfer.exports import ExportQuery, export_sql
 
 TARGET_RATIO = 0.25
 TARGET_RSS_GROWTH = 0.10
