@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from service.exports import ExportQuery, export_sql
+from service.transfer.exports import ExportQuery, export_sql
 
 TARGET_RATIO = 0.25
 TARGET_RSS_GROWTH = 0.10
@@ -123,7 +123,7 @@ def build(db: Path, rows: int, small: int) -> None:
 
 
 def reference_sql(slug: str) -> str:
-    sql = export_sql(ExportQuery(list_slug=slug), "sqlite")
+    sql = export_sql(ExportQuery(list_slug=slug))
     return str(
         sql.compile(dialect=sqlite_dialect.dialect(), compile_kwargs={"literal_binds": True})
     )

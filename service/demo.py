@@ -8,6 +8,7 @@ site would be) with the one-line snippet embedded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sys
 import tempfile
@@ -154,5 +155,6 @@ def run_demo(settings: Settings, port: int, article_port: int) -> int:
                 access_log=False,
                 server_header=False,
             )
-            Server(config).run()
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how it stops
+                Server(config).run()
     return 0

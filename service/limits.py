@@ -14,10 +14,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
-from service.db import Write, Writes, run_sync, upsert
+from service.db import Write, Writes, upsert
 from service.models import RateCounter
 from service.settings import Rate
 
@@ -26,7 +25,6 @@ __all__ = [
     "add_one",
     "canonical_address",
     "count",
-    "hit",
 ]
 
 
@@ -85,12 +83,6 @@ def _count_hits(dialect: str) -> Executable:
 def add_one(key: str, rates: tuple[Rate, ...], now: datetime) -> Writes[float | None]:
     """Count one hit on ``key``; None if every rate allows it, else seconds to wait."""
     return (yield from add([(key, 1, rates)], now))[key][0]
-
-
-def hit(session: Session, key: str, rates: tuple[Rate, ...], now: datetime) -> float | None:
-    """`add_one`, for callers that reach it through ``AsyncSession.run_sync``; new code
-    writes ``await run(session, add_one(key, rates, now))``."""
-    return run_sync(session, add_one(key, rates, now))
 
 
 def count(key: str, rate: Rate, now: datetime) -> Writes[int]:

@@ -1,12 +1,21 @@
-"""Subscribe, confirm, unsubscribe: one transaction each, the outbox row included.
+"""The subscription state machine: every change of a subscription's status is made here.
 
-Subscribe runs in the worker's transaction that takes the signup off the intake
-(``service.intake``); confirm and unsubscribe open their own.
+A subscription is pending -> confirmed -> unsubscribed -> pending, or erased. Whoever asks
+(a reader's signup, the confirmation page, the unsubscribe page or a mail provider's
+one-click POST, an admin, an import), the change, its consent record, the rotation of the
+confirmation nonce and the cancelling of queued mail happen in this module and nowhere
+else.
 
-A subscription is a small state machine, pending -> confirmed -> unsubscribed -> pending.
-Its confirmation nonce is replaced whenever it leaves ``pending``, so an old confirmation
-link cannot be replayed. Subscribe does the same visible thing whatever state the address
-is in; only what it writes differs.
+- Subscribe runs in the worker's transaction that takes the signup off the intake
+  (``service.intake``); confirm and unsubscribe open their own. Subscribe does the same
+  visible thing whatever state the address is in; only what it writes differs.
+- The confirmation nonce is replaced whenever a subscription leaves ``pending``, so an old
+  confirmation link cannot be replayed.
+- An opt-out wins: only the person's own signup takes an unsubscribed address back to
+  pending. An admin can only unsubscribe; an import only adds subscriptions that do not
+  exist yet (``add_imported``) and never changes one that does.
+- Erasure deletes the person and everything about them and keeps a hash of the address,
+  so it stays suppressed.
 """
 
 from __future__ import annotations
@@ -14,15 +23,15 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import limits
-from service.db import Database
+from service.db import Database, insert_or_ignore, run
 from service.emails import Emails
 from service.i18n import texts
 from service.models import (
@@ -34,18 +43,24 @@ from service.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
+    Suppression,
     utcnow,
 )
 from service.settings import Settings
+from service.suppressions import email_hash
 from service.tokens import InvalidToken, Purpose, TokenSigner
 
 __all__ = [
+    "Imported",
     "LinkTarget",
     "Outcome",
     "RequestOrigin",
     "Signup",
     "Subscriptions",
+    "add_imported",
     "consent_wording",
+    "erase",
+    "unsubscribe_by_admin",
 ]
 
 
@@ -93,6 +108,19 @@ class LinkTarget:
     status: SubscriptionStatus
 
 
+@dataclass(frozen=True)
+class Imported:
+    """A subscription an import asks for, as the file describes it."""
+
+    subscriber_id: int
+    email: str
+    in_file: str  # confirmed, pending or unsubscribed
+    subscribed_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    page_url: str | None = None  # where the person signed up, when the file says
+
+
 class Outcome(enum.Enum):
     QUEUED = "queued"  # an email (confirmation or welcome) is in the outbox
     NOTHING = "nothing"  # already confirmed, or a confirmation went out moments ago
@@ -104,6 +132,8 @@ def new_nonce() -> str:
 
 
 class Subscriptions:
+    """The reader's side: signups, and the pages behind the links in emails."""
+
     def __init__(
         self,
         db: Database,
@@ -141,36 +171,31 @@ class Subscriptions:
             now - sub.confirmation_sent_at >= timedelta(seconds=self._settings.resend_interval)
         )
         if sub.status == SubscriptionStatus.UNSUBSCRIBED:
+            # The person asks again: the one way back from an opt-out.
             sub.status = SubscriptionStatus.PENDING
             sub.confirm_nonce = new_nonce()
             sub.subscribed_at = asked_at
             resend_due = True
         sub.updated_at = now
         session.add(
-            self._consent(
-                sub,
+            _consent(
+                sub.id,
                 ConsentAction.SUBSCRIBE,
                 asked_at,
-                origin,
                 consent_wording(mailing_list),
                 "form",
+                origin,
                 signup.page_url,
             )
         )
         if not mailing_list.double_opt_in:
-            sub.status = SubscriptionStatus.CONFIRMED
-            sub.confirmed_at = now
-            sub.confirm_nonce = new_nonce()
+            _to_confirmed(sub, now)
             session.add(self._emails.welcome(sub, subscriber.email, now))
             return Outcome.QUEUED
         if not resend_due:
             return Outcome.NOTHING
-        wait = await session.run_sync(
-            limits.hit,
-            f"inbox:{limits.canonical_address(subscriber.email)}",
-            self._settings.rate_limit_address,
-            now,
-        )
+        inbox = f"inbox:{limits.canonical_address(subscriber.email)}"
+        wait = await run(session, limits.add_one(inbox, self._settings.rate_limit_address, now))
         if wait is not None:
             log.info(
                 "confirmation for subscription %s not sent: the inbox's limit is reached", sub.id
@@ -182,7 +207,7 @@ class Subscriptions:
 
     async def _subscriber(self, session: AsyncSession, signup: Signup, now: datetime) -> Subscriber:
         await session.execute(
-            _insert_ignore(session, Subscriber).values(
+            insert_or_ignore(session, Subscriber).values(
                 email=signup.email, name=signup.name, attributes={}, created_at=now
             )
         )
@@ -198,7 +223,7 @@ class Subscriptions:
         now: datetime,
     ) -> Subscription:
         await session.execute(
-            _insert_ignore(session, Subscription).values(
+            insert_or_ignore(session, Subscription).values(
                 list_id=mailing_list.id,
                 subscriber_id=subscriber.id,
                 status=SubscriptionStatus.PENDING,
@@ -232,19 +257,15 @@ class Subscriptions:
             if found is None:
                 return None
             sub, mailing_list, target = found
-            sub.status = SubscriptionStatus.CONFIRMED
-            sub.confirmed_at = now
-            sub.updated_at = now
-            sub.confirm_nonce = new_nonce()
+            _to_confirmed(sub, now)
             session.add(
-                self._consent(
-                    sub,
+                _consent(
+                    sub.id,
                     ConsentAction.CONFIRM,
                     now,
-                    origin,
                     confirm_wording(mailing_list, target.email),
                     "confirm-page",
-                    None,
+                    origin,
                 )
             )
         return target
@@ -257,35 +278,19 @@ class Subscriptions:
     async def unsubscribe(
         self, token: str, origin: RequestOrigin, *, method: str
     ) -> LinkTarget | None:
-        """Unsubscribe; doing it again changes nothing and still succeeds."""
+        """Unsubscribe through a link (``method``: the page, or RFC 8058 one-click).
+
+        Doing it again changes nothing and still succeeds.
+        """
         now = utcnow()
         async with self._db.write() as session:
             found = await self._load(session, token, Purpose.UNSUBSCRIBE, lock=True)
             if found is None:
                 return None
             sub, mailing_list, target = found
-            if sub.status != SubscriptionStatus.UNSUBSCRIBED:
-                sub.status = SubscriptionStatus.UNSUBSCRIBED
-                sub.unsubscribed_at = now
-                sub.updated_at = now
-                sub.confirm_nonce = new_nonce()
-                session.add(
-                    self._consent(
-                        sub,
-                        ConsentAction.UNSUBSCRIBE,
-                        now,
-                        origin,
-                        f"Unsubscribed from {mailing_list.name}.",
-                        method,
-                        None,
-                    )
-                )
-                await session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.subscription_id == sub.id)
-                    .where(OutboxMessage.status == OutboxStatus.QUEUED)
-                    .values(status=OutboxStatus.CANCELLED, last_error="unsubscribed before sending")
-                )
+            await _to_unsubscribed(
+                session, sub, now, f"Unsubscribed from {mailing_list.name}.", method, origin
+            )
         return LinkTarget(**{**target.__dict__, "status": SubscriptionStatus.UNSUBSCRIBED})
 
     async def _load(
@@ -317,30 +322,195 @@ class Subscriptions:
         )
         return sub, mailing_list, target
 
-    @staticmethod
-    def _consent(
-        sub: Subscription,
-        action: ConsentAction,
-        now: datetime,
-        origin: RequestOrigin,
-        wording: str,
-        method: str,
-        page_url: str | None,
-    ) -> ConsentRecord:
-        return ConsentRecord(
-            subscription_id=sub.id,
-            action=action,
-            created_at=now,
-            ip_address=origin.ip,
-            user_agent=(origin.user_agent or "")[:512] or None,
-            page_url=page_url,
-            wording=wording,
-            method=method,
+
+# The admin's side ------------------------------------------------------------------------
+
+
+async def unsubscribe_by_admin(db: Database, subscription_id: int, admin: str) -> bool:
+    """Unsubscribe on someone's behalf (a request by phone or letter); recorded as such.
+
+    False if there is no such subscription; doing it again changes nothing.
+    """
+    now = utcnow()
+    async with db.write() as session:
+        sub = await session.scalar(
+            select(Subscription).where(Subscription.id == subscription_id).with_for_update()
         )
+        if sub is None:
+            return False
+        await _to_unsubscribed(session, sub, now, f"Unsubscribed by admin {admin}.", "admin")
+    return True
 
 
-def _insert_ignore(session: AsyncSession, model: type[Subscriber] | type[Subscription]):  # type: ignore[no-untyped-def]
-    """INSERT that silently does nothing when a unique key already exists."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(model).on_conflict_do_nothing()
+async def erase(db: Database, subscriber_id: int, admin: str) -> bool:
+    """Delete the person and all their data; keep only a hash of the address."""
+    async with db.write() as session:
+        subscriber = await session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            return False
+        digest = email_hash(subscriber.email)
+        if await session.get(Suppression, digest) is None:
+            session.add(Suppression(email_hash=digest, reason=f"erased by admin {admin}"))
+        sub_ids = select(Subscription.id).where(Subscription.subscriber_id == subscriber_id)
+        await session.execute(
+            delete(OutboxMessage).where(OutboxMessage.subscription_id.in_(sub_ids))
+        )
+        await session.execute(
+            delete(ConsentRecord).where(ConsentRecord.subscription_id.in_(sub_ids))
+        )
+        await session.execute(
+            delete(Subscription).where(Subscription.subscriber_id == subscriber_id)
+        )
+        await session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
+    return True
+
+
+# Imports ---------------------------------------------------------------------------------
+
+
+def _imported_status(in_file: str, confirmed: bool) -> SubscriptionStatus:
+    if in_file == "unsubscribed":
+        return SubscriptionStatus.UNSUBSCRIBED  # a migration keeps its opt-outs
+    if confirmed and in_file == "confirmed":
+        return SubscriptionStatus.CONFIRMED  # on the admin's word
+    return SubscriptionStatus.PENDING  # never confirmed: a confirmation email
+
+
+async def add_imported(
+    session: AsyncSession,
+    mailing_list: MailingList,
+    rows: Sequence[Imported],
+    *,
+    confirmed: bool,
+    admin: str,
+    source: str,
+    reason: str,
+    emails: Emails | None,
+    now: datetime,
+) -> dict[int, SubscriptionStatus]:
+    """Add these subscriptions to the list, in one statement; ``{subscriber id: status}``.
+
+    Rows unsubscribed in the file are recorded as unsubscribed; rows confirmed in the file
+    are confirmed if ``confirmed`` (the admin's word: the consent record keeps ``reason``);
+    every other row is pending, with a confirmation email queued. A subscriber already on
+    the list (even one who joined a moment ago by other means) is left exactly as they are
+    and is missing from the answer: an import never changes a subscription, so an opt-out
+    wins.
+    """
+    statuses = [_imported_status(row.in_file, confirmed) for row in rows]
+    values: list[dict[str, object]] = []
+    for row, status in zip(rows, statuses, strict=True):
+        value: dict[str, object] = {
+            "list_id": mailing_list.id,
+            "subscriber_id": row.subscriber_id,
+            "status": status,
+            "confirm_nonce": new_nonce(),
+            "created_at": now,
+            "updated_at": now,
+            "subscribed_at": now,
+            "confirmation_sent_at": None,
+            "confirmed_at": None,
+            "unsubscribed_at": None,
+        }
+        if status == SubscriptionStatus.UNSUBSCRIBED:
+            value.update(
+                subscribed_at=row.subscribed_at or now,
+                confirmed_at=row.confirmed_at,
+                unsubscribed_at=row.unsubscribed_at or now,
+            )
+        elif status == SubscriptionStatus.CONFIRMED:
+            value.update(
+                subscribed_at=row.subscribed_at or now, confirmed_at=row.confirmed_at or now
+            )
+        elif emails is None:
+            raise RuntimeError("a double opt-in import needs the email builder")
+        else:
+            value.update(confirmation_sent_at=now)
+        values.append(value)
+    if not values:
+        return {}
+    created = {
+        subscriber_id: (sub_id, nonce)
+        for sub_id, subscriber_id, nonce in await session.execute(
+            insert_or_ignore(session, Subscription)
+            .values(values)
+            .returning(Subscription.id, Subscription.subscriber_id, Subscription.confirm_nonce)
+        )
+    }
+    who = f"admin {admin}, from {source}"
+    added: dict[int, SubscriptionStatus] = {}
+    for row, status in zip(rows, statuses, strict=True):
+        found = created.get(row.subscriber_id)
+        if found is None:
+            continue
+        sub_id, nonce = found
+        added[row.subscriber_id] = status
+        if status == SubscriptionStatus.UNSUBSCRIBED:
+            action, wording = ConsentAction.UNSUBSCRIBE, f"Imported as unsubscribed by {who}."
+        elif status == SubscriptionStatus.CONFIRMED:
+            action = ConsentAction.CONFIRM
+            wording = f"Imported as confirmed by {who}. Reason given: {reason.strip()}"
+        else:
+            action = ConsentAction.SUBSCRIBE
+            wording = f"Imported by {who}; a confirmation email was sent."
+            assert emails is not None
+            session.add(
+                emails.confirmation(Subscription(id=sub_id, confirm_nonce=nonce), row.email, now)
+            )
+        session.add(_consent(sub_id, action, now, wording, "import", page_url=row.page_url))
+    return added
+
+
+# Transitions -----------------------------------------------------------------------------
+
+
+def _to_confirmed(sub: Subscription, now: datetime) -> None:
+    sub.status = SubscriptionStatus.CONFIRMED
+    sub.confirmed_at = now
+    sub.updated_at = now
+    sub.confirm_nonce = new_nonce()
+
+
+async def _to_unsubscribed(
+    session: AsyncSession,
+    sub: Subscription,
+    now: datetime,
+    wording: str,
+    method: str,
+    origin: RequestOrigin | None = None,
+) -> None:
+    """Unsubscribe ``sub`` and cancel its queued mail; nothing if it already is."""
+    if sub.status == SubscriptionStatus.UNSUBSCRIBED:
+        return
+    sub.status = SubscriptionStatus.UNSUBSCRIBED
+    sub.unsubscribed_at = now
+    sub.updated_at = now
+    sub.confirm_nonce = new_nonce()
+    session.add(_consent(sub.id, ConsentAction.UNSUBSCRIBE, now, wording, method, origin))
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.subscription_id == sub.id)
+        .where(OutboxMessage.status == OutboxStatus.QUEUED)
+        .values(status=OutboxStatus.CANCELLED, last_error="unsubscribed before sending")
+    )
+
+
+def _consent(
+    subscription_id: int,
+    action: ConsentAction,
+    when: datetime,
+    wording: str,
+    method: str,
+    origin: RequestOrigin | None = None,
+    page_url: str | None = None,
+) -> ConsentRecord:
+    return ConsentRecord(
+        subscription_id=subscription_id,
+        action=action,
+        created_at=when,
+        ip_address=origin.ip if origin else None,
+        user_agent=((origin.user_agent if origin else None) or "")[:512] or None,
+        page_url=page_url,
+        wording=wording,
+        method=method,
+    )

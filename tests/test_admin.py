@@ -328,3 +328,42 @@ async def test_person_record_unsubscribe_export_and_erasure(
     assert tombstone == email_hash("gone@example.com")
     missing = await admin.client.get(f"/admin/subscribers/{subscriber_id}", headers=headers)
     assert missing.status_code == 404
+
+
+async def test_an_admins_unsubscribe_is_the_readers_opt_out(
+    admin: Running, smtp: SMTPServer
+) -> None:
+    """Same transition as the reader's link: the pending link dies, a repeat is harmless."""
+    headers = await sign_in(admin)
+    await admin.client.post(SUBSCRIBE, json={"email": "phoned@example.com"})
+    (mail,) = await smtp.wait_for(1)
+    async with admin.db.read() as session:
+        subscriber_id, subscription_id, nonce = (
+            await session.execute(
+                select(Subscription.subscriber_id, Subscription.id, Subscription.confirm_nonce)
+            )
+        ).one()
+    for _ in range(2):  # a second click changes nothing and shows no error
+        done = await admin.client.post(
+            f"/admin/subscribers/{subscriber_id}/unsubscribe",
+            data={"subscription": str(subscription_id)},
+            headers=headers,
+        )
+        assert done.status_code == 303
+    async with admin.db.read() as session:
+        sub = await session.get(Subscription, subscription_id)
+        assert sub is not None and sub.status == SubscriptionStatus.UNSUBSCRIBED
+        assert sub.confirm_nonce != nonce, "the nonce is rotated whoever unsubscribes"
+        records = (await session.scalars(select(ConsentRecord).order_by(ConsentRecord.id))).all()
+    assert [(str(r.action), r.method) for r in records] == [
+        ("subscribe", "form"),
+        ("unsubscribe", "admin"),
+    ]
+    assert records[1].wording == "Unsubscribed by admin alice."
+    # The confirmation email that was already sent cannot undo the opt-out.
+    stale = await admin.client.post(admin.local(mail.links["confirm"]))
+    assert stale.status_code == 400
+    async with admin.db.read() as session:
+        assert await session.scalar(select(Subscription.status)) == (
+            SubscriptionStatus.UNSUBSCRIBED
+        )

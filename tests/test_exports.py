@@ -18,7 +18,6 @@ from test_admin import admin, sign_in  # noqa: F401 - the fixture, and signing i
 
 from service.auth.api_tokens import create_token
 from service.cli.data import Progress
-from service.exports import neutralise, unneutralise
 from service.lists import create_list, get_list
 from service.models import (
     ConsentAction,
@@ -30,6 +29,7 @@ from service.models import (
     SubscriptionStatus,
 )
 from service.settings import Settings
+from service.transfer.formats import neutralise, unneutralise
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 T1 = datetime(2025, 1, 2, 3, 10, 0, tzinfo=UTC)

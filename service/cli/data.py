@@ -14,10 +14,11 @@ from typing import IO, Any
 
 from service.cli._common import run_with_db
 from service.db import Database
-from service.exports import FORMATS, STATUSES, ExportQuery, count_rows, export_chunks
-from service.imports import ImportFileError, ImportOptions, import_rows
 from service.lists import get_list
 from service.settings import Settings
+from service.transfer.exports import ExportQuery, count_rows, export_chunks
+from service.transfer.formats import FORMATS, STATUSES
+from service.transfer.imports import ImportFileError, ImportOptions, import_rows
 
 __all__ = ["Progress", "register"]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.db import Database, SchemaError
+from service.db.sqlite import missing_file
 from service.settings import Settings
 
 __all__ = ["register"]
@@ -20,11 +20,9 @@ __all__ = ["register"]
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     where = make_url(settings.database_url).render_as_string(hide_password=True)
 
-    if args.check and settings.is_sqlite:
-        path = make_url(settings.database_url).database
-        if path and path != ":memory:" and not Path(path).expanduser().exists():
-            print(f"{where}: there is no database file yet")
-            return 1
+    if args.check and missing_file(settings.database_url):
+        print(f"{where}: there is no database file yet")
+        return 1
 
     async def run() -> int:
         db = Database.from_url(settings.database_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -48,7 +49,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         proxy_headers=False,
         timeout_graceful_shutdown=30,
     )
-    Server(config).run()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how a server is stopped
+        Server(config).run()
     return 0
 
 

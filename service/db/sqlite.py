@@ -15,13 +15,21 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import OperationalError
 
-__all__ = ["IMMEDIATE", "BatchWriter", "checkpoint", "configure", "set_foreign_keys"]
+__all__ = [
+    "IMMEDIATE",
+    "BatchWriter",
+    "checkpoint",
+    "configure",
+    "missing_file",
+    "set_foreign_keys",
+]
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +169,13 @@ def _transaction(conn: Connection, work: Callable[[Connection], T], *, wait: boo
         raise
     with transaction:
         return work(conn)
+
+
+def missing_file(url: str) -> bool:
+    """A SQLite URL whose file does not exist yet (connecting would create it); False for
+    any other database."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return False
+    path = parsed.database
+    return bool(path) and path != ":memory:" and not Path(str(path)).expanduser().exists()

@@ -10,9 +10,10 @@ from starlette.routing import Route
 from service.auth.sessions import Principal
 from service.lists import ListExists, all_lists, create_list, get_list, update_list
 from service.models import MailingList
+from service.people import person_record, personal_data, search
 from service.state import AppRequest
 from service.stats import daily_activity, list_counts
-from service.subscribers import admin_unsubscribe, erase, person_record, personal_data, search
+from service.subscriptions import erase, unsubscribe_by_admin
 from service.web.admin.guard import protected
 from service.web.admin.pages import MAX_ROW_ID, filters_from, number, row_id
 from service.web.bodies import BadBody, parse_json_object
@@ -150,7 +151,7 @@ async def unsubscribe_endpoint(request: AppRequest, principal: Principal) -> Res
     matches = [sub for sub, ml in record.subscriptions if ml.slug == data.get("list")]
     if not matches:
         return api_error(404, f"{record.subscriber.email} is not on the list {data.get('list')!r}.")
-    await admin_unsubscribe(db, matches[0].id, principal.username)
+    await unsubscribe_by_admin(db, matches[0].id, principal.username)
     return JSONResponse({"status": "unsubscribed"}, headers=NO_STORE)
 
 

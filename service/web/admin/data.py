@@ -19,12 +19,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from service.auth.sessions import Principal
-from service.exports import FORMATS, STATUSES, ExportQuery, export_chunks, export_filename
-from service.exports import media_type as export_media_type
-from service.imports import ImportFileError, ImportOptions, ImportReport, import_rows
+from service.errors import Refusal
 from service.lists import all_lists, get_list
 from service.models import utcnow
 from service.state import AppRequest
+from service.transfer.exports import ExportQuery, export_chunks, export_filename
+from service.transfer.formats import FORMATS, STATUSES
+from service.transfer.formats import media_type as export_media_type
+from service.transfer.imports import ImportOptions, ImportReport, import_rows
 from service.web.admin.guard import protected
 from service.web.admin.pages import admin_page
 from service.web.refusals import api_error
@@ -42,35 +44,28 @@ def body_limit(path: str, default: int) -> int:
     return default
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def _day(value: str, name: str) -> datetime | None:
     if not value:
         return None
     try:
         return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
     except ValueError:
-        raise BadRequest(422, f"{name} must be a date like 2025-01-31.") from None
+        raise Refusal(f"{name} must be a date like 2025-01-31.", status=422) from None
 
 
 async def export_request(request: AppRequest) -> tuple[ExportQuery, str, bool]:
-    """The export asked for by the query string; BadRequest if it makes no sense."""
+    """The export asked for by the query string; a Refusal if it makes no sense."""
     params = request.query_params
     fmt = params.get("format", "csv") or "csv"
     if fmt not in FORMATS:
-        raise BadRequest(422, f"format must be one of {', '.join(FORMATS)}.")
+        raise Refusal(f"format must be one of {', '.join(FORMATS)}.", status=422)
     statuses = {s.strip() for value in params.getlist("status") for s in value.split(",")}
     statuses.discard("")
     if "all" in statuses:
         statuses = set(STATUSES)
     slug = params.get("list", "") or None
     if slug is not None and await get_list(request.state["db"], slug) is None:
-        raise BadRequest(404, f"There is no list {slug!r}.")
+        raise Refusal(f"There is no list {slug!r}.", status=404)
     until = _day(params.get("until", ""), "until")
     try:
         query = ExportQuery(
@@ -80,7 +75,7 @@ async def export_request(request: AppRequest) -> tuple[ExportQuery, str, bool]:
             until=until + timedelta(days=1) if until else None,  # the "until" day is included
         )
     except ValueError as exc:
-        raise BadRequest(422, f"{exc}.") from None
+        raise Refusal(f"{exc}.", status=422) from None
     return query, fmt, params.get("bom", "") in {"1", "true", "yes", "on"}
 
 
@@ -118,7 +113,7 @@ async def _exports_page(
 async def download(request: AppRequest, principal: Principal) -> Response:
     try:
         query, fmt, bom = await export_request(request)
-    except BadRequest as exc:
+    except Refusal as exc:
         return await _exports_page(request, principal, error=exc.message, status=exc.status)
     return stream_export(request, query, fmt, bom)
 
@@ -126,7 +121,7 @@ async def download(request: AppRequest, principal: Principal) -> Response:
 async def export_endpoint(request: AppRequest, principal: Principal) -> Response:
     try:
         query, fmt, bom = await export_request(request)
-    except BadRequest as exc:
+    except Refusal as exc:
         return api_error(exc.status, exc.message)
     return stream_export(request, query, fmt, bom)
 
@@ -134,7 +129,7 @@ async def export_endpoint(request: AppRequest, principal: Principal) -> Response
 def _options(fields: Mapping[str, Any], principal: Principal, source: str) -> ImportOptions:
     mode = str(fields.get("mode", "") or "double-opt-in")
     if mode not in {"double-opt-in", "confirmed"}:
-        raise BadRequest(422, "mode must be double-opt-in or confirmed.")
+        raise Refusal("mode must be double-opt-in or confirmed.", status=422)
     try:
         return ImportOptions(
             confirmed=mode == "confirmed",
@@ -143,7 +138,7 @@ def _options(fields: Mapping[str, Any], principal: Principal, source: str) -> Im
             source=PurePath(source.replace("\\", "/")).name[:100] or "upload",
         )
     except ValueError as exc:
-        raise BadRequest(422, str(exc)) from None
+        raise Refusal(str(exc), status=422) from None
 
 
 async def _run_import(
@@ -151,7 +146,7 @@ async def _run_import(
 ) -> ImportReport:
     mailing_list = await get_list(request.state["db"], slug)
     if mailing_list is None:
-        raise BadRequest(404, f"There is no list {slug!r}.")
+        raise Refusal(f"There is no list {slug!r}.", status=404)
     text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
     try:
         return await import_rows(
@@ -162,8 +157,6 @@ async def _run_import(
             options,
             on_mail_queued=request.state["worker"].wake,
         )
-    except ImportFileError as exc:
-        raise BadRequest(422, str(exc)) from None
     finally:
         text.detach()
 
@@ -173,10 +166,10 @@ async def upload(request: AppRequest, principal: Principal) -> Response:
         file = form.get("file")
         try:
             if not isinstance(file, UploadFile) or not file.filename:
-                raise BadRequest(422, "Choose a CSV file to import.")
+                raise Refusal("Choose a CSV file to import.", status=422)
             options = _options(form, principal, file.filename)
             report = await _run_import(request, str(form.get("list", "")), file.file, options)
-        except BadRequest as exc:
+        except Refusal as exc:
             return await _exports_page(request, principal, error=exc.message, status=exc.status)
     return await _exports_page(request, principal, summary=report.summary())
 
@@ -197,7 +190,7 @@ async def import_endpoint(request: AppRequest, principal: Principal) -> Response
             async with request.form(max_files=1, max_fields=10) as form:
                 file = form.get("file")
                 if not isinstance(file, UploadFile):
-                    raise BadRequest(422, "Send the CSV file as the form field 'file'.")
+                    raise Refusal("Send the CSV file as the form field 'file'.", status=422)
                 options = _options(form, principal, file.filename or "upload")
                 report = await _run_import(request, slug, file.file, options)
         elif content_type in {"text/csv", "text/plain", "application/csv"}:
@@ -205,10 +198,11 @@ async def import_endpoint(request: AppRequest, principal: Principal) -> Response
             with await _spool(request) as body:
                 report = await _run_import(request, slug, body, options)
         else:
-            raise BadRequest(
-                415, "Send the CSV file as text/csv, or as the field 'file' of a multipart form."
+            raise Refusal(
+                "Send the CSV file as text/csv, or as the field 'file' of a multipart form.",
+                status=415,
             )
-    except BadRequest as exc:
+    except Refusal as exc:
         return api_error(exc.status, exc.message)
     return JSONResponse(report.as_json(), headers={"Cache-Control": "no-store"})
 

@@ -17,17 +17,10 @@ from starlette.routing import Route
 from service.auth.sessions import Principal
 from service.i18n import LANGUAGES
 from service.lists import ListExists, all_lists, create_list, get_list, update_list
+from service.people import SearchFilters, person_record, personal_data, search
 from service.state import AppRequest
 from service.stats import Daily, daily_activity, list_counts
-from service.subscribers import (
-    SearchFilters,
-    admin_unsubscribe,
-    erase,
-    person_record,
-    personal_data,
-    search,
-)
-from service.subscriptions import consent_wording
+from service.subscriptions import consent_wording, erase, unsubscribe_by_admin
 from service.web.admin.guard import protected
 from service.web.assets import snippet
 from service.web.middleware import content_security_policy, csp_nonce
@@ -345,7 +338,7 @@ async def subscriber_unsubscribe(request: AppRequest, principal: Principal) -> R
     wanted = str(data.get("subscription", ""))
     if record is None or not any(str(s.id) == wanted for s, _ in record.subscriptions):
         raise HTTPException(404, "No such subscription.")
-    await admin_unsubscribe(request.state["db"], int(wanted), principal.username)
+    await unsubscribe_by_admin(request.state["db"], int(wanted), principal.username)
     return RedirectResponse(
         f"/admin/subscribers/{subscriber_id}?done=unsubscribed", status_code=303
     )

@@ -1,8 +1,10 @@
 """Import subscribers into a list from a CSV file: ours, Mailchimp's or listmonk's.
 
-The format is recognised from the header row. Each row's address is checked like a
-signup's; a bad row is reported with its line number and the rest go on. Rows are
-written in batches, one transaction each.
+The format is recognised from the header row and each row read by that format's reader
+(``service.transfer.formats``). Each row's address is checked like a signup's; a bad row is
+reported with its line number and the rest go on. Rows are written in batches, one
+transaction each; the subscriptions themselves, their consent records and confirmation
+emails are written by ``service.subscriptions.add_imported``.
 
 Importing is idempotent: an address already on the list is left exactly as it is (an
 unsubscribed one stays unsubscribed, and the report says so), an erased address stays
@@ -23,23 +25,18 @@ confirmation email even in a confirmed import.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Database
+from service.db import Database, insert_or_ignore
 from service.emails import Emails
-from service.exports import unneutralise
+from service.errors import Refusal
 from service.models import (
-    ConsentAction,
-    ConsentRecord,
     MailingList,
     Subscriber,
     Subscription,
@@ -47,8 +44,9 @@ from service.models import (
     Suppression,
     utcnow,
 )
-from service.subscriptions import new_nonce
+from service.subscriptions import Imported, add_imported
 from service.suppressions import email_hash
+from service.transfer.formats import NO_EMAIL_COLUMN, RowError, detect, unneutralise
 from service.validation import FieldErrors, validate_signup
 
 __all__ = ["ImportFileError", "ImportOptions", "ImportReport", "import_rows", "read_csv"]
@@ -57,8 +55,10 @@ BATCH = 500
 MAX_NOTES = 1000
 
 
-class ImportFileError(Exception):
+class ImportFileError(Refusal):
     """The file as a whole cannot be imported (no header, not UTF-8)."""
+
+    status = 422
 
 
 @dataclass(frozen=True)
@@ -164,97 +164,7 @@ class ImportRow:
     consent_source: str | None = None
 
 
-class RowError(Exception):
-    pass
-
-
 # Reading ---------------------------------------------------------------------------------
-
-
-def _time(value: str, column: str) -> datetime | None:
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise RowError(f"{column}: {value!r} is not a date and time") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _json_object(value: str, column: str) -> dict[str, Any]:
-    if not value.strip():
-        return {}
-    try:
-        loaded = json.loads(value)
-    except ValueError:
-        raise RowError(f"{column}: not valid JSON") from None
-    if not isinstance(loaded, dict):
-        raise RowError(f"{column}: must be a JSON object")
-    return loaded
-
-
-def _ours(cells: dict[str, str], line: int) -> dict[str, Any]:
-    status = cells.get("status", "").strip() or "confirmed"
-    if status not in {"pending", "confirmed", "unsubscribed", "failed"}:
-        raise RowError(f"status: {status!r} is not pending, confirmed, unsubscribed or failed")
-    return {
-        "name": cells.get("name", ""),
-        "attributes": _json_object(cells.get("attributes", ""), "attributes"),
-        "status": status,
-        "subscribed_at": _time(cells.get("subscribed_at", ""), "subscribed_at"),
-        "confirmed_at": _time(cells.get("confirmed_at", ""), "confirmed_at"),
-        "unsubscribed_at": _time(cells.get("unsubscribed_at", ""), "unsubscribed_at"),
-        "consent_source": cells.get("consent_source", "").strip() or None,
-    }
-
-
-def _mailchimp(cells: dict[str, str], line: int) -> dict[str, Any]:
-    name = " ".join(p for p in (cells.get("first name", ""), cells.get("last name", "")) if p)
-    if cells.get("unsub_time", "").strip():
-        status = "unsubscribed"
-    elif "clean_time" in cells:
-        status = "failed"
-    else:
-        status = "confirmed"
-    return {
-        "name": name,
-        "attributes": {},
-        "status": status,
-        "subscribed_at": _time(cells.get("optin_time", ""), "OPTIN_TIME"),
-        "confirmed_at": _time(cells.get("confirm_time", ""), "CONFIRM_TIME"),
-        "unsubscribed_at": _time(cells.get("unsub_time", ""), "UNSUB_TIME"),
-    }
-
-
-def _listmonk(cells: dict[str, str], line: int) -> dict[str, Any]:
-    blocked = cells.get("status", "").strip().lower() == "blocklisted"
-    return {
-        "name": cells.get("name", ""),
-        "attributes": _json_object(cells.get("attributes", ""), "attributes"),
-        "status": "unsubscribed" if blocked else "confirmed",
-    }
-
-
-def _plain(cells: dict[str, str], line: int) -> dict[str, Any]:
-    return {"name": cells.get("name", ""), "attributes": {}, "status": "confirmed"}
-
-
-def detect(header: list[str]) -> tuple[str, str, Callable[[dict[str, str], int], dict[str, Any]]]:
-    """(format, email column, row reader) for a header row."""
-    names = {h.strip().lower() for h in header}
-    if {"email", "status", "subscribed_at"} <= names:
-        return "newsletter", "email", _ours
-    if "email address" in names:
-        return "mailchimp", "email address", _mailchimp
-    if "email" in names and names & {"attributes", "uuid"}:
-        return "listmonk", "email", _listmonk
-    if "email" in names:
-        return "csv", "email", _plain
-    raise ImportFileError(
-        "The first row must be a header naming an email column: 'email' (this service's "
-        "and listmonk's exports) or 'Email Address' (Mailchimp's)."
-    )
 
 
 def read_csv(lines: Iterable[str], report: ImportReport) -> Iterator[ImportRow | tuple[int, str]]:
@@ -268,7 +178,10 @@ def read_csv(lines: Iterable[str], report: ImportReport) -> Iterator[ImportRow |
         raise ImportFileError("The file is not UTF-8 text; save it as 'CSV UTF-8'.") from None
     except csv.Error as exc:
         raise ImportFileError(f"line 1: {exc}") from None
-    fmt, email_column, reader_for = detect(header)
+    detected = detect(header)
+    if detected is None:
+        raise ImportFileError(NO_EMAIL_COLUMN)
+    fmt, email_column, reader_for = detected
     report.format = fmt
     keys = [h.strip().lower() for h in header]
     line = reader.line_num
@@ -290,7 +203,7 @@ def read_csv(lines: Iterable[str], report: ImportReport) -> Iterator[ImportRow |
         report.rows += 1
         by_name = {k: unneutralise(v) for k, v in zip(keys, cells, strict=False)}
         try:
-            fields = reader_for(by_name, start)
+            fields = reader_for(by_name)
             signup = validate_signup(
                 {"email": by_name.get(email_column, ""), "name": fields.pop("name") or None}
             )
@@ -304,11 +217,6 @@ def read_csv(lines: Iterable[str], report: ImportReport) -> Iterator[ImportRow |
 
 
 # Writing ---------------------------------------------------------------------------------
-
-
-def _insert(session: AsyncSession, model: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
 def _source_url(value: str | None) -> str | None:
@@ -327,10 +235,8 @@ async def _write_batch(
 ) -> int:
     """Write one batch in one transaction; the number of confirmation emails queued."""
     now = utcnow()
-    addresses = [r.email for r in rows]
-    queued = 0
     async with db.write() as session:
-        hashes = {email_hash(a): a for a in addresses}
+        hashes = {email_hash(r.email): r.email for r in rows}
         suppressed = {
             hashes[h]
             for h in await session.scalars(
@@ -340,7 +246,7 @@ async def _write_batch(
         fresh = [r for r in rows if r.email not in suppressed]
         if fresh:
             await session.execute(
-                _insert(session, Subscriber).on_conflict_do_nothing(),
+                insert_or_ignore(session, Subscriber),
                 [
                     {
                         "email": r.email,
@@ -364,104 +270,66 @@ async def _write_batch(
             )
         )
         existing: dict[int, SubscriptionStatus] = {sid: status for sid, status in on_list}
-        new: list[tuple[ImportRow, dict[str, Any]]] = []
+        taken: set[int] = set()  # subscribers this batch already adds
+        new: list[tuple[ImportRow, Imported]] = []
         for row in rows:
             if row.email in suppressed:
                 report.suppressed += 1
                 report.note(row.line, f"{row.email} was erased earlier and stays suppressed")
                 continue
-            status = existing.get(ids[row.email])
-            if status is not None:
-                if status == SubscriptionStatus.UNSUBSCRIBED and row.status != "unsubscribed":
-                    report.left_unsubscribed += 1
-                    report.note(
-                        row.line,
-                        f"{row.email} unsubscribed from this list earlier: left unsubscribed",
-                    )
-                else:
-                    report.unchanged += 1
+            subscriber_id = ids[row.email]
+            status = existing.get(subscriber_id)
+            if status == SubscriptionStatus.UNSUBSCRIBED and row.status != "unsubscribed":
+                report.left_unsubscribed += 1
+                report.note(
+                    row.line, f"{row.email} unsubscribed from this list earlier: left unsubscribed"
+                )
+                continue
+            if status is not None or subscriber_id in taken:
+                report.unchanged += 1
                 continue
             if row.status == "failed":
                 report.failed_in_file += 1
                 report.note(row.line, f"{row.email} is marked undeliverable in the file")
                 continue
-            values: dict[str, Any] = {
-                "list_id": mailing_list.id,
-                "subscriber_id": ids[row.email],
-                "confirm_nonce": new_nonce(),
-                "created_at": now,
-                "updated_at": now,
-                "subscribed_at": now,
-                "confirmation_sent_at": None,
-                "confirmed_at": None,
-                "unsubscribed_at": None,
-            }
-            if row.status == "unsubscribed":
-                values.update(
-                    status=SubscriptionStatus.UNSUBSCRIBED,
-                    subscribed_at=row.subscribed_at or now,
-                    confirmed_at=row.confirmed_at,
-                    unsubscribed_at=row.unsubscribed_at or now,
-                )
-            elif options.confirmed and row.status == "confirmed":
-                values.update(
-                    status=SubscriptionStatus.CONFIRMED,
-                    subscribed_at=row.subscribed_at or now,
-                    confirmed_at=row.confirmed_at or now,
-                )
-            else:
-                if emails is None:
-                    raise RuntimeError("a double opt-in import needs the email builder")
-                values.update(status=SubscriptionStatus.PENDING, confirmation_sent_at=now)
-            existing[ids[row.email]] = values["status"]  # a repeated row is now "unchanged"
-            new.append((row, values))
-        if not new:
-            return 0
-        created = {
-            subscriber_id: (sub_id, nonce)
-            for sub_id, subscriber_id, nonce in await session.execute(
-                _insert(session, Subscription)
-                .values([v for _, v in new])
-                .on_conflict_do_nothing()
-                .returning(Subscription.id, Subscription.subscriber_id, Subscription.confirm_nonce)
-            )
-        }
-        who = f"admin {options.admin}, from {options.source}"
-        for row, values in new:
-            found = created.get(values["subscriber_id"])
-            if found is None:  # subscribed at this very moment by other means
-                report.unchanged += 1
-                continue
-            sub_id, nonce = found
-            status = values["status"]
-            if status == SubscriptionStatus.UNSUBSCRIBED:
-                report.unsubscribed += 1
-                action, wording = ConsentAction.UNSUBSCRIBE, f"Imported as unsubscribed by {who}."
-            elif status == SubscriptionStatus.CONFIRMED:
-                report.confirmed += 1
-                action = ConsentAction.CONFIRM
-                wording = f"Imported as confirmed by {who}. Reason given: {options.reason.strip()}"
-            else:
-                report.confirmation_sent += 1
-                action = ConsentAction.SUBSCRIBE
-                wording = f"Imported by {who}; a confirmation email was sent."
-                assert emails is not None
-                session.add(
-                    emails.confirmation(
-                        Subscription(id=sub_id, confirm_nonce=nonce), row.email, now
-                    )
-                )
-                queued += 1
-            session.add(
-                ConsentRecord(
-                    subscription_id=sub_id,
-                    action=action,
-                    created_at=now,
-                    page_url=_source_url(row.consent_source),
-                    wording=wording,
-                    method="import",
+            taken.add(subscriber_id)
+            new.append(
+                (
+                    row,
+                    Imported(
+                        subscriber_id,
+                        row.email,
+                        row.status,
+                        row.subscribed_at,
+                        row.confirmed_at,
+                        row.unsubscribed_at,
+                        _source_url(row.consent_source),
+                    ),
                 )
             )
+        added = await add_imported(
+            session,
+            mailing_list,
+            [imported for _, imported in new],
+            confirmed=options.confirmed,
+            admin=options.admin,
+            source=options.source,
+            reason=options.reason,
+            emails=emails,
+            now=now,
+        )
+    queued = 0
+    for _, imported in new:
+        status = added.get(imported.subscriber_id)
+        if status is None:  # subscribed at this very moment by other means
+            report.unchanged += 1
+        elif status == SubscriptionStatus.UNSUBSCRIBED:
+            report.unsubscribed += 1
+        elif status == SubscriptionStatus.CONFIRMED:
+            report.confirmed += 1
+        else:
+            report.confirmation_sent += 1
+            queued += 1
     return queued
 
 

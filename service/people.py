@@ -1,8 +1,8 @@
-"""Subscribers as editors see them: search, one person's record, unsubscribe, erasure.
+"""People as editors see them: search, and one person's record (everything stored about them).
 
 Search pages with a keyset (``id < after``), not OFFSET, so page 1000 costs what page 1
-costs. Erasure deletes the person and everything about them (subscriptions, consent
-records, queued mail) and keeps only a hash of the address, so it stays suppressed.
+costs. Reading only: unsubscribing someone and erasing them are state changes, made by
+``service.subscriptions`` (``unsubscribe_by_admin``, ``erase``).
 """
 
 from __future__ import annotations
@@ -11,29 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, or_, select, update
+from sqlalchemy import Select, and_, exists, or_, select
 
 from service.db import Database
-from service.models import (
-    ConsentAction,
-    ConsentRecord,
-    MailingList,
-    OutboxMessage,
-    OutboxStatus,
-    Subscriber,
-    Subscription,
-    SubscriptionStatus,
-    Suppression,
-    utcnow,
-)
-from service.suppressions import email_hash
+from service.models import ConsentRecord, MailingList, OutboxMessage, Subscriber, Subscription
 
 __all__ = [
     "Page",
     "PersonRecord",
     "SearchFilters",
-    "admin_unsubscribe",
-    "erase",
     "person_record",
     "personal_data",
     "search",
@@ -206,57 +192,3 @@ def personal_data(record: PersonRecord) -> dict[str, Any]:
             for m, slug in record.mail
         ],
     }
-
-
-async def admin_unsubscribe(db: Database, subscription_id: int, admin: str) -> bool:
-    """Unsubscribe on someone's behalf (a request by phone or letter); recorded as such."""
-    now = utcnow()
-    async with db.write() as session:
-        sub = await session.get(Subscription, subscription_id)
-        if sub is None:
-            return False
-        if sub.status != SubscriptionStatus.UNSUBSCRIBED:
-            sub.status = SubscriptionStatus.UNSUBSCRIBED
-            sub.unsubscribed_at = now
-            sub.updated_at = now
-            session.add(
-                ConsentRecord(
-                    subscription_id=sub.id,
-                    action=ConsentAction.UNSUBSCRIBE,
-                    created_at=now,
-                    wording=f"Unsubscribed by admin {admin}.",
-                    method="admin",
-                )
-            )
-            await session.execute(
-                update(OutboxMessage)
-                .where(
-                    OutboxMessage.subscription_id == sub.id,
-                    OutboxMessage.status == OutboxStatus.QUEUED,
-                )
-                .values(status=OutboxStatus.CANCELLED, last_error="unsubscribed before sending")
-            )
-    return True
-
-
-async def erase(db: Database, subscriber_id: int, admin: str) -> bool:
-    """Delete the person and all their data; keep only a hash of the address."""
-    async with db.write() as session:
-        subscriber = await session.get(Subscriber, subscriber_id)
-        if subscriber is None:
-            return False
-        digest = email_hash(subscriber.email)
-        if await session.get(Suppression, digest) is None:
-            session.add(Suppression(email_hash=digest, reason=f"erased by admin {admin}"))
-        sub_ids = select(Subscription.id).where(Subscription.subscriber_id == subscriber_id)
-        await session.execute(
-            delete(OutboxMessage).where(OutboxMessage.subscription_id.in_(sub_ids))
-        )
-        await session.execute(
-            delete(ConsentRecord).where(ConsentRecord.subscription_id.in_(sub_ids))
-        )
-        await session.execute(
-            delete(Subscription).where(Subscription.subscriber_id == subscriber_id)
-        )
-        await session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
-    return True

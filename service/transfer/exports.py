@@ -1,0 +1,161 @@
+"""Exports of a list, or of every subscription, in one of the formats, streamed.
+
+Rows come from a server-side cursor (``AsyncConnection.stream``) in batches, and each
+batch is written out before the next is fetched, so memory stays flat however large the
+list. Times are formatted by the database, so the rows need no Python-side conversion.
+
+One row per subscription, selected as ``formats.COLUMNS`` and written by the format's
+writer (``service.transfer.formats``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Select,
+    String,
+    Text,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
+
+from service.db import Database, utc_text
+from service.models import ConsentRecord, MailingList, OutboxMessage, Subscriber, Subscription
+from service.transfer.formats import FORMATS, STATUSES, WRITERS, Row
+
+__all__ = [
+    "ExportQuery",
+    "count_rows",
+    "export_chunks",
+    "export_filename",
+    "export_sql",
+]
+
+BATCH = 2000
+BOM = "\ufeff"
+
+
+@dataclass(frozen=True)
+class ExportQuery:
+    """Which subscriptions: one list or all, some statuses, subscribed in [since, until)."""
+
+    list_slug: str | None = None
+    statuses: frozenset[str] = field(default_factory=lambda: frozenset({"confirmed"}))
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.statuses) - set(STATUSES)
+        if unknown or not self.statuses:
+            raise ValueError(
+                f"status must be one or more of {', '.join(STATUSES)}"
+                + (f", not {', '.join(sorted(unknown))}" if unknown else "")
+            )
+
+
+# Query -----------------------------------------------------------------------------------
+
+
+def export_sql(query: ExportQuery) -> Select[Any]:
+    """The export's SELECT; its columns are ``formats.COLUMNS``, all text, in that order."""
+    latest_mail = (
+        select(OutboxMessage.status)
+        .where(OutboxMessage.subscription_id == Subscription.id)
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    raw_status = type_coerce(Subscription.status, String)
+    status = case(
+        (raw_status == "unsubscribed", literal("unsubscribed")),
+        (type_coerce(latest_mail, String) == "failed", literal("failed")),
+        else_=raw_status,
+    )
+    consent_source = (
+        select(func.coalesce(ConsentRecord.page_url, ConsentRecord.method))
+        .where(ConsentRecord.subscription_id == Subscription.id)
+        .order_by(ConsentRecord.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    sql = (
+        select(
+            Subscriber.email,
+            Subscriber.name,
+            MailingList.slug,
+            status,
+            utc_text(Subscription.subscribed_at),
+            utc_text(Subscription.confirmed_at),
+            utc_text(Subscription.unsubscribed_at),
+            consent_source,
+            cast(Subscriber.attributes, Text),
+        )
+        .select_from(Subscription)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .join(MailingList, MailingList.id == Subscription.list_id)
+        .order_by(Subscription.subscriber_id, Subscription.list_id)
+    )
+    if query.list_slug is not None:
+        sql = sql.where(MailingList.slug == query.list_slug)
+    if set(query.statuses) != set(STATUSES):
+        sql = sql.where(status.in_(sorted(query.statuses)))
+    if query.since is not None:
+        sql = sql.where(Subscription.subscribed_at >= query.since)
+    if query.until is not None:
+        sql = sql.where(Subscription.subscribed_at < query.until)
+    return sql
+
+
+async def count_rows(db: Database, query: ExportQuery) -> int:
+    sql = export_sql(query).order_by(None).subquery()
+    async with db.engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(sql)) or 0)
+
+
+async def _batches(db: Database, query: ExportQuery, size: int) -> AsyncIterator[list[Row]]:
+    sql = export_sql(query)
+    async with db.engine.connect() as conn:
+        result = await conn.stream(sql.execution_options(yield_per=size))
+        try:
+            async for batch in result.partitions(size):
+                yield batch
+        finally:
+            await result.close()
+
+
+def export_filename(query: ExportQuery, fmt: str, today: date) -> str:
+    what = query.list_slug or "all-lists"
+    kind = "" if fmt in {"csv", "ndjson"} else f"-{fmt}"
+    extension = "ndjson" if fmt == "ndjson" else "csv"
+    return f"{what}{kind}-{today.isoformat()}.{extension}"
+
+
+async def export_chunks(
+    db: Database,
+    query: ExportQuery,
+    fmt: str,
+    *,
+    bom: bool = False,
+    batch: int = BATCH,
+    on_rows: Callable[[int], None] | None = None,
+) -> AsyncIterator[bytes]:
+    """The export as encoded chunks, one per batch of rows (the header comes first)."""
+    if fmt not in WRITERS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    header, write = WRITERS[fmt]()
+    if bom and fmt != "ndjson":
+        header = BOM + header
+    if header:
+        yield header.encode()
+    async for rows in _batches(db, query, batch):
+        yield write(rows).encode()
+        if on_rows is not None:
+            on_rows(len(rows))
