@@ -39,7 +39,12 @@ EN = {
     "confirm_ignore": "Didn't ask for this? Just close this page: nothing happens unless you "
     "press the button.",
     "confirmed_title": "You're subscribed",
-    "confirmed_text": "{email} now gets the newsletter {list}. Thank you!",
+    "confirmed_text": "You get the newsletter {list}. Thank you!",
+    "resubscribe_title": "You unsubscribed",
+    "resubscribe_text": "This address unsubscribed from the newsletter {list}. Changed your mind?",
+    "resubscribe_button": "Subscribe again",
+    "resubscribe_note": "We will send a new confirmation email; nothing changes until you "
+    "click the link in it.",
     "confirmed_note": "Every newsletter has a link to unsubscribe in one click.",
     "unsubscribe_title": "Unsubscribe",
     "unsubscribe_question": "Stop sending the newsletter {list} to {email}?",
@@ -50,9 +55,8 @@ EN = {
     "you like.",
     "invalid_title": "This link is not valid any more",
     "invalid_why": "It may have expired, been used already, or been copied incompletely.",
-    "invalid_next": "If you already confirmed your subscription, you're all set: there is "
-    "nothing more to do. Otherwise, sign up again with the form on the site and use the link "
-    "in the new email.",
+    "invalid_next": "If you signed up more than once, use the link in the newest email. "
+    "Otherwise, sign up again with the form on the site and use the link in the new email.",
     "result_ok_title": "Almost done",
     "result_ok_text": "Please check your inbox and click the link to confirm your subscription.",
     "result_spam": "No email after a few minutes? Look in your spam folder.",
@@ -115,7 +119,13 @@ DE = {
     "confirm_ignore": "Sie haben das nicht angefordert? Schließen Sie einfach diese Seite: Ohne "
     "Klick auf den Knopf passiert nichts.",
     "confirmed_title": "Sie haben den Newsletter abonniert",
-    "confirmed_text": "{email} erhält ab jetzt den Newsletter {list}. Vielen Dank!",
+    "confirmed_text": "Sie erhalten ab jetzt den Newsletter {list}. Vielen Dank!",
+    "resubscribe_title": "Sie haben sich abgemeldet",
+    "resubscribe_text": "Diese Adresse hat den Newsletter {list} abbestellt. Haben Sie es sich "
+    "anders überlegt?",
+    "resubscribe_button": "Wieder abonnieren",
+    "resubscribe_note": "Wir senden Ihnen eine neue Bestätigungs-E-Mail; erst wenn Sie auf den "
+    "Link darin klicken, ändert sich etwas.",
     "confirmed_note": "Jeder Newsletter enthält einen Link, mit dem Sie sich mit einem Klick "
     "abmelden können.",
     "unsubscribe_title": "Abmelden",
@@ -128,9 +138,9 @@ DE = {
     "invalid_title": "Dieser Link ist nicht mehr gültig",
     "invalid_why": "Er ist vielleicht abgelaufen, wurde schon benutzt oder nicht vollständig "
     "kopiert.",
-    "invalid_next": "Wenn Sie Ihr Abonnement schon bestätigt haben, ist alles erledigt. Sonst "
-    "melden Sie sich bitte erneut über das Formular auf der Website an und nutzen den Link in der "
-    "neuen E-Mail.",
+    "invalid_next": "Wenn Sie sich mehrmals angemeldet haben, nutzen Sie den Link in der neuesten "
+    "E-Mail. Sonst melden Sie sich bitte erneut über das Formular auf der Website an und nutzen "
+    "den Link in der neuen E-Mail.",
     "result_ok_title": "Fast geschafft",
     "result_ok_text": "Bitte sehen Sie in Ihr Postfach und bestätigen Sie Ihr Abonnement über "
     "den Link.",
@@ -195,7 +205,13 @@ FR = {
     "confirm_ignore": "Vous n'avez rien demandé ? Fermez simplement cette page : rien ne se passe "
     "tant que vous n'appuyez pas sur le bouton.",
     "confirmed_title": "Vous êtes abonné",
-    "confirmed_text": "{email} reçoit désormais la newsletter {list}. Merci !",
+    "confirmed_text": "Vous recevez désormais la newsletter {list}. Merci !",
+    "resubscribe_title": "Vous vous êtes désinscrit",
+    "resubscribe_text": "Cette adresse s'est désinscrite de la newsletter {list}. Vous avez "
+    "changé d'avis ?",
+    "resubscribe_button": "Me réabonner",
+    "resubscribe_note": "Nous vous enverrons un nouvel e-mail de confirmation ; rien ne change "
+    "tant que vous n'avez pas cliqué sur son lien.",
     "confirmed_note": "Chaque newsletter contient un lien pour vous désinscrire en un clic.",
     "unsubscribe_title": "Se désinscrire",
     "unsubscribe_question": "Ne plus envoyer la newsletter {list} à {email} ?",
@@ -206,8 +222,9 @@ FR = {
     "formulaire du site.",
     "invalid_title": "Ce lien n'est plus valide",
     "invalid_why": "Il a peut-être expiré, déjà été utilisé, ou été copié incomplètement.",
-    "invalid_next": "Si vous avez déjà confirmé votre abonnement, tout est en ordre. Sinon, "
-    "inscrivez-vous à nouveau avec le formulaire du site et utilisez le lien du nouvel e-mail.",
+    "invalid_next": "Si vous vous êtes inscrit plusieurs fois, utilisez le lien du dernier "
+    "e-mail. Sinon, inscrivez-vous à nouveau avec le formulaire du site et utilisez le lien du "
+    "nouvel e-mail.",
     "result_ok_title": "C'est presque fini",
     "result_ok_text": "Consultez votre boîte mail et cliquez sur le lien pour confirmer votre "
     "abonnement.",

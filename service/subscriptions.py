@@ -106,6 +106,7 @@ class LinkTarget:
     list_slug: str
     language: str
     status: SubscriptionStatus
+    changed: bool = False  # this request made the change (a repeat is not counted twice)
 
 
 @dataclass(frozen=True)
@@ -245,18 +246,28 @@ class Subscriptions:
     # Links -----------------------------------------------------------------------------
 
     async def confirm_target(self, token: str) -> LinkTarget | None:
-        """The pending subscription a confirmation link may confirm, or None."""
+        """What a confirmation link points at now, or None if it is not a valid link.
+
+        ``status`` says which: ``pending``, the subscription it may confirm; ``confirmed``,
+        done already (a reload, a second tab, the email opened again: a harmless repeat,
+        even after the link's expiry); ``unsubscribed``, the person has opted out since.
+        """
         async with self._db.read() as session:
             found = await self._load(session, token, Purpose.CONFIRM)
         return found[2] if found else None
 
     async def confirm(self, token: str, origin: RequestOrigin) -> LinkTarget | None:
+        """Confirm the pending subscription of a valid link; a repeat changes nothing and is
+        still a success. None for an invalid link, or one whose person has opted out since
+        (only a new signup takes them back)."""
         now = utcnow()
         async with self._db.write() as session:
             found = await self._load(session, token, Purpose.CONFIRM, lock=True)
             if found is None:
                 return None
             sub, mailing_list, target = found
+            if sub.status != SubscriptionStatus.PENDING:
+                return target if sub.status == SubscriptionStatus.CONFIRMED else None
             _to_confirmed(sub, now)
             session.add(
                 _consent(
@@ -268,7 +279,9 @@ class Subscriptions:
                     origin,
                 )
             )
-        return target
+        return LinkTarget(
+            **{**target.__dict__, "status": SubscriptionStatus.CONFIRMED, "changed": True}
+        )
 
     async def unsubscribe_target(self, token: str) -> LinkTarget | None:
         async with self._db.read() as session:
@@ -288,16 +301,19 @@ class Subscriptions:
             if found is None:
                 return None
             sub, mailing_list, target = found
-            await _to_unsubscribed(
+            changed = await _to_unsubscribed(
                 session, sub, now, f"Unsubscribed from {mailing_list.name}.", method, origin
             )
-        return LinkTarget(**{**target.__dict__, "status": SubscriptionStatus.UNSUBSCRIBED})
+        return LinkTarget(
+            **{**target.__dict__, "status": SubscriptionStatus.UNSUBSCRIBED, "changed": changed}
+        )
 
     async def _load(
         self, session: AsyncSession, token: str, purpose: Purpose, *, lock: bool = False
     ) -> tuple[Subscription, MailingList, LinkTarget] | None:
         try:
-            claims = self._signer.read(token, purpose, now=utcnow().timestamp())
+            # Expiry is checked below: it only matters while there is something to confirm.
+            claims = self._signer.read(token, purpose, now=0)
         except InvalidToken:
             return None
         query = (
@@ -312,11 +328,13 @@ class Subscriptions:
         if row is None:
             return None
         sub, mailing_list, email = row
-        if purpose is Purpose.CONFIRM and (
-            sub.status != SubscriptionStatus.PENDING
-            or not secrets.compare_digest(sub.confirm_nonce, claims.nonce)
+        expired = bool(claims.expires_at) and utcnow().timestamp() >= claims.expires_at
+        if (
+            purpose is Purpose.CONFIRM
+            and sub.status == SubscriptionStatus.PENDING
+            and (expired or not secrets.compare_digest(sub.confirm_nonce, claims.nonce))
         ):
-            return None
+            return None  # an old or expired link to a signup still waiting: the newest counts
         target = LinkTarget(
             sub.id, email, mailing_list.name, mailing_list.slug, mailing_list.language, sub.status
         )
@@ -478,10 +496,10 @@ async def _to_unsubscribed(
     wording: str,
     method: str,
     origin: RequestOrigin | None = None,
-) -> None:
-    """Unsubscribe ``sub`` and cancel its queued mail; nothing if it already is."""
+) -> bool:
+    """Unsubscribe ``sub`` and cancel its queued mail; nothing if it already is (False)."""
     if sub.status == SubscriptionStatus.UNSUBSCRIBED:
-        return
+        return False
     sub.status = SubscriptionStatus.UNSUBSCRIBED
     sub.unsubscribed_at = now
     sub.updated_at = now
@@ -493,6 +511,7 @@ async def _to_unsubscribed(
         .where(OutboxMessage.status == OutboxStatus.QUEUED)
         .values(status=OutboxStatus.CANCELLED, last_error="unsubscribed before sending")
     )
+    return True
 
 
 def _consent(

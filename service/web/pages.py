@@ -2,16 +2,20 @@
 
 Mail scanners (Outlook Safe Links and others) open every link in a message and some run
 its scripts, so a GET never confirms or unsubscribes, and nothing submits by itself.
-Invalid, expired and used links all get the same page.
+A link used before shows where things stand (confirmed already, or unsubscribed since,
+with a button to subscribe again); tampered, unknown and expired unused links get the same
+"not valid" page.
 """
 
 from __future__ import annotations
 
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from service.models import SubscriptionStatus
+from service.signups import TooMany
 from service.state import AppRequest
-from service.subscriptions import LinkTarget
+from service.subscriptions import LinkTarget, Signup
 from service.web.caller import caller
 from service.web.responses import TOKEN_PAGE_HEADERS, page
 
@@ -28,15 +32,45 @@ def _link_page(request: AppRequest, template: str, target: LinkTarget | None) ->
     )
 
 
+CONFIRM_PAGES = {
+    SubscriptionStatus.PENDING: "pages/confirm.html",
+    SubscriptionStatus.CONFIRMED: "pages/confirmed.html",
+    SubscriptionStatus.UNSUBSCRIBED: "pages/resubscribe.html",
+}
+
+
 async def confirm(request: AppRequest) -> Response:
+    """A confirmation link: asks (GET), confirms (POST, then 303 back here, so a reload
+    never posts again), and answers every harmless repeat with where things stand."""
     token = request.path_params["token"]
-    subscriptions = request.state["subscriptions"]
-    if request.method == "GET":
-        return _link_page(request, "pages/confirm.html", await subscriptions.confirm_target(token))
-    target = await subscriptions.confirm(token, caller(request))
-    if target is not None:
-        request.state["metrics"].confirms.inc()
-    return _link_page(request, "pages/confirmed.html", target)
+    state = request.state
+    target = await state["subscriptions"].confirm_target(token)
+    if request.method == "GET" or target is None:
+        page_for = CONFIRM_PAGES[target.status] if target is not None else ""
+        return _link_page(request, page_for, target)
+    if target.status == SubscriptionStatus.UNSUBSCRIBED:
+        return await _subscribe_again(request, target)
+    done = await state["subscriptions"].confirm(token, caller(request))
+    if done is not None and done.changed:
+        state["metrics"].confirms.inc()
+    if done is None:
+        return _link_page(request, "", None)
+    return RedirectResponse(request.url.path, status_code=303, headers=TOKEN_PAGE_HEADERS)
+
+
+async def _subscribe_again(request: AppRequest, target: LinkTarget) -> Response:
+    """The person asks again, from an old confirmation link: a new signup, double opt-in
+    as ever (rate limits and all), never a quiet return to the list."""
+    mailing_list = await request.state["lists"].get(target.list_slug)
+    if mailing_list is None:
+        return _link_page(request, "", None)
+    signup = Signup(email=target.email, name=None, page_url=None)
+    refused = await request.state["intake"].take(mailing_list, signup, caller(request))
+    if refused is not None:
+        raise TooMany(refused.retry_after, refused.scope)
+    return RedirectResponse(
+        f"/subscribe/{target.list_slug}/thanks", status_code=303, headers=TOKEN_PAGE_HEADERS
+    )
 
 
 async def unsubscribe(request: AppRequest) -> Response:
@@ -54,7 +88,7 @@ async def unsubscribe(request: AppRequest) -> Response:
         if form.get("List-Unsubscribe") == ONE_CLICK:
             method = "one-click"
     target = await subscriptions.unsubscribe(token, caller(request), method=method)
-    if target is not None:
+    if target is not None and target.changed:  # a repeat click is not a second unsubscribe
         request.state["metrics"].unsubscribes.labels(method).inc()
     return _link_page(request, "pages/unsubscribed.html", target)
 
