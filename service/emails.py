@@ -51,18 +51,25 @@ class Emails:
     def new_message_id(self) -> str:
         return f"<{secrets.token_hex(16)}@{self._msgid_domain}>"
 
-    def confirmation(self, subscription: Subscription, to: str, now: datetime) -> OutboxMessage:
+    def confirmation(
+        self,
+        subscription: Subscription,
+        to: str,
+        now: datetime,
+        *,
+        page_url: str | None = None,
+        imported: bool = False,
+    ) -> OutboxMessage:
+        """``page_url``: where the reader signed up, named in the footer; ``imported``: the
+        address came in a file, and the email says so instead."""
         expires_at = int(now.timestamp() + self._settings.confirm_ttl)
-        return self._row(
-            CONFIRM,
-            subscription,
-            to,
-            now,
-            {"nonce": subscription.confirm_nonce, "expires_at": expires_at},
-        )
+        payload: dict[str, Any] = {"nonce": subscription.confirm_nonce, "expires_at": expires_at}
+        return self._row(CONFIRM, subscription, to, now, {**payload, **_origin(page_url, imported)})
 
-    def welcome(self, subscription: Subscription, to: str, now: datetime) -> OutboxMessage:
-        return self._row(WELCOME, subscription, to, now, {})
+    def welcome(
+        self, subscription: Subscription, to: str, now: datetime, *, page_url: str | None = None
+    ) -> OutboxMessage:
+        return self._row(WELCOME, subscription, to, now, _origin(page_url, False))
 
     def _row(
         self, template: str, sub: Subscription, to: str, now: datetime, payload: dict[str, Any]
@@ -86,7 +93,9 @@ class Emails:
         context: dict[str, Any] = {
             "list_name": mailing_list.name,
             "language": mailing_list.language,
-            "site": self._site,
+            # The site the reader was on, which they know; else the list's own.
+            "site": row.payload.get("site") or _list_site(mailing_list) or self._site,
+            "footer": "footer_imported" if row.payload.get("via") == "import" else "footer",
             "unsubscribe_url": unsubscribe_url,
             "t": texts(mailing_list.language),
         }
@@ -105,3 +114,20 @@ class Emails:
             unsubscribe_url=unsubscribe_url,
         )
         return self._renderer.render(row.template, context, headers)
+
+
+def _origin(page_url: str | None, imported: bool) -> dict[str, Any]:
+    """How the address came to be on the list, as the email's footer tells it."""
+    if imported:
+        return {"via": "import"}
+    host = urlsplit(page_url).hostname if page_url else None
+    return {"site": host} if host else {}
+
+
+def _list_site(mailing_list: MailingList) -> str:
+    """The host of the first site the list allows, if any."""
+    for origin in sorted(mailing_list.allowed_origins or []):
+        host = urlsplit(origin).hostname
+        if host:
+            return host
+    return ""

@@ -87,6 +87,9 @@ EN = {
     "copy_link": "Button not working? Copy this address into your browser:",
     "footer": "You received this email because this address was entered in the signup form of "
     "{list} ({site}).",
+    "footer_imported": "You received this email because this address was added to the "
+    "readers of {list} from a list the publisher brought along; it stays off the list unless "
+    "you confirm.",
     "unsubscribe_link": "Unsubscribe",
     "welcome_subject": "You are subscribed to {list}",
     "welcome_title": "You are subscribed",
@@ -173,6 +176,9 @@ DE = {
     "copy_link": "Der Knopf funktioniert nicht? Kopieren Sie diese Adresse in Ihren Browser:",
     "footer": "Sie erhalten diese E-Mail, weil diese Adresse im Anmeldeformular von {list} "
     "({site}) eingegeben wurde.",
+    "footer_imported": "Sie erhalten diese E-Mail, weil der Herausgeber von {list} diese "
+    "Adresse aus einer mitgebrachten Liste übernommen hat; ohne Ihre Bestätigung bleibt sie "
+    "nicht auf der Liste.",
     "unsubscribe_link": "Abmelden",
     "welcome_subject": "Sie haben {list} abonniert",
     "welcome_title": "Sie haben den Newsletter abonniert",
@@ -257,6 +263,8 @@ FR = {
     "copy_link": "Le bouton ne fonctionne pas ? Copiez cette adresse dans votre navigateur :",
     "footer": "Vous recevez cet e-mail parce que cette adresse a été saisie dans le formulaire "
     "d'inscription de {list} ({site}).",
+    "footer_imported": "Vous recevez cet e-mail parce que l'éditeur de {list} a repris cette "
+    "adresse d'une liste existante ; sans votre confirmation, elle ne reste pas sur la liste.",
     "unsubscribe_link": "Se désinscrire",
     "welcome_subject": "Vous êtes abonné à {list}",
     "welcome_title": "Vous êtes abonné",

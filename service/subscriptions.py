@@ -191,7 +191,7 @@ class Subscriptions:
         )
         if not mailing_list.double_opt_in:
             _to_confirmed(sub, now)
-            session.add(self._emails.welcome(sub, subscriber.email, now))
+            session.add(self._emails.welcome(sub, subscriber.email, now, page_url=signup.page_url))
             return Outcome.QUEUED
         if not resend_due:
             return Outcome.NOTHING
@@ -203,7 +203,7 @@ class Subscriptions:
             )
             return Outcome.THROTTLED
         sub.confirmation_sent_at = now
-        session.add(self._emails.confirmation(sub, subscriber.email, now))
+        session.add(self._emails.confirmation(sub, subscriber.email, now, page_url=signup.page_url))
         return Outcome.QUEUED
 
     async def _subscriber(self, session: AsyncSession, signup: Signup, now: datetime) -> Subscriber:
@@ -473,7 +473,9 @@ async def add_imported(
             wording = f"Imported by {who}; a confirmation email was sent."
             assert emails is not None
             session.add(
-                emails.confirmation(Subscription(id=sub_id, confirm_nonce=nonce), row.email, now)
+                emails.confirmation(
+                    Subscription(id=sub_id, confirm_nonce=nonce), row.email, now, imported=True
+                )
             )
         session.add(_consent(sub_id, action, now, wording, "import", page_url=row.page_url))
     return added

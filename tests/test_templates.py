@@ -33,6 +33,7 @@ def test_emails_escape_and_carry_list_headers(name: str) -> None:
         "list_name": hostile,
         "language": "en",
         "site": "news.example.org",
+        "footer": "footer",
         "unsubscribe_url": "https://news.example.org/unsubscribe/t",
         "confirm_url": "https://news.example.org/confirm/t",
         "valid_for": "3 days",
