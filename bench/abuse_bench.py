@@ -138,7 +138,6 @@ async def bombing(attack_size: int) -> None:
                     rate_limit_list=defaults.rate_limit_list if name == "attack" else (),
                     rate_limit_address=defaults.rate_limit_address,
                     rate_limit_confirmations=defaults.rate_limit_confirmations,
-                    run_worker=name == "attack",
                     **PROXIED,
                 )
                 latencies, statuses, answers, took = await send_all(guarded, load)
