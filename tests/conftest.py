@@ -165,3 +165,9 @@ async def browser(db_url: str, chromium: Browser) -> AsyncIterator[Browser]:
     for context in chromium.contexts:
         if context not in before:
             await context.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The heavy scenarios first: run in parallel, they start early and the short tests fill
+    in around them, rather than one long test running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("scenario") is None)
