@@ -10,7 +10,14 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, update
-from support import SUBSCRIBE, SMTPServer, make_list, serve_app, signups_acted_on
+from support import (
+    SUBSCRIBE,
+    SMTPServer,
+    clear_of_window_end,
+    make_list,
+    serve_app,
+    signups_acted_on,
+)
 
 from service.bots import FormStamps
 from service.db import Database
@@ -52,6 +59,7 @@ async def test_client_limit_answers_429_with_retry_after_on_every_way_in(
 ) -> None:
     await make_list(settings)
     limited = settings.replace(rate_limit_ip=parse_rates("3/1m"), **PROXIED)
+    await clear_of_window_end(60)
     async with serve_app(limited) as app:
         for n in range(3):
             ok = await app.client.post(
@@ -93,6 +101,7 @@ async def test_limits_hold_across_two_instances_sharing_a_database(
 ) -> None:
     await make_list(settings)
     limited = settings.replace(rate_limit_ip=parse_rates("4/1m"), **PROXIED)
+    await clear_of_window_end(60)
     async with serve_app(limited) as one, serve_app(limited) as two:
         answers = []
         for n in range(6):
@@ -108,6 +117,7 @@ async def test_list_limit_counts_everyone_together(settings: Settings, smtp: SMT
     await make_list(settings)
     await make_list(settings, "other")
     limited = settings.replace(rate_limit_list=parse_rates("2/1m"), **PROXIED)
+    await clear_of_window_end(60)
     async with serve_app(limited) as app:
         codes = []
         for n in range(3):
@@ -134,6 +144,7 @@ async def test_inbox_limit_is_silent_and_spans_lists(settings: Settings, smtp: S
     for slug in ("daily", "weekly", "sports", "tech"):
         await make_list(settings, slug)
     limited = settings.replace(rate_limit_address=parse_rates("1/10m,3/1d"))
+    await clear_of_window_end(600)
     async with serve_app(limited) as app:
         answers = set()
         for slug, address in [
