@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
-from http.cookies import SimpleCookie
 
-import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select, update
-from support import SUBSCRIBE, Running, SMTPServer, make_list, serve_app, visible
+from support import (
+    PASSWORD,
+    SAME_SITE,
+    SUBSCRIBE,
+    Running,
+    SMTPServer,
+    make_list,
+    serve_app,
+    sign_in,
+    visible,
+)
 
 from service.auth.users import create_user
 from service.models import (
@@ -25,8 +32,6 @@ from service.models import (
 from service.settings import Settings
 from service.suppressions import email_hash
 
-PASSWORD = "correct horse battery"
-SAME_SITE = {"Sec-Fetch-Site": "same-origin"}
 ADMIN_PAGES = [
     "/admin/",
     "/admin/lists",
@@ -45,32 +50,6 @@ ADMIN_POSTS = [
     "/admin/subscribers/1/erase",
     "/admin/imports",
 ]
-
-
-@pytest.fixture
-async def admin(settings: Settings) -> AsyncIterator[Running]:
-    await make_list(settings)
-    async with serve_app(settings) as running:
-        await create_user(running.db, "alice", PASSWORD)
-        yield running
-
-
-async def sign_in(
-    app: Running,
-    password: str = PASSWORD,
-    username: str = "alice",
-    ip_headers: dict[str, str] | None = None,
-) -> dict[str, str]:
-    """Sign in through the form; the headers that carry the session afterwards."""
-    response = await app.client.post(
-        "/admin/login",
-        data={"username": username, "password": password, "next": "/admin/"},
-        headers={**SAME_SITE, **(ip_headers or {})},
-    )
-    assert response.status_code == 303, visible(response)
-    cookie = SimpleCookie(response.headers["set-cookie"])
-    [(name, morsel)] = cookie.items()
-    return {"Cookie": f"{name}={morsel.value}", **SAME_SITE}
 
 
 async def test_nothing_without_signing_in(admin: Running) -> None:

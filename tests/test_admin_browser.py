@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support import SMTPServer, make_list, serve_app
-
-# Reuse the browser fixture and the skip rules of the widget's browser tests.
-from test_widget_browser import ARTIFACTS, Browser, browser, expect  # noqa: F401
+import pytest
+from playwright.async_api import Browser, expect
+from support import ARTIFACTS, SMTPServer, make_list, serve_app
 
 from service.auth.users import create_user
 from service.settings import Settings
 
+# One Chromium for the whole run, on the session's event loop; these tests share it.
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.xdist_group("browser")]
+
 PASSWORD = "correct horse battery"
 
 
-async def test_editor_session(browser: Browser, settings: Settings, smtp: SMTPServer) -> None:  # noqa: F811
+async def test_editor_session(browser: Browser, settings: Settings, smtp: SMTPServer) -> None:
     await make_list(settings)
     async with serve_app(settings, reachable=True) as app:
         await create_user(app.db, "alice", PASSWORD)

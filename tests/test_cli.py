@@ -1,24 +1,19 @@
-"""The `newsletter` command, run as a user runs it."""
+"""The `newsletter` command: its ``main()`` in process, and the installed command run as a
+user runs it (serving until Ctrl-C)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from support import CLIResult, run_cli
 
-def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    environ.update({"NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", **env})
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=60,
-        check=False,
-    )
+
+def run(args: list[str], tmp_path: Path, **env: str) -> CLIResult:
+    return run_cli(args, {"NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", **env})
 
 
 def test_help_lists_every_command(tmp_path: Path) -> None:
@@ -72,7 +67,8 @@ def test_bad_configuration_is_a_clear_message(tmp_path: Path) -> None:
 
 
 def test_serve_runs_with_nothing_configured_and_stops_cleanly(tmp_path: Path) -> None:
-    """`newsletter serve` in an empty folder: SQLite file, mail catcher, clean shutdown."""
+    """The installed `newsletter serve` in an empty folder: SQLite file, mail catcher, clean
+    shutdown on Ctrl-C."""
     import signal
     import socket
     import time
@@ -82,8 +78,10 @@ def test_serve_runs_with_nothing_configured_and_stops_cleanly(tmp_path: Path) ->
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    command = shutil.which("newsletter", path=str(Path(sys.executable).parent))
+    assert command, "pip install -e . installs the `newsletter` command next to python"
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--port", str(port)],
+        [command, "serve", "--port", str(port)],
         cwd=tmp_path,
         env=environ,
         stdout=subprocess.PIPE,

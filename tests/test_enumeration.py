@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import random
-import statistics
-import time
 from collections.abc import Callable
 
-from support import SUBSCRIBE, Running, SMTPServer, make_list, serve_app
+from support import SUBSCRIBE, Running, SMTPServer, make_list, serve_app, signups_acted_on
 
 from service.models import SubscriptionStatus
 from service.settings import Settings, parse_rates
@@ -57,6 +55,7 @@ async def test_same_answer_for_new_pending_confirmed_and_unsubscribed(
     assert form_answers["new"][1] == first[1]
 
     # And the states really were different underneath.
+    await signups_acted_on(app.db)
     async with app.db.read() as session:
         from sqlalchemy import select
 
@@ -76,14 +75,12 @@ async def test_same_answer_for_new_pending_confirmed_and_unsubscribed(
     assert rows["gone@example.com"] == SubscriptionStatus.PENDING  # re-subscribed
 
 
-async def test_same_bytes_and_same_time_for_every_kind_of_signup(
-    settings: Settings, smtp: SMTPServer
-) -> None:
-    """Known, pending, unsubscribed, throttled and bot signups: same answer, same time.
+async def test_same_bytes_for_every_kind_of_signup(settings: Settings, smtp: SMTPServer) -> None:
+    """Known, pending, unsubscribed, throttled and bot signups: the same answer, byte for byte.
 
-    The states are made first; then a server with its worker off (so only the request path
-    is timed) answers signups of every kind, interleaved at random, and the time to answer
-    each kind is compared with the time to answer a brand-new address.
+    The states are made first; then a server with its worker off answers signups of every
+    kind, interleaved at random. That each kind also takes as long as a new address is
+    measured by ``python bench/abuse_bench.py --scenario answer-times``.
     """
     await make_list(settings)
     await make_list(settings, "second")
@@ -116,21 +113,16 @@ async def test_same_bytes_and_same_time_for_every_kind_of_signup(
         "honeypot": lambda: (SUBSCRIBE, {"email": "bot@example.com", "url": "http://x.example"}),
         "too fast": lambda: (SUBSCRIBE, {"email": "fast@example.com", "elapsed_ms": "40"}),
     }
-    rounds = 40
+    rounds = 10
     order = [kind for kind in kinds for _ in range(rounds)]
     random.Random(7).shuffle(order)
-    times: dict[str, list[float]] = {kind: [] for kind in kinds}
     answers: dict[str, set[tuple[int, bytes, tuple[tuple[str, str], ...]]]] = {
         k: set() for k in kinds
     }
     async with serve_app(guarded.replace(run_worker=False)) as app:
-        for _ in range(20):  # warm up connections and caches
-            await app.client.post(SUBSCRIBE, json={"email": f"warm{next(counter)}@example.com"})
         for kind in order:
             path, data = kinds[kind]()
-            started = time.perf_counter()
             response = await app.client.post(path, json=data)
-            times[kind].append(time.perf_counter() - started)
             headers = tuple(
                 (k, v) for k, v in response.headers.items() if k not in {"date", "x-request-id"}
             )
@@ -138,9 +130,3 @@ async def test_same_bytes_and_same_time_for_every_kind_of_signup(
     everything = set().union(*answers.values())
     assert len(everything) == 1, everything
     assert next(iter(everything))[0] == 202
-
-    baseline = statistics.median(times["new"])
-    report = {k: round(statistics.median(v) / baseline, 2) for k, v in times.items()}
-    print("median answer time relative to a new address:", report)
-    for kind, ratio in report.items():
-        assert 0.7 <= ratio <= 1.4, f"{kind} signups answer in {ratio}x the time of new ones"

@@ -2,58 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import pytest
-from support import Running
-from test_admin import admin, sign_in  # noqa: F401 - the fixture, and signing in
+from support import PAGE, PEOPLE, Running, add_people, bearer, cli, sign_in
 
-from service.auth.api_tokens import create_token
 from service.cli.data import Progress
-from service.lists import create_list, get_list
-from service.models import (
-    ConsentAction,
-    ConsentRecord,
-    OutboxMessage,
-    OutboxStatus,
-    Subscriber,
-    Subscription,
-    SubscriptionStatus,
-)
-from service.settings import Settings
+from service.lists import create_list
 from service.transfer.formats import neutralise, unneutralise
-
-T0 = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-T1 = datetime(2025, 1, 2, 3, 10, 0, tzinfo=UTC)
-T2 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
-PAGE = "https://www.example.com/article?id=1,2"
-
-# (email, name, attributes, status, failed delivery)
-PEOPLE: list[tuple[str, str | None, dict[str, Any], str, bool]] = [
-    ("a@example.com", "Smith, Jo", {"n": 2, "city": "Köln"}, "confirmed", False),
-    ("b@example.com", 'Say "hi"', {}, "confirmed", False),
-    ("c@example.com", "line one\nline two", {}, "confirmed", False),
-    ("d@example.com", "Zoë 😀 Ünal", {}, "confirmed", False),
-    ("e@example.com", '=HYPERLINK("http://evil.example","click")', {}, "confirmed", False),
-    ("f@example.com", "+1 555 0100", {}, "confirmed", False),
-    ("g@example.com", "-2+3", {}, "confirmed", False),
-    ("h@example.com", "@SUM(A1:A9)", {}, "confirmed", False),
-    ("i@example.com", "\tTabbed", {}, "confirmed", False),
-    ("j@example.com", "\rReturn", {}, "confirmed", False),
-    ("=1+2@example.com", None, {}, "confirmed", False),
-    ("k@example.com", "'=quoted already", {}, "confirmed", False),
-    ("l@example.com", "Left", {}, "unsubscribed", False),
-    ("m@example.com", "Bounced", {}, "pending", True),
-    ("n@example.com", "Waiting", {}, "pending", False),
-]
 
 EXPECTED_CSV = (
     "email,name,list,status,subscribed_at,confirmed_at,unsubscribed_at,consent_source,"
@@ -85,58 +43,7 @@ EXPECTED_CSV = (
 ).encode()
 
 
-async def add_people(app: Running, slug: str = "daily", people: Any = PEOPLE) -> None:
-    """Subscribers with fixed times, straight into the database."""
-    mailing_list = await get_list(app.db, slug)
-    assert mailing_list is not None
-    async with app.db.write() as session:
-        for email, name, attributes, status, failed in people:
-            subscriber = Subscriber(email=email, name=name, attributes=attributes, created_at=T0)
-            session.add(subscriber)
-            await session.flush()
-            sub = Subscription(
-                list_id=mailing_list.id,
-                subscriber_id=subscriber.id,
-                status=SubscriptionStatus(status),
-                confirm_nonce="n",
-                subscribed_at=T0,
-                confirmed_at=T1 if status != "pending" else None,
-                unsubscribed_at=T2 if status == "unsubscribed" else None,
-            )
-            session.add(sub)
-            await session.flush()
-            session.add(
-                ConsentRecord(
-                    subscription_id=sub.id,
-                    action=ConsentAction.SUBSCRIBE,
-                    created_at=T0,
-                    page_url=PAGE,
-                    wording="Yes",
-                    method="form",
-                )
-            )
-            if failed:
-                session.add(
-                    OutboxMessage(
-                        template="confirm",
-                        to_address=email,
-                        subscription_id=sub.id,
-                        message_id=f"<{email}>",
-                        status=OutboxStatus.FAILED,
-                    )
-                )
-
-
-@pytest.fixture
-async def token(admin: Running) -> str:  # noqa: F811
-    return await create_token(admin.db, "alice", "tests")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def test_csv_bytes_are_exact_and_neutralise_formulas(admin: Running, token: str) -> None:  # noqa: F811
+async def test_csv_bytes_are_exact_and_neutralise_formulas(admin: Running, token: str) -> None:
     await add_people(admin)
     response = await admin.client.get("/api/v1/admin/exports?list=daily", headers=bearer(token))
     assert response.status_code == 200
@@ -168,7 +75,7 @@ def test_neutralising_is_undone_exactly() -> None:
         assert first not in {"=", "+", "-", "@", "\t", "\r"}, value
 
 
-async def test_ndjson_lines_parse(admin: Running, token: str) -> None:  # noqa: F811
+async def test_ndjson_lines_parse(admin: Running, token: str) -> None:
     await add_people(admin)
     response = await admin.client.get(
         "/api/v1/admin/exports?list=daily&format=ndjson&status=all", headers=bearer(token)
@@ -200,7 +107,7 @@ async def test_ndjson_lines_parse(admin: Running, token: str) -> None:  # noqa: 
     assert lines[12]["unsubscribed_at"] == "2025-03-04T05:06:07Z"
 
 
-async def test_filters_by_status_date_and_list(admin: Running, token: str) -> None:  # noqa: F811
+async def test_filters_by_status_date_and_list(admin: Running, token: str) -> None:
     await add_people(admin)
     await create_list(admin.db, slug="weekly", name="Weekly", origins=[])
     await add_people(
@@ -233,7 +140,7 @@ async def test_filters_by_status_date_and_list(admin: Running, token: str) -> No
     assert await emails("list=daily&until=2025-01-01") == []
 
 
-async def test_mailchimp_and_listmonk_layouts(admin: Running, token: str) -> None:  # noqa: F811
+async def test_mailchimp_and_listmonk_layouts(admin: Running, token: str) -> None:
     await add_people(admin, people=PEOPLE[:1] + PEOPLE[10:11] + PEOPLE[12:13])
     mailchimp = await admin.client.get(
         "/api/v1/admin/exports?list=daily&format=mailchimp&status=all", headers=bearer(token)
@@ -258,7 +165,7 @@ async def test_mailchimp_and_listmonk_layouts(admin: Running, token: str) -> Non
     )
 
 
-async def test_bad_export_requests_say_what_is_wrong(admin: Running, token: str) -> None:  # noqa: F811
+async def test_bad_export_requests_say_what_is_wrong(admin: Running, token: str) -> None:
     for query, status, words in (
         ("list=nope", 404, "no list 'nope'"),
         ("format=xlsx", 422, "format must be one of"),
@@ -273,7 +180,7 @@ async def test_bad_export_requests_say_what_is_wrong(admin: Running, token: str)
     assert page.status_code == 422 and "format must be one of" in page.text
 
 
-async def test_nothing_is_exported_without_signing_in(admin: Running) -> None:  # noqa: F811
+async def test_nothing_is_exported_without_signing_in(admin: Running) -> None:
     await add_people(admin)
     page = await admin.client.get("/admin/exports/download?list=daily&status=all")
     assert page.status_code == 303 and b"example.com" not in page.content
@@ -281,22 +188,7 @@ async def test_nothing_is_exported_without_signing_in(admin: Running) -> None:  
     assert api.status_code == 401 and b"example.com" not in api.content
 
 
-async def cli(args: list[str], settings: Settings) -> subprocess.CompletedProcess[bytes]:
-    """The command in a subprocess, waited for off the event loop: the served app shares
-    the loop, and its worker must be able to finish a write the command waits on."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    environ["NEWSLETTER_DATABASE_URL"] = settings.database_url
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service", *args],
-        capture_output=True,
-        env=environ,
-        timeout=60,
-        check=False,
-    )
-
-
-async def test_cli_export(admin: Running, token: str, tmp_path: Path) -> None:  # noqa: F811
+async def test_cli_export(admin: Running, token: str, tmp_path: Path) -> None:
     await add_people(admin)
     target = tmp_path / "out.csv"
     result = await cli(["export", "--list", "daily", "-o", str(target)], admin.settings)

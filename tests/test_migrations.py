@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,7 @@ from conftest import POSTGRES
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
 from starlette.applications import Starlette
-from support import fresh_postgres_database, make_list, migrate, serve_app
+from support import CLIResult, fresh_postgres_database, make_list, migrate, run_cli, serve_app
 
 from service.db import Database, SchemaStatus
 from service.db.schema import BASELINE, head
@@ -93,17 +90,8 @@ def settings_for(url: str, **env: str) -> Settings:
     )
 
 
-def cli(args: list[str], url: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    environ.update({"NEWSLETTER_DATABASE_URL": url, **env})
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=60,
-        check=False,
-    )
+def cli(args: list[str], url: str, **env: str) -> CLIResult:
+    return run_cli(args, {"NEWSLETTER_DATABASE_URL": url, **env})
 
 
 # --- the models and the migrations agree ------------------------------------------------

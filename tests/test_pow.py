@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import sys
 import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
-from support import SECRET, SUBSCRIBE, Running, SMTPServer, make_list, serve_app, visible
+from support import (
+    PASSWORD,
+    SECRET,
+    SUBSCRIBE,
+    Running,
+    SMTPServer,
+    make_list,
+    run_cli,
+    serve_app,
+    sign_in,
+    visible,
+)
 
 from service.challenges import CLOCK_MARGIN, Challenges, solve, solves
 from service.db import Database
@@ -290,7 +299,6 @@ async def test_form_post_and_hosted_page(easy: Settings, smtp: SMTPServer) -> No
 
 
 async def test_switched_per_list_by_the_list_editor_admin_api_and_cli(settings: Settings) -> None:
-    from test_admin import PASSWORD, sign_in
 
     from service.auth.api_tokens import create_token
     from service.auth.users import create_user
@@ -320,22 +328,9 @@ async def test_switched_per_list_by_the_list_editor_admin_api_and_cli(settings: 
             "/api/v1/admin/lists/weekly", headers=auth, json={"proofOfWork": "maybe"}
         )
         assert wrong.status_code == 422 and "proofOfWork" in wrong.json()["message"]
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    environ.update({"NEWSLETTER_DATABASE_URL": settings.database_url})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "lists",
-        "set",
-        "weekly",
-        "proofOfWork=false",
-        env=environ,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate()
-    assert process.returncode == 0, output.decode()
+    env = {"NEWSLETTER_DATABASE_URL": settings.database_url}
+    result = run_cli(["lists", "set", "weekly", "proofOfWork=false"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
     db = Database.from_url(settings.database_url)
     try:
         weekly = await get_list(db, "weekly")

@@ -11,15 +11,17 @@ import asyncio
 import re
 from typing import Any
 
-from support import SUBSCRIBE, SMTPServer, make_list, serve_app
-
-# Reuse the browser fixture and the skip rules of the widget's browser tests.
-from test_widget_browser import ARTIFACTS, Browser, Page, browser, expect  # noqa: F401
+import pytest
+from playwright.async_api import Browser, Page, expect
+from support import ARTIFACTS, SUBSCRIBE, SMTPServer, make_list, serve_app
 
 from service.auth.users import create_user
 from service.demo import ArticleServer, render_article
 from service.lists import update_list
 from service.settings import Settings
+
+# One Chromium for the whole run, on the session's event loop; these tests share it.
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.xdist_group("browser")]
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
@@ -56,13 +58,13 @@ def snippet(service_url: str) -> str:
     )
 
 
-async def watched(browser: Browser, **context: Any) -> Watched:  # noqa: F811
+async def watched(browser: Browser, **context: Any) -> Watched:
     ctx = await browser.new_context(**context)
     return Watched(await ctx.new_page())
 
 
 async def test_hostile_input_runs_nowhere_in_the_admin_pages(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     settings: Settings,
     smtp: SMTPServer,
 ) -> None:
@@ -118,7 +120,7 @@ async def test_hostile_input_runs_nowhere_in_the_admin_pages(
 
 
 async def test_hostile_texts_run_nowhere_in_the_widget_and_the_reader_pages(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     settings: Settings,
     smtp: SMTPServer,
 ) -> None:
@@ -163,7 +165,7 @@ async def test_hostile_texts_run_nowhere_in_the_widget_and_the_reader_pages(
 
 
 async def test_the_widget_works_under_a_strict_host_page_policy(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     settings: Settings,
     smtp: SMTPServer,
 ) -> None:
@@ -204,7 +206,7 @@ async def test_the_widget_works_under_a_strict_host_page_policy(
 
 
 async def test_the_mail_catcher_shows_the_html_part_styled_and_powerless(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     settings: Settings,
 ) -> None:
     catcher = settings.replace(smtp_host="")

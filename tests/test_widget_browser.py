@@ -1,21 +1,19 @@
 """The subscribe box in real headless Chromium, on an article page from another origin.
 
-Needs Debian's chromium (/usr/bin/chromium) and Playwright's Python package. Without the
-browser these tests skip, unless NEWSLETTER_TEST_REQUIRE_BROWSER=1 (CI) makes that a failure.
+Needs Debian's chromium (/usr/bin/chromium; the ``browser`` fixture in conftest.py).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser, Page, expect
 from sqlalchemy import select
-from support import Running, SMTPServer, make_list, serve_app, snapshot
+from support import ARTIFACTS, Running, SMTPServer, make_list, serve_app, snapshot
 
 from service.db import Database
 from service.demo import ArticleServer, render_article
@@ -23,16 +21,9 @@ from service.lists import update_list
 from service.models import Subscriber, Subscription, SubscriptionStatus
 from service.settings import Settings
 
-CHROMIUM = os.environ.get("NEWSLETTER_TEST_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).parent / "artifacts"
 PHONE_SLOWDOWN = 6  # Chromium's CPU throttling, for a low-end phone
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("NEWSLETTER_TEST_REQUIRE_BROWSER"):
-        raise RuntimeError(f"browser tests required but {CHROMIUM} is missing")
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-
-from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
+# One Chromium for the whole run, on the session's event loop; these tests share it.
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.xdist_group("browser")]
 
 HOSTILE_CSS = """<style>
 * { all: unset !important; }
@@ -41,26 +32,6 @@ form, input, button, label, h2, p { display: none !important; }
 div { display: none !important; position: static !important; width: 10px !important; }
 body > * { visibility: hidden !important; }
 </style>"""
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 class Site:
