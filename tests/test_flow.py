@@ -93,16 +93,22 @@ async def test_subscribe_confirm_unsubscribe(app: Running, smtp: SMTPServer) -> 
     assert page.headers["cache-control"] == "no-store"
     assert await status_of(app, "reader@example.com") == SubscriptionStatus.PENDING
 
-    # POST confirms.
-    done = await app.client.post(app.local(link["confirm"]), headers={"User-Agent": "Phone/2"})
-    assert done.status_code == 200
-    assert "You're subscribed" in visible(done)
+    # POST confirms, and answers 303 back to the link: a reload never posts again.
+    confirm_path = app.local(link["confirm"])
+    done = await app.client.post(confirm_path, headers={"User-Agent": "Phone/2"})
+    assert done.status_code == 303 and done.headers["location"] == confirm_path
+    shown = await app.client.get(done.headers["location"])
+    assert shown.status_code == 200
+    assert "You're subscribed" in visible(shown) and "Frühstücks-Briefing" in visible(shown)
+    assert "<form" not in shown.text
     assert await status_of(app, "reader@example.com") == SubscriptionStatus.CONFIRMED
 
-    # The confirmation link works once: a replay gets the friendly invalid-link page.
-    again = await app.client.post(app.local(link["confirm"]))
-    assert again.status_code == 400
-    assert "This link is not valid any more" in again.text
+    # A harmless repeat (the browser re-posts, a second tab, the email opened again later)
+    # shows where things stand, never an error, and confirms nothing twice.
+    again = await app.client.post(confirm_path)
+    assert again.status_code == 303 and again.headers["location"] == confirm_path
+    later = await app.client.get(confirm_path)
+    assert later.status_code == 200 and "You're subscribed" in visible(later)
     assert await status_of(app, "reader@example.com") == SubscriptionStatus.CONFIRMED
 
     # RFC 8058 one-click POST, as a mail provider sends it: no cookies, 200, no redirect.
@@ -114,6 +120,12 @@ async def test_subscribe_confirm_unsubscribe(app: Running, smtp: SMTPServer) -> 
     assert one_click.status_code == 200
     assert "set-cookie" not in one_click.headers
     assert await status_of(app, "reader@example.com") == SubscriptionStatus.UNSUBSCRIBED
+
+    # The old confirmation link now says so truthfully, and offers the way back.
+    after = await app.client.get(confirm_path)
+    assert after.status_code == 200
+    assert "You unsubscribed" in visible(after) and "Subscribe again" in visible(after)
+    assert "You're subscribed" not in visible(after)
 
     # Consent: who, when, from where, with which words, for each step.
     async with app.db.read() as session:
@@ -167,10 +179,14 @@ async def test_resubscribe_after_unsubscribe_starts_double_opt_in_again(
     assert response.status_code == 202
     _, second = await smtp.wait_for(2)
     assert await status_of(app, "c@example.com") == SubscriptionStatus.PENDING
-    # The old confirmation link stays dead; the new one works.
+    # The old confirmation link cannot confirm the new signup; the new one does.
     assert (await app.client.post(app.local(first.links["confirm"]))).status_code == 400
-    assert (await app.client.post(app.local(second.links["confirm"]))).status_code == 200
+    assert (await app.client.post(app.local(second.links["confirm"]))).status_code == 303
     assert await status_of(app, "c@example.com") == SubscriptionStatus.CONFIRMED
+    # Once confirmed, either link shows so.
+    for mail in (first, second):
+        shown = await app.client.get(app.local(mail.links["confirm"]))
+        assert shown.status_code == 200 and "You're subscribed" in visible(shown)
 
 
 async def test_pending_resubscribe_resends_at_most_once_per_interval(
@@ -217,7 +233,62 @@ async def test_pending_resubscribe_after_the_interval_resends_a_working_link(
         await app.client.post(SUBSCRIBE, json={"email": "slow@example.com"})
         first, second = await smtp.wait_for(2)
         assert first.message["Message-ID"] != second.message["Message-ID"]
-        # Either link confirms; after that, neither works again.
-        assert (await app.client.post(app.local(second.links["confirm"]))).status_code == 200
-        assert (await app.client.post(app.local(first.links["confirm"]))).status_code == 400
+        # The newest link confirms; after that, both show the subscription, no error.
+        assert (await app.client.post(app.local(second.links["confirm"]))).status_code == 303
+        assert (await app.client.post(app.local(first.links["confirm"]))).status_code == 303
         assert await status_of(app, "slow@example.com") == SubscriptionStatus.CONFIRMED
+        async with app.db.read() as session:
+            actions = (await session.scalars(select(ConsentRecord.action))).all()
+        assert actions.count("confirm") == 1
+
+
+async def test_an_old_confirmation_link_after_an_unsubscribe_offers_to_subscribe_again(
+    app: Running, smtp: SMTPServer
+) -> None:
+    await app.client.post(SUBSCRIBE, json={"email": "back@example.com"})
+    [first] = await smtp.wait_for(1)
+    confirm = app.local(first.links["confirm"])
+    assert (await app.client.post(confirm)).status_code == 303
+    await app.client.post(app.local(first.links["unsubscribe"]))
+    # A GET changes nothing (mail scanners fetch links): only the button does.
+    offer = await app.client.get(confirm)
+    assert offer.status_code == 200 and '<form method="post">' in offer.text
+    assert await status_of(app, "back@example.com") == SubscriptionStatus.UNSUBSCRIBED
+    again = await app.client.post(confirm)
+    assert again.status_code == 303
+    assert again.headers["location"] == "/subscribe/daily/thanks"
+    thanks = await app.client.get(again.headers["location"])
+    assert thanks.status_code == 200 and "check your inbox" in visible(thanks)
+    # Double opt-in as ever: a new confirmation email, and nothing changes until it is used.
+    _, second = await smtp.wait_for(2)
+    assert second.rcpt_tos == ["back@example.com"]
+    assert await status_of(app, "back@example.com") == SubscriptionStatus.PENDING
+    assert (await app.client.post(app.local(second.links["confirm"]))).status_code == 303
+    assert await status_of(app, "back@example.com") == SubscriptionStatus.CONFIRMED
+
+
+async def test_a_used_confirmation_link_past_its_expiry_still_shows_the_subscription(
+    settings: Settings, smtp: SMTPServer
+) -> None:
+    await make_list(settings)
+    async with serve_app(settings.replace(confirm_ttl=1.0)) as app:
+        await app.client.post(SUBSCRIBE, json={"email": "late@example.com"})
+        [mail] = await smtp.wait_for(1)
+        confirm = app.local(mail.links["confirm"])
+        assert (await app.client.post(confirm)).status_code == 303
+        await asyncio.sleep(1.1)  # the link has expired since
+        later = await app.client.get(confirm)
+        assert later.status_code == 200 and "You're subscribed" in visible(later)
+
+
+async def test_an_expired_link_to_a_signup_still_waiting_is_refused(
+    settings: Settings, smtp: SMTPServer
+) -> None:
+    await make_list(settings)
+    async with serve_app(settings.replace(confirm_ttl=1.0)) as app:
+        await app.client.post(SUBSCRIBE, json={"email": "slowpoke@example.com"})
+        [mail] = await smtp.wait_for(1)
+        await asyncio.sleep(1.1)
+        expired = await app.client.post(app.local(mail.links["confirm"]))
+        assert expired.status_code == 400 and "not valid any more" in expired.text
+        assert await status_of(app, "slowpoke@example.com") == SubscriptionStatus.PENDING

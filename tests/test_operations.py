@@ -46,7 +46,7 @@ async def test_metrics_count_signups_confirms_unsubscribes_and_requests(
     assert (await app.client.post(SUBSCRIBE, json={"email": "m@example.com"})).status_code == 202
     (mail,) = await smtp.wait_for(1)
     confirm, unsubscribe = (app.local(mail.links[kind]) for kind in ("confirm", "unsubscribe"))
-    assert (await app.client.post(confirm)).status_code == 200
+    assert (await app.client.post(confirm)).status_code == 303
     one_click = await app.client.post(
         unsubscribe,
         content=b"List-Unsubscribe=One-Click",
@@ -73,7 +73,7 @@ async def test_metrics_count_signups_confirms_unsubscribes_and_requests(
     assert found[route] == 2
     confirms = (
         "newsletter_http_request_duration_seconds_count",
-        (("method", "POST"), ("route", "/confirm/{token}"), ("status", "200")),
+        (("method", "POST"), ("route", "/confirm/{token}"), ("status", "303")),
     )
     assert found[confirms] == 1
 

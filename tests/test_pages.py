@@ -55,7 +55,7 @@ async def test_tokens_never_reach_the_logs(
     for link in (confirm, unsubscribe):
         token = link.rsplit("/", 1)[1]
         assert token[-20:] not in logged
-    assert "POST /confirm/[token] 200" in logged
+    assert "POST /confirm/[token] 303" in logged
     assert "POST /unsubscribe/[token] 200" in logged
 
 

@@ -70,7 +70,7 @@ async def test_config_says_whether_the_calling_origin_may_sign_people_up(app: Ru
 async def test_hosted_page_and_consent_checkbox(app: Running, smtp: SMTPServer) -> None:
     page = await app.client.get("/subscribe/daily")
     assert page.status_code == 200
-    assert 'action="/api/v1/lists/daily/subscriptions"' in page.text
+    assert 'action="/subscribe/daily"' in page.text
     assert page.headers["referrer-policy"] == "strict-origin-when-cross-origin"
     assert (
         await app.client.get("/subscribe/nope", headers={"Accept": "text/html"})

@@ -9,6 +9,7 @@ import hashlib
 from dataclasses import dataclass
 from importlib.resources import files
 
+import rjsmin
 from markupsafe import escape
 
 from service.i18n import texts
@@ -24,13 +25,15 @@ class WidgetAsset:
 
     @classmethod
     def load(cls) -> WidgetAsset:
-        # One proof-of-work solver for the box and the hosted page: spliced in here.
-        body = (
+        # One proof-of-work solver for the box and the hosted page: spliced in here. Served
+        # minified (comments and spaces are a fifth of what every reader would download).
+        source = (
             files("service")
             .joinpath("static/widget.js")
-            .read_bytes()
-            .replace(b"  /* pow.js */\n", pow_solver().encode(), 1)
+            .read_text()
+            .replace("  /* pow.js */\n", pow_solver(), 1)
         )
+        body = rjsmin.jsmin(source).encode()
         return cls(body, gzip.compress(body, 9, mtime=0), hashlib.sha256(body).hexdigest()[:16])
 
 
