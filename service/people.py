@@ -11,21 +11,53 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    case,
+    exists,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
 
 from service.db import Database
 from service.models import ConsentRecord, MailingList, OutboxMessage, Subscriber, Subscription
 
 __all__ = [
+    "SHOWN_STATUSES",
     "Page",
     "PersonRecord",
     "SearchFilters",
     "person_record",
     "personal_data",
     "search",
+    "shown_status",
 ]
 
 PAGE_SIZE = 50
+SHOWN_STATUSES = ("pending", "confirmed", "unsubscribed", "failed")
+
+
+def shown_status() -> ColumnElement[str]:
+    """A subscription's status as editors and exports show it: ``failed`` when the latest
+    email to it could not be delivered (an opt-out still reads as ``unsubscribed``)."""
+    latest_mail = (
+        select(OutboxMessage.status)
+        .where(OutboxMessage.subscription_id == Subscription.id)
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    raw_status = type_coerce(Subscription.status, String)
+    return case(
+        (raw_status == "unsubscribed", literal("unsubscribed")),
+        (type_coerce(latest_mail, String) == "failed", literal("failed")),
+        else_=raw_status,
+    )
 
 
 @dataclass(frozen=True)
@@ -64,7 +96,7 @@ def _filtered(filters: SearchFilters) -> Select[Subscriber]:
             == select(MailingList.id).where(MailingList.slug == filters.list_slug).scalar_subquery()
         )
     if filters.status:
-        conditions.append(Subscription.status == filters.status)
+        conditions.append(shown_status() == filters.status)
     if filters.since:
         conditions.append(Subscription.subscribed_at >= filters.since)
     if filters.until:
@@ -87,7 +119,7 @@ async def search(
         rows = {s.id: Row(s.id, s.email, s.name, s.created_at) for s in found}
         if rows:
             memberships = await session.execute(
-                select(Subscription.subscriber_id, MailingList.slug, Subscription.status)
+                select(Subscription.subscriber_id, MailingList.slug, shown_status())
                 .join(MailingList, MailingList.id == Subscription.list_id)
                 .where(Subscription.subscriber_id.in_(rows))
                 .order_by(MailingList.slug)
@@ -104,6 +136,13 @@ class PersonRecord:
     subscriptions: list[tuple[Subscription, MailingList]]
     consent: list[tuple[ConsentRecord, str]]  # (record, list slug)
     mail: list[tuple[OutboxMessage, str]]
+
+    def shown(self, subscription: Subscription) -> str:
+        """Its status as ``shown_status`` reads it: ``failed`` if its latest email failed."""
+        if subscription.status == "unsubscribed":
+            return "unsubscribed"
+        latest = [m for m, _ in self.mail if m.subscription_id == subscription.id][-1:]
+        return "failed" if latest and latest[0].status == "failed" else str(subscription.status)
 
 
 async def person_record(db: Database, subscriber_id: int) -> PersonRecord | None:

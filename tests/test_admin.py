@@ -350,3 +350,41 @@ async def test_an_admins_unsubscribe_is_the_readers_opt_out(
     await signups_acted_on(admin.db)
     async with admin.db.read() as session:
         assert await session.scalar(select(Subscription.status)) != SubscriptionStatus.CONFIRMED
+
+
+async def test_an_address_that_cannot_be_mailed_shows_as_failed_everywhere(
+    admin: Running, smtp: SMTPServer
+) -> None:
+    """A permanent failure is told to the editor: admin list, status filter, person page,
+    export and metrics all say "failed", not "pending"."""
+    smtp.fail_next("550 5.1.1 no such user here")
+    assert (
+        await admin.client.post(SUBSCRIBE, json={"email": "ghost@example.com"})
+    ).status_code == 202
+    assert (
+        await admin.client.post(SUBSCRIBE, json={"email": "fine@example.com"})
+    ).status_code == 202
+    await smtp.wait_for(1)
+    session = await sign_in(admin)
+    for _ in range(200):  # the worker marks the failure after the 550
+        listing = await admin.client.get("/admin/subscribers?status=failed", headers=session)
+        if "ghost@example.com" in listing.text:
+            break
+        await asyncio.sleep(0.05)
+    assert "ghost@example.com" in listing.text and "fine@example.com" not in listing.text
+    assert "daily: failed" in visible(listing)
+    everyone = await admin.client.get("/admin/subscribers", headers=session)
+    assert "daily: failed" in visible(everyone) and "daily: pending" in visible(everyone)
+    person = await admin.client.get("/admin/subscribers?q=ghost", headers=session)
+    ghost_id = re.search(r'/admin/subscribers/(\d+)"', person.text)
+    assert ghost_id
+    record = await admin.client.get(f"/admin/subscribers/{ghost_id[1]}", headers=session)
+    assert '<span class="badge failed">failed</span>' in record.text
+    assert "550 5.1.1 no such user here" in visible(record)
+    export = await admin.client.get(
+        "/admin/exports/download?list=daily&format=csv&status=all", headers=session
+    )
+    rows = {line.split(",")[0]: line.split(",")[3] for line in export.text.splitlines()[1:]}
+    assert rows == {"ghost@example.com": "failed", "fine@example.com": "pending"}
+    metrics = (await admin.client.get("/metrics")).text
+    assert 'newsletter_send_attempts_total{result="failed"} 1.0' in metrics

@@ -17,18 +17,15 @@ from typing import Any
 
 from sqlalchemy import (
     Select,
-    String,
     Text,
-    case,
     cast,
     func,
-    literal,
     select,
-    type_coerce,
 )
 
 from service.db import Database, utc_text
-from service.models import ConsentRecord, MailingList, OutboxMessage, Subscriber, Subscription
+from service.models import ConsentRecord, MailingList, Subscriber, Subscription
+from service.people import shown_status
 from service.transfer.formats import FORMATS, STATUSES, WRITERS, Row
 
 __all__ = [
@@ -66,19 +63,7 @@ class ExportQuery:
 
 def export_sql(query: ExportQuery) -> Select[Any]:
     """The export's SELECT; its columns are ``formats.COLUMNS``, all text, in that order."""
-    latest_mail = (
-        select(OutboxMessage.status)
-        .where(OutboxMessage.subscription_id == Subscription.id)
-        .order_by(OutboxMessage.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    raw_status = type_coerce(Subscription.status, String)
-    status = case(
-        (raw_status == "unsubscribed", literal("unsubscribed")),
-        (type_coerce(latest_mail, String) == "failed", literal("failed")),
-        else_=raw_status,
-    )
+    status = shown_status()
     consent_source = (
         select(func.coalesce(ConsentRecord.page_url, ConsentRecord.method))
         .where(ConsentRecord.subscription_id == Subscription.id)

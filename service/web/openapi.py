@@ -16,12 +16,16 @@ from service._version import __version__
 from service.challenges import SOLUTION_PATTERN
 from service.i18n import LANGUAGES
 from service.lists import SLUG_PATTERN
+from service.models import SubscriptionStatus
+from service.people import SHOWN_STATUSES
 from service.signups import TICKED
 from service.validation import MAX_EMAIL, MAX_NAME, MAX_URL
 
 __all__ = ["document", "routes"]
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+# As editors see it: "failed" when the latest email could not be delivered.
+SHOWN = {"type": "string", "enum": list(SHOWN_STATUSES)}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -100,10 +104,17 @@ SIGNUP = {
             "enum": list(TICKED),
             "description": "Required when the list asks for a consent checkbox.",
         },
+        "form_stamp": {
+            "type": "string",
+            "description": "When the form was shown: the `form_stamp` of "
+            "GET /api/v1/lists/{slug}/challenge, fetched as the form appeared. Without one at "
+            "least NEWSLETTER_MIN_FILL_TIME old, the signup must carry a proof of work.",
+        },
         "pow_challenge": {
             "type": "string",
-            "description": "Required when the list asks for proof of work: a challenge from "
-            "GET /api/v1/lists/{slug}/challenge, used once.",
+            "description": "Required when the list asks for proof of work, or the signup has "
+            "no good form stamp: a challenge from GET /api/v1/lists/{slug}/challenge, used "
+            "once.",
         },
         "pow_solution": {
             "type": "string",
@@ -175,8 +186,9 @@ PATHS: dict[str, Any] = {
                 },
                 "400": _error("The body cannot be read.", html=True),
                 "403": _error(
-                    "The calling page's origin may not sign people up to this list; or the "
-                    "list asks for proof of work and it is missing, expired, for another "
+                    "The calling page's origin may not sign people up to this list; or a "
+                    "proof of work is needed (the list asks for one, or the form stamp is "
+                    "missing, not ours or too young) and it is missing, expired, for another "
                     "list, used already or wrong (`error` is `proof_of_work`).",
                     html=True,
                 ),
@@ -293,10 +305,7 @@ PATHS: dict[str, Any] = {
                     for name, schema in (
                         ("q", {"type": "string"}),
                         ("list", {"type": "string"}),
-                        (
-                            "status",
-                            {"type": "string", "enum": ["pending", "confirmed", "unsubscribed"]},
-                        ),
+                        ("status", SHOWN),
                         ("since", {"type": "string", "format": "date"}),
                         ("until", {"type": "string", "format": "date"}),
                         ("after", {"type": "integer", "minimum": 0}),
@@ -488,7 +497,7 @@ STRING = {"type": "string"}
 TEXT_OR_NULL = {"type": ["string", "null"]}
 TIME = {"type": "string", "format": "date-time"}
 TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
-STATUS = {"type": "string", "enum": ["pending", "confirmed", "unsubscribed"]}
+STATUS = {"type": "string", "enum": [str(s) for s in SubscriptionStatus]}
 
 
 def _object(required: dict[str, Any], **optional: Any) -> dict[str, Any]:
@@ -514,7 +523,14 @@ SCHEMAS: dict[str, Any] = {
             "challenge": STRING,
             "difficulty": {"type": "integer", "minimum": 1, "maximum": 32},
             "expires_in": {"type": "number", "description": "Seconds it stays valid."},
-            "required": {"type": "boolean"},
+            "required": {
+                "type": "boolean",
+                "description": "Whether the list asks every signup for proof of work.",
+            },
+            "form_stamp": {
+                "type": "string",
+                "description": "The signed time the form was shown; send it with the signup.",
+            },
         }
     ),
     "WidgetConfig": _object(
@@ -553,7 +569,7 @@ SCHEMAS: dict[str, Any] = {
                         "created_at": TIME,
                         "lists": {
                             "type": "array",
-                            "items": _object({"list": STRING, "status": STATUS}),
+                            "items": _object({"list": STRING, "status": SHOWN}),
                         },
                     }
                 ),

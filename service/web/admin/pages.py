@@ -17,7 +17,13 @@ from starlette.routing import Route
 from service.auth.sessions import Principal
 from service.i18n import LANGUAGES
 from service.lists import ListExists, all_lists, create_list, get_list, update_list
-from service.people import SearchFilters, person_record, personal_data, search
+from service.people import (
+    SHOWN_STATUSES,
+    SearchFilters,
+    person_record,
+    personal_data,
+    search,
+)
 from service.state import AppRequest
 from service.stats import Daily, daily_activity, list_counts
 from service.subscriptions import consent_wording, erase, unsubscribe_by_admin
@@ -263,9 +269,7 @@ def filters_from(params: Any) -> SearchFilters:
     return SearchFilters(
         query=params.get("q", "")[:200],
         list_slug=params.get("list", "")[:64],
-        status=params.get("status", "")
-        if params.get("status") in {"pending", "confirmed", "unsubscribed"}
-        else "",
+        status=params.get("status", "") if params.get("status") in SHOWN_STATUSES else "",
         since=_date(params.get("since", "")),
         until=until + timedelta(days=1) if until else None,  # the "until" day is included
     )
@@ -295,6 +299,7 @@ async def subscribers_page(request: AppRequest, principal: Principal) -> Respons
             "after": after,
             "next_url": next_url,
             "first_url": f"/admin/subscribers?{urlencode(kept)}",
+            "statuses": SHOWN_STATUSES,
         },
         section="subscribers",
     )
