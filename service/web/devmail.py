@@ -24,8 +24,8 @@ from starlette.routing import Route
 
 from service.models import CaughtMail
 from service.state import AppRequest
-from service.web.admin.pages import row_id
 from service.web.middleware import content_security_policy, csp_nonce
+from service.web.params import row_id
 from service.web.responses import page
 
 __all__ = ["routes"]

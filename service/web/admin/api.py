@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.auth.sessions import Principal
-from service.lists import ListExists, all_lists, create_list, get_list, update_list
+from service.errors import Refusal
+from service.lists import all_lists, create_list, get_list, update_list
 from service.models import MailingList
 from service.people import person_record, personal_data, search
 from service.state import AppRequest
 from service.stats import daily_activity, list_counts
 from service.subscriptions import erase, unsubscribe_by_admin
 from service.web.admin.guard import protected
-from service.web.admin.pages import MAX_ROW_ID, filters_from, number, row_id
 from service.web.bodies import BadBody, parse_json_object
-from service.web.refusals import api_error
+from service.web.params import MAX_ROW_ID, filters_from, number, row_id
 from service.widget_settings import effective
 
 __all__ = ["routes"]
 
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+def no_such_subscriber() -> Refusal:
+    return Refusal("No such subscriber.", status=404)
+
+
+@contextlib.contextmanager
+def invalid_as_422() -> Iterator[None]:
+    """The list rules say what is wrong with a ValueError: that is the caller's 422."""
+    try:
+        yield
+    except ValueError as exc:
+        raise Refusal(str(exc), status=422) from None
 
 
 async def json_object(request: AppRequest) -> dict[str, Any]:
@@ -50,11 +65,11 @@ async def lists_endpoint(request: AppRequest, principal: Principal) -> Response:
         return JSONResponse(
             {"lists": [list_json(ml) for ml in await all_lists(db)]}, headers=NO_STORE
         )
-    try:
-        data = await json_object(request)
-        origins = data.get("origins", [])
-        if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
-            raise BadBody(422, "origins must be a list of URLs.")
+    data = await json_object(request)
+    origins = data.get("origins", [])
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise BadBody(422, "origins must be a list of URLs.")
+    with invalid_as_422():
         created = await create_list(
             db,
             slug=str(data.get("slug", "")),
@@ -64,13 +79,7 @@ async def lists_endpoint(request: AppRequest, principal: Principal) -> Response:
             double_opt_in=bool(data.get("double_opt_in", True)),
             consent_text=str(data.get("consent_text", "")),
         )
-        request.state["lists"].clear()  # it was not there a moment ago
-    except BadBody as exc:
-        return api_error(exc.status, exc.message)
-    except ListExists as exc:
-        return api_error(409, str(exc))
-    except ValueError as exc:
-        return api_error(422, str(exc))
+    request.state["lists"].clear()  # it was not there a moment ago
     return JSONResponse(list_json(created), status_code=201, headers=NO_STORE)
 
 
@@ -78,28 +87,25 @@ async def list_endpoint(request: AppRequest, principal: Principal) -> Response:
     db = request.state["db"]
     slug = request.path_params["slug"]
     if request.method == "PATCH":
-        try:
-            data = await json_object(request)
-            origins = data.get("origins", "")
-            if not isinstance(origins, str) and not (
-                isinstance(origins, list) and all(isinstance(o, str) for o in origins)
-            ):
-                raise BadBody(422, "origins must be a list of URLs.")
-            changes = {
-                k: ",".join(v) if k == "origins" and isinstance(v, list) else str(v)
-                for k, v in data.items()
-            }
-            await update_list(db, slug, changes)
-            request.state["lists"].clear()
-        except BadBody as exc:
-            return api_error(exc.status, exc.message)
-        except LookupError:
-            return api_error(404, f"There is no list {slug!r}.")
-        except ValueError as exc:
-            return api_error(422, str(exc))
+        data = await json_object(request)
+        origins = data.get("origins", "")
+        if not isinstance(origins, str) and not (
+            isinstance(origins, list) and all(isinstance(o, str) for o in origins)
+        ):
+            raise BadBody(422, "origins must be a list of URLs.")
+        changes = {
+            k: ",".join(v) if k == "origins" and isinstance(v, list) else str(v)
+            for k, v in data.items()
+        }
+        with invalid_as_422():
+            try:
+                await update_list(db, slug, changes)
+            except LookupError:
+                raise Refusal(f"There is no list {slug!r}.", status=404) from None
+        request.state["lists"].clear()
     mailing_list = await get_list(db, slug)
     if mailing_list is None:
-        return api_error(404, f"There is no list {slug!r}.")
+        raise Refusal(f"There is no list {slug!r}.", status=404)
     return JSONResponse(list_json(mailing_list), headers=NO_STORE)
 
 
@@ -130,27 +136,25 @@ async def subscriber_endpoint(request: AppRequest, principal: Principal) -> Resp
     subscriber_id = _id(request)
     if request.method == "DELETE":
         if subscriber_id is None or not await erase(db, subscriber_id, principal.username):
-            return api_error(404, "No such subscriber.")
+            raise no_such_subscriber()
         return Response(status_code=204)
     record = await person_record(db, subscriber_id) if subscriber_id is not None else None
     if record is None:
-        return api_error(404, "No such subscriber.")
+        raise no_such_subscriber()
     return JSONResponse({"id": record.subscriber.id, **personal_data(record)}, headers=NO_STORE)
 
 
 async def unsubscribe_endpoint(request: AppRequest, principal: Principal) -> Response:
     db = request.state["db"]
     subscriber_id = _id(request)
-    try:
-        data = await json_object(request)
-    except BadBody as exc:
-        return api_error(exc.status, exc.message)
+    data = await json_object(request)
     record = await person_record(db, subscriber_id) if subscriber_id is not None else None
     if record is None:
-        return api_error(404, "No such subscriber.")
+        raise no_such_subscriber()
     matches = [sub for sub, ml in record.subscriptions if ml.slug == data.get("list")]
     if not matches:
-        return api_error(404, f"{record.subscriber.email} is not on the list {data.get('list')!r}.")
+        email, slug = record.subscriber.email, data.get("list")
+        raise Refusal(f"{email} is not on the list {slug!r}.", status=404)
     await unsubscribe_by_admin(db, matches[0].id, principal.username)
     return JSONResponse({"status": "unsubscribed"}, headers=NO_STORE)
 

@@ -28,7 +28,7 @@ from service.transfer.formats import FORMATS, STATUSES
 from service.transfer.formats import media_type as export_media_type
 from service.transfer.imports import ImportOptions, ImportReport, import_rows
 from service.web.admin.guard import protected
-from service.web.admin.pages import admin_page
+from service.web.admin.render import admin_page
 from service.web.refusals import api_error
 
 __all__ = ["MAX_IMPORT_BYTES", "body_limit", "routes"]

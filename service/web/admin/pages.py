@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
-from typing import Any
 from urllib.parse import urlencode
 
 from markupsafe import Markup, escape
@@ -19,7 +17,6 @@ from service.i18n import LANGUAGES
 from service.lists import ListExists, all_lists, create_list, get_list, update_list
 from service.people import (
     SHOWN_STATUSES,
-    SearchFilters,
     person_record,
     personal_data,
     search,
@@ -28,45 +25,14 @@ from service.state import AppRequest
 from service.stats import Daily, daily_activity, list_counts
 from service.subscriptions import consent_wording, erase, unsubscribe_by_admin
 from service.web.admin.guard import protected
+from service.web.admin.render import admin_page
 from service.web.assets import snippet
 from service.web.middleware import content_security_policy, csp_nonce
+from service.web.params import MAX_ROW_ID, filters_from, number, row_id
 from service.web.responses import page
 from service.widget_settings import TEXT_KEYS, effective, validate_changes
 
-__all__ = ["MAX_ROW_ID", "admin_page", "number", "routes", "row_id"]
-
-FLASH = {
-    "created": "List created.",
-    "saved": "Saved.",
-    "unsubscribed": "Unsubscribed.",
-    "erased": "All data of that person was deleted.",
-}
-
-
-def admin_page(
-    request: AppRequest,
-    principal: Principal,
-    template: str,
-    context: dict[str, Any],
-    *,
-    section: str,
-    status: int = 200,
-) -> Response:
-    flash = FLASH.get(request.query_params.get("done", ""), "")
-    return page(
-        request,
-        template,
-        {"admin": principal.username, "section": section, "flash": flash, **context},
-        status=status,
-        language="en",
-        headers={
-            "Cache-Control": "no-store",
-            # The list editor frames its live preview, a page of our own.
-            "Content-Security-Policy": content_security_policy(
-                csp_nonce(request.scope), frame_src="'self'"
-            ),
-        },
-    )
+__all__ = ["routes"]
 
 
 def chart(days: list[Daily]) -> Markup:
@@ -237,41 +203,6 @@ async def list_preview(request: AppRequest, principal: Principal) -> Response:
             ),
             "X-Frame-Options": "SAMEORIGIN",
         },
-    )
-
-
-MAX_ROW_ID = 2**31 - 1  # INTEGER on PostgreSQL: a larger number is no row's id
-
-
-def number(value: str, *, most: int) -> int | None:
-    """ASCII digits as a number, at most ``most``; None for anything else (``²`` included)."""
-    if not value or not (value.isascii() and value.isdigit()):
-        return None
-    digits = value.lstrip("0") or "0"
-    return most if len(digits) > len(str(most)) else min(int(digits), most)
-
-
-def row_id(value: str) -> int | None:
-    """A row id from a URL, or None when it cannot be one (so: not found)."""
-    found = number(value, most=MAX_ROW_ID + 1)
-    return found if found is not None and 0 < found <= MAX_ROW_ID else None
-
-
-def _date(value: str) -> datetime | None:
-    try:
-        return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-    except ValueError:
-        return None
-
-
-def filters_from(params: Any) -> SearchFilters:
-    until = _date(params.get("until", ""))
-    return SearchFilters(
-        query=params.get("q", "")[:200],
-        list_slug=params.get("list", "")[:64],
-        status=params.get("status", "") if params.get("status") in SHOWN_STATUSES else "",
-        since=_date(params.get("since", "")),
-        until=until + timedelta(days=1) if until else None,  # the "until" day is included
     )
 
 

@@ -1,0 +1,48 @@
+"""Every admin page is rendered here: in English, never cached, with the flash message of
+the action that led to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from service.auth.sessions import Principal
+from service.state import AppRequest
+from service.web.middleware import content_security_policy, csp_nonce
+from service.web.responses import page
+
+__all__ = ["admin_page"]
+
+FLASH = {
+    "created": "List created.",
+    "saved": "Saved.",
+    "unsubscribed": "Unsubscribed.",
+    "erased": "All data of that person was deleted.",
+}
+
+
+def admin_page(
+    request: AppRequest,
+    principal: Principal,
+    template: str,
+    context: dict[str, Any],
+    *,
+    section: str,
+    status: int = 200,
+) -> Response:
+    flash = FLASH.get(request.query_params.get("done", ""), "")
+    return page(
+        request,
+        template,
+        {"admin": principal.username, "section": section, "flash": flash, **context},
+        status=status,
+        language="en",
+        headers={
+            "Cache-Control": "no-store",
+            # The list editor frames its live preview, a page of our own.
+            "Content-Security-Policy": content_security_policy(
+                csp_nonce(request.scope), frame_src="'self'"
+            ),
+        },
+    )
