@@ -84,3 +84,10 @@ def test_the_demo_names_a_port_in_use_and_leaves_nothing_behind(
     error = capsys.readouterr().err.strip()
     assert error == f"newsletter demo: port {port} is in use; choose another with {option}"
     assert not list(cli_env.glob("newsletter-demo-*"))
+
+
+def test_export_help_gives_the_date_format(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    shown = capsys.readouterr().out
+    assert "--since YYYY-MM-DD" in shown and "--until YYYY-MM-DD" in shown

@@ -80,6 +80,14 @@ async def test_subscribe_confirm_unsubscribe(app: Running, smtp: SMTPServer) -> 
     assert f'href="{link["confirm"]}"' in html
     assert f'href="{link["unsubscribe"]}"' in html and ">Unsubscribe</a>" in html
 
+    # The footer names the site the reader signed up on, not the service's own host.
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    assert "entered in the signup form of Frühstücks-Briefing (www.example.com)" in (
+        " ".join(text.get_content().split())
+    )
+    assert "news.example.org)" not in text.get_content()
+
     # Nothing the subscriber typed appears in the email (the address is only in To).
     assert b"Ann" not in mail.data
     assert "Ann" not in html

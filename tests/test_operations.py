@@ -46,13 +46,15 @@ async def test_metrics_count_signups_confirms_unsubscribes_and_requests(
     assert (await app.client.post(SUBSCRIBE, json={"email": "m@example.com"})).status_code == 202
     (mail,) = await smtp.wait_for(1)
     confirm, unsubscribe = (app.local(mail.links[kind]) for kind in ("confirm", "unsubscribe"))
-    assert (await app.client.post(confirm)).status_code == 303
-    one_click = await app.client.post(
-        unsubscribe,
-        content=b"List-Unsubscribe=One-Click",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    assert one_click.status_code == 200
+    for _ in range(2):  # a repeat click is not a second confirmation or unsubscribe
+        assert (await app.client.post(confirm)).status_code == 303
+    for _ in range(3):
+        one_click = await app.client.post(
+            unsubscribe,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert one_click.status_code == 200
     # A bot filling the honeypot is counted apart from real signups.
     bot = await app.client.post(SUBSCRIBE, json={"email": "bot@example.com", "url": "x"})
     assert bot.status_code == 202
@@ -75,7 +77,7 @@ async def test_metrics_count_signups_confirms_unsubscribes_and_requests(
         "newsletter_http_request_duration_seconds_count",
         (("method", "POST"), ("route", "/confirm/{token}"), ("status", "303")),
     )
-    assert found[confirms] == 1
+    assert found[confirms] == 2  # requests are counted as they came
 
 
 async def test_metrics_show_the_shared_queues(settings: Settings, smtp: SMTPServer) -> None:

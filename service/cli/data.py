@@ -228,8 +228,12 @@ def register(commands: Any) -> None:
         help="confirmed (default), pending, unsubscribed, failed or all; repeat or "
         "separate with commas for several",
     )
-    export.add_argument("--since", type=_day, metavar="DATE", help="subscribed on or after")
-    export.add_argument("--until", type=_day, metavar="DATE", help="subscribed on or before")
+    export.add_argument(
+        "--since", type=_day, metavar="YYYY-MM-DD", help="subscribed on or after this day (UTC)"
+    )
+    export.add_argument(
+        "--until", type=_day, metavar="YYYY-MM-DD", help="subscribed on or before this day (UTC)"
+    )
     export.add_argument(
         "--format",
         choices=FORMATS,
