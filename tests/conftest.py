@@ -29,17 +29,32 @@ from service.auth.users import create_user
 from service.settings import Settings
 
 
-@pytest.fixture
-def smtp() -> Iterator[SMTPServer]:
+def _smtp_server(*, smtputf8: bool) -> Iterator[SMTPServer]:
     handler = SMTPRecorder()
     controller = Controller(
-        handler, hostname="127.0.0.1", port=free_port(), decode_data=False, enable_SMTPUTF8=True
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        decode_data=False,
+        enable_SMTPUTF8=smtputf8,
     )
     controller.start()
     try:
         yield SMTPServer("127.0.0.1", controller.port, handler)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPServer]:
+    """A real SMTP server on loopback that records what it accepts."""
+    yield from _smtp_server(smtputf8=True)
+
+
+@pytest.fixture
+def plain_smtp() -> Iterator[SMTPServer]:
+    """A relay that does not offer SMTPUTF8 (most do; some corporate ones do not)."""
+    yield from _smtp_server(smtputf8=False)
 
 
 POSTGRES = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL", "")

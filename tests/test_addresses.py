@@ -4,30 +4,15 @@ RFC 5321's length limits are kept at the door."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
-from aiosmtpd.controller import Controller
-from support import SUBSCRIBE, Running, SMTPRecorder, SMTPServer, free_port, make_list, serve_app
+from support import SUBSCRIBE, Running, SMTPServer, make_list, serve_app
 
 from service.mail import DeliveryError, SMTPMailer
 from service.mail.render import wire_bytes
 from service.models import OutboxMessage
 from service.settings import Settings
-
-
-@pytest.fixture
-def plain_smtp() -> Iterator[SMTPServer]:
-    """A relay that does not offer SMTPUTF8 (most do; some corporate ones do not)."""
-    handler = SMTPRecorder()
-    controller = Controller(
-        handler, hostname="127.0.0.1", port=free_port(), decode_data=False, enable_SMTPUTF8=False
-    )
-    controller.start()
-    try:
-        yield SMTPServer("127.0.0.1", controller.port, handler)
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

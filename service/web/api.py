@@ -11,16 +11,14 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.challenges import ChallengeRefused
 from service.errors import Refusal
-from service.i18n import texts
 from service.models import MailingList
 from service.state import AppRequest
 from service.web import cors
 from service.web.bodies import read_fields
 from service.web.caller import caller
 from service.web.negotiation import wants_html
-from service.web.refusals import as_json, headers_for
+from service.web.refusals import as_json, for_a_reader, headers_for
 from service.web.responses import page
 from service.widget_settings import effective
 
@@ -56,13 +54,9 @@ def _answer(
         if refusal is not None:
             return as_json(refusal, headers)
         return Response(ACCEPTED_JSON, 202, headers, media_type="application/json")
-    message = ACCEPTED_BODY["message"] if refusal is None else refusal.message
-    if isinstance(refusal, ChallengeRefused):
-        # A form post comes from the hosted page: without a solution, its script did not run.
-        why = "pow_retry"
-        if refusal.missing:
-            why = "too_fast" if refusal.suspect else "needs_javascript"
-        message = texts(mailing_list.language)[why]
+    message = ACCEPTED_BODY["message"]
+    if refusal is not None:
+        message = for_a_reader(refusal, mailing_list.language)
     return page(
         request,
         "pages/subscribe_result.html",

@@ -17,16 +17,14 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from service.challenges import ChallengeRefused
 from service.errors import Refusal
-from service.i18n import texts
 from service.models import MailingList
 from service.state import AppRequest
 from service.web import cors
 from service.web.assets import pow_solver
 from service.web.bodies import read_fields
 from service.web.caller import caller
-from service.web.refusals import headers_for
+from service.web.refusals import for_a_reader, headers_for
 from service.web.responses import page
 from service.widget_settings import effective
 
@@ -69,12 +67,7 @@ def _form(
     # list asks for one, and wherever a quick reader's signup may be asked for one.
     needs_pow = settings["proofOfWork"] or state["settings"].min_fill_time > 0
     pow = state["challenges"].make(mailing_list.slug) if needs_pow else None
-    message = refusal.message if refusal is not None else ""
-    if isinstance(refusal, ChallengeRefused):
-        why = "pow_retry"
-        if refusal.missing:
-            why = "too_fast" if refusal.suspect else "needs_javascript"
-        message = texts(mailing_list.language)[why]
+    message = for_a_reader(refusal, mailing_list.language) if refusal is not None else ""
     return page(
         request,
         "pages/subscribe.html",

@@ -17,7 +17,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from service.challenges import ChallengeRefused
 from service.errors import Refusal
+from service.i18n import texts
 from service.state import AppRequest
 from service.web.middleware import redact_path
 from service.web.negotiation import wants_page
@@ -27,6 +29,7 @@ __all__ = [
     "api_error",
     "as_json",
     "exception_handlers",
+    "for_a_reader",
     "headers_for",
     "render",
     "retry_after_header",
@@ -63,6 +66,18 @@ def api_error(
 ) -> JSONResponse:
     """A JSON refusal made on the spot, for answers no rule module raises."""
     return as_json(Refusal(message, status=status, code=code, fields=fields), headers)
+
+
+def for_a_reader(refusal: Refusal, language: str) -> str:
+    """The refusal in a reader's words, where its message is a program's: a proof of work a
+    form could not send is explained, in the list's language."""
+    if not isinstance(refusal, ChallengeRefused):
+        return refusal.message
+    # A form post comes from the hosted page: without a solution, its script did not run.
+    why = "pow_retry"
+    if refusal.missing:
+        why = "too_fast" if refusal.suspect else "needs_javascript"
+    return texts(language)[why]
 
 
 def render(
