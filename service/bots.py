@@ -7,7 +7,8 @@ Two signs, checked on the server for every way in (JSON API, form post, hosted p
   dropped by the worker (``service.intake``).
 - the form stamp: a signed "this form was shown at T" value, handed out with the form (the
   hosted page carries it; the box fetches it with ``GET /api/v1/lists/SLUG/challenge`` when
-  it shows). A signup without a valid stamp, or sent sooner than
+  it shows). It is good for one signup (``service.intake`` spends it with the signup), for
+  as long as a challenge lives. A signup without a good stamp, or sent sooner than
   ``NEWSLETTER_MIN_FILL_TIME`` after it, only *suggests* a bot: a fast reader with browser
   autofill looks the same. So it is never dropped: it must pay a proof of work first
   (``service.challenges``), which the box and the hosted page solve by themselves.
@@ -15,13 +16,16 @@ Two signs, checked on the server for every way in (JSON API, form post, hosted p
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.signing import Signer
 
-__all__ = ["HONEYPOT", "FormStamps", "suspicion", "trapped"]
+__all__ = ["HONEYPOT", "FormStamps", "Stamp", "suspicion", "trapped"]
 
 HONEYPOT = "url"
 
@@ -51,18 +55,39 @@ def trapped(fields: Mapping[str, Any]) -> bool:
     return bool(fields.get(HONEYPOT))
 
 
+@dataclass(frozen=True)
+class Stamp:
+    """A good stamp, to be spent with its signup: kept as used until it would be too old."""
+
+    digest: str
+    expires_at: datetime
+
+
+CLOCK_MARGIN = timedelta(minutes=5)  # as for challenges: clocks of processes differ a little
+
+
 def suspicion(
-    fields: Mapping[str, Any], slug: str, stamps: FormStamps, min_fill_time: float
-) -> str:
-    """Why this signup must prove itself with a proof of work ("" if it need not)."""
+    fields: Mapping[str, Any],
+    slug: str,
+    stamps: FormStamps,
+    min_fill_time: float,
+    max_age: float,
+) -> tuple[str, Stamp | None]:
+    """Why this signup must prove itself with a proof of work ("" if it need not), and the
+    stamp to spend if it need not."""
     if min_fill_time <= 0:
-        return ""
+        return "", None
     stamp = fields.get("form_stamp")
     if not isinstance(stamp, str) or not stamp:
-        return "no-stamp"
-    age = stamps.age(stamp, slug)
+        return "no-stamp", None
+    now = time.time()
+    age = stamps.age(stamp, slug, now)
     if age is None:
-        return "bad-stamp"
+        return "bad-stamp", None
+    if age > max_age:
+        return "old-stamp", None
     if not age >= min_fill_time:
-        return "too-fast"
-    return ""
+        return "too-fast", None
+    made = datetime.fromtimestamp(now - age, UTC)
+    digest = hashlib.sha256(f"stamp|{stamp}".encode()).hexdigest()
+    return "", Stamp(digest, made + timedelta(seconds=max_age) + CLOCK_MARGIN)

@@ -14,6 +14,7 @@ cap, rows wait for the next window.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -22,11 +23,13 @@ from functools import partial
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
 
 from service import limits
-from service.db import Database, Write, Writes, run
+from service.bots import Stamp
+from service.db import Database, Write, Writes, insert_or_ignore, run
 from service.metrics import Metrics
-from service.models import MailingList, SignupRequest, utcnow
+from service.models import MailingList, SignupRequest, UsedChallenge, utcnow
 from service.settings import Settings
 from service.subscriptions import Outcome, RequestOrigin, Signup, Subscriptions
 from service.wakeup import Wakeup
@@ -43,10 +46,11 @@ CONFIRMATIONS = "service:confirmations"
 
 @dataclass(frozen=True)
 class Refused:
-    """Over a rate limit: answer 429, come back after ``retry_after`` seconds."""
+    """Not taken: over a rate limit (answer 429, come back after ``retry_after`` seconds),
+    or with a form stamp spent already."""
 
     retry_after: float
-    scope: str  # "client" or "list"
+    scope: str  # "client", "list" or "stamp"
 
 
 @dataclass
@@ -55,6 +59,7 @@ class _Ask:
     signup: Signup
     origin: RequestOrigin
     verdict: str
+    stamp: Stamp | None
     answer: asyncio.Future[Refused | None]
 
 
@@ -82,15 +87,17 @@ class Intake:
         origin: RequestOrigin,
         *,
         verdict: str = "",
+        stamp: Stamp | None = None,
     ) -> Refused | None:
-        """Record a signup for the worker, unless the client or the list is over its limit.
+        """Record a signup for the worker, unless the client or the list is over its limit,
+        or its form stamp was spent already (``Refused`` with scope ``stamp``).
 
         Returns once the signup is committed. Signups that arrive while a write is under
         way are written together in the next one (group commit): under load, one
         transaction carries many signups instead of each waiting for its own.
         """
         ask = _Ask(
-            mailing_list, signup, origin, verdict, asyncio.get_running_loop().create_future()
+            mailing_list, signup, origin, verdict, stamp, asyncio.get_running_loop().create_future()
         )
         self._waiting.append(ask)
         if self._writer is None or self._writer.done():
@@ -98,6 +105,8 @@ class Intake:
         refused = await asyncio.shield(ask.answer)
         if refused is None:
             self._wakeup.set()
+        elif refused.scope == "stamp":
+            log.info("signup refused: its form stamp was used already")
         elif refused.scope == "client":
             self._metrics.rate_limited.labels("client").inc()
             log.info("signup refused: client %s over its rate limit", origin.ip)
@@ -132,16 +141,30 @@ class Intake:
         return await self._db.write_batch(partial(self._store, batch, utcnow()))
 
     def _store(self, batch: list[_Ask], now: datetime) -> Writes[list[Refused | None]]:
-        """Count the batch's rate limits and store the signups they allow, in one transaction
-        (one statement for the counters, one for the rows)."""
+        """Spend the batch's form stamps, count its rate limits and store the signups they
+        allow, in one transaction (a statement for the stamps, one for the counters, one for
+        the rows)."""
         answers: list[Refused | None] = [None] * len(batch)
-        keys = [(f"client:{a.origin.ip}", f"list:{a.mailing_list.id}") for a in batch]
+        stamped = {ask.stamp.digest: ask.stamp for ask in batch if ask.stamp is not None}
+        if stamped:
+            rows = [{"digest": s.digest, "expires_at": s.expires_at} for s in stamped.values()]
+            fresh = {row.digest for row in (yield Write(_spend_stamps, rows))}
+            for i, ask in enumerate(batch):
+                if ask.stamp is not None:
+                    if ask.stamp.digest in fresh:
+                        fresh.discard(ask.stamp.digest)  # good once, even within a batch
+                    else:
+                        answers[i] = Refused(0.0, "stamp")
+        counted = [i for i, answer in enumerate(answers) if answer is None]
+        keys = [
+            (f"client:{batch[i].origin.ip}", f"list:{batch[i].mailing_list.id}") for i in counted
+        ]
         rates = self._settings.rate_limit_ip, self._settings.rate_limit_list
         # One hit per signup and scope; `add` counts a key's hits together, in this order.
         hits = [(key, 1, r) for both in keys for key, r in zip(both, rates, strict=True)]
-        waits = yield from limits.add(hits, now)
+        waits = (yield from limits.add(hits, now)) if hits else {}
         seen: Counter[str] = Counter()
-        for i, ask_keys in enumerate(keys):
+        for i, ask_keys in zip(counted, keys, strict=True):
             for scope, key in zip(("client", "list"), ask_keys, strict=True):
                 wait = waits[key][seen[key]]
                 seen[key] += 1
@@ -237,3 +260,9 @@ class Intake:
                 limits.add_one(CONFIRMATIONS, self._settings.rate_limit_confirmations, utcnow()),
             )
         return outcome
+
+
+@functools.cache
+def _spend_stamps(dialect: str) -> Executable:
+    """Remember form stamps as used; returns those that were not (built once)."""
+    return insert_or_ignore(dialect, UsedChallenge).returning(UsedChallenge.digest)

@@ -39,10 +39,10 @@ UNDELIVERABLE_LOCAL = (
     "has characters before the @ that our mail server cannot deliver to: please use another address"
 )
 UNPROVEN = (
-    "This signup came without a valid form stamp, or sooner than a person fills in the form: "
-    "solve a small puzzle first (proof of work). Fetch a challenge from "
-    "GET /api/v1/lists/{slug}/challenge and send pow_challenge and pow_solution (and its "
-    "form_stamp) with the signup."
+    "This signup came without a good form stamp (none, not ours, too old or used already), "
+    "or sooner than a person fills in the form: solve a small puzzle first (proof of work). "
+    "Fetch a challenge from GET /api/v1/lists/{slug}/challenge and send pow_challenge and "
+    "pow_solution with the signup."
 )
 TICKED = ("yes", "true", "on", "1")  # what a ticked consent box may send
 
@@ -95,11 +95,17 @@ class Signups:
         ticked = str(fields.get("consent", "")).lower() in TICKED
         if not verdict and setting(mailing_list, "consentCheckbox") and not ticked:
             raise Refusal(FIX_FIELDS, status=422, fields={"consent": CONSENT_MISSING})
-        suspect = "" if verdict else self._suspicion(fields, slug)
-        if suspect or setting(mailing_list, "proofOfWork"):
+        suspect, stamp = ("", None) if verdict else self._suspicion(fields, slug)
+        if suspect or setting(mailing_list, "proofOfWork") or fields.get("pow_solution"):
             await self._pay(slug, fields, suspect)
+            stamp = None  # the work is proof enough: the stamp need not be spent
         # The same work for every address and every verdict: what differs happens later.
-        refused = await self._intake.take(mailing_list, signup, origin, verdict=verdict)
+        refused = await self._intake.take(
+            mailing_list, signup, origin, verdict=verdict, stamp=stamp
+        )
+        if refused is not None and refused.scope == "stamp":
+            self._metrics.signups_challenged.labels("reused-stamp").inc()
+            raise ChallengeRefused(UNPROVEN.format(slug=slug), missing=True, suspect="reused-stamp")
         if refused is not None:
             raise TooMany(refused.retry_after, refused.scope)
         if verdict:
@@ -108,8 +114,14 @@ class Signups:
         else:
             self._metrics.subscribes.labels(slug).inc()
 
-    def _suspicion(self, fields: Mapping[str, Any], slug: str) -> str:
-        return bots.suspicion(fields, slug, self._stamps, self._settings.min_fill_time)
+    def _suspicion(self, fields: Mapping[str, Any], slug: str) -> tuple[str, bots.Stamp | None]:
+        return bots.suspicion(
+            fields,
+            slug,
+            self._stamps,
+            self._settings.min_fill_time,
+            max_age=self._settings.pow_lifetime,  # a form stamp lives as long as a challenge
+        )
 
     async def _pay(self, slug: str, fields: Mapping[str, Any], suspect: str) -> None:
         """A valid, unspent proof of work, or the refusal that asks for one."""

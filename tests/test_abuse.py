@@ -203,12 +203,22 @@ async def test_only_the_honeypot_drops_a_signup_and_a_quick_one_pays_a_proof_of_
                 "pow_solution": solve(puzzle["challenge"], puzzle["difficulty"]),
             }
             assert (await app.client.post(SUBSCRIBE, data=paid)).status_code == 202, reason
-        # A stamp old enough needs nothing more.
+        # A stamp old enough needs nothing more, once: used again, or kept longer than a
+        # challenge lives, it is no proof (a flood cannot live on one stamp).
         earlier = FormStamps(key).make("daily", time.time() - 3)
         slow = await app.client.post(
             SUBSCRIBE, data={"email": "slow@example.com", "form_stamp": earlier}
         )
         assert slow.status_code == 202
+        again = await app.client.post(
+            SUBSCRIBE, data={"email": "again@example.com", "form_stamp": earlier}
+        )
+        assert again.status_code == 403 and again.json()["error"] == "proof_of_work"
+        stale = FormStamps(key).make("daily", time.time() - checking.pow_lifetime - 1)
+        old = await app.client.post(
+            SUBSCRIBE, data={"email": "old@example.com", "form_stamp": stale}
+        )
+        assert old.status_code == 403 and old.json()["error"] == "proof_of_work"
         await smtp.wait_for(4)
         await settle(smtp)
         assert sorted(m.rcpt_tos[0] for m in smtp.received) == [
@@ -220,7 +230,7 @@ async def test_only_the_honeypot_drops_a_signup_and_a_quick_one_pays_a_proof_of_
         assert await count(app.db, Subscriber) == 4
         assert await count(app.db, SignupRequest) == 0
         metrics = (await app.client.get("/metrics")).text
-        for reason in suspects:
+        for reason in [*suspects, "reused-stamp", "old-stamp"]:
             assert f'newsletter_signups_challenged_total{{reason="{reason}"}} 1.0' in metrics
         assert 'newsletter_signups_dropped_total{reason="honeypot"} 1.0' in metrics
 
