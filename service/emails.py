@@ -93,8 +93,9 @@ class Emails:
         context: dict[str, Any] = {
             "list_name": mailing_list.name,
             "language": mailing_list.language,
-            # The site the reader was on, which they know; else the list's own.
-            "site": row.payload.get("site") or _list_site(mailing_list) or self._site,
+            # The site the reader was on, which they know, if the list allows it (a page URL is
+            # the caller's to choose); else the list's own.
+            "site": _site(row.payload.get("site"), mailing_list) or self._site,
             "footer": "footer_imported" if row.payload.get("via") == "import" else "footer",
             "unsubscribe_url": unsubscribe_url,
             "t": texts(mailing_list.language),
@@ -120,14 +121,15 @@ def _origin(page_url: str | None, imported: bool) -> dict[str, Any]:
     """How the address came to be on the list, as the email's footer tells it."""
     if imported:
         return {"via": "import"}
-    host = urlsplit(page_url).hostname if page_url else None
-    return {"site": host} if host else {}
+    parts = urlsplit(page_url or "")
+    return {"site": f"{parts.scheme}://{parts.netloc}".lower()} if parts.netloc else {}
 
 
-def _list_site(mailing_list: MailingList) -> str:
-    """The host of the first site the list allows, if any."""
-    for origin in sorted(mailing_list.allowed_origins or []):
-        host = urlsplit(origin).hostname
+def _site(origin: str | None, mailing_list: MailingList) -> str:
+    """The host of ``origin`` if it is one of the list's sites, else of the list's first."""
+    allowed = sorted(mailing_list.allowed_origins or [])
+    for candidate in ([origin] if origin in allowed else []) + allowed:
+        host = urlsplit(candidate).hostname
         if host:
             return host
     return ""

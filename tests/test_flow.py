@@ -300,3 +300,20 @@ async def test_an_expired_link_to_a_signup_still_waiting_is_refused(
         expired = await app.client.post(app.local(mail.links["confirm"]))
         assert expired.status_code == 400 and "not valid any more" in expired.text
         assert await status_of(app, "slowpoke@example.com") == SubscriptionStatus.PENDING
+
+
+async def test_a_page_url_off_the_lists_sites_cannot_put_words_in_the_email(
+    app: Running, smtp: SMTPServer
+) -> None:
+    """The footer names the reader's site only when it is one the list allows: a page URL
+    is the caller's to choose, and a subscription bomber's text must not reach the victim."""
+    await app.client.post(
+        SUBSCRIBE,
+        json={"email": "victim@example.com", "page_url": "https://WIN A PRIZE call now/x"},
+    )
+    [mail] = await smtp.wait_for(1)
+    text = mail.message.get_body(preferencelist=("plain",))
+    assert text is not None
+    words = " ".join(text.get_content().split())
+    assert "prize" not in words.lower()
+    assert "signup form of Frühstücks-Briefing (www.example.com)" in words
