@@ -57,8 +57,8 @@ async def assemble(
     else:
         mailer = SMTPMailer(settings)
 
-    wakeup = Wakeup()  # the intake sets it, the worker waits on it
-    subscriptions = Subscriptions(db, settings, signer, emails)
+    wakeup = Wakeup()  # the intake and the state machine set it, the worker waits on it
+    subscriptions = Subscriptions(db, settings, signer, emails, wakeup)
     intake = Intake(db, settings, subscriptions, metrics, wakeup)
     worker = OutboxWorker(
         db,

@@ -45,6 +45,11 @@ EN = {
     "resubscribe_button": "Subscribe again",
     "resubscribe_note": "We will send a new confirmation email; nothing changes until you "
     "click the link in it.",
+    "resubscribe_note_single": "You will be subscribed again at once, and can leave again in "
+    "one click from any newsletter.",
+    "newer_link_title": "Please use the newest email",
+    "newer_link_text": "We have sent you a newer confirmation email for {list}: the link in "
+    "that one confirms your subscription.",
     "confirmed_note": "Every newsletter has a link to unsubscribe in one click.",
     "unsubscribe_title": "Unsubscribe",
     "unsubscribe_question": "Stop sending the newsletter {list} to {email}?",
@@ -129,6 +134,11 @@ DE = {
     "resubscribe_button": "Wieder abonnieren",
     "resubscribe_note": "Wir senden Ihnen eine neue Bestätigungs-E-Mail; erst wenn Sie auf den "
     "Link darin klicken, ändert sich etwas.",
+    "resubscribe_note_single": "Sie sind dann sofort wieder angemeldet und können sich aus "
+    "jedem Newsletter mit einem Klick wieder abmelden.",
+    "newer_link_title": "Bitte nutzen Sie die neueste E-Mail",
+    "newer_link_text": "Wir haben Ihnen eine neuere Bestätigungs-E-Mail für {list} gesendet: "
+    "Der Link darin bestätigt Ihr Abonnement.",
     "confirmed_note": "Jeder Newsletter enthält einen Link, mit dem Sie sich mit einem Klick "
     "abmelden können.",
     "unsubscribe_title": "Abmelden",
@@ -218,6 +228,11 @@ FR = {
     "resubscribe_button": "Me réabonner",
     "resubscribe_note": "Nous vous enverrons un nouvel e-mail de confirmation ; rien ne change "
     "tant que vous n'avez pas cliqué sur son lien.",
+    "resubscribe_note_single": "Vous serez réabonné aussitôt, et pourrez vous désinscrire en un "
+    "clic depuis chaque newsletter.",
+    "newer_link_title": "Utilisez le dernier e-mail",
+    "newer_link_text": "Nous vous avons envoyé un e-mail de confirmation plus récent pour {list} "
+    ": c'est son lien qui confirme votre abonnement.",
     "confirmed_note": "Chaque newsletter contient un lien pour vous désinscrire en un clic.",
     "unsubscribe_title": "Se désinscrire",
     "unsubscribe_question": "Ne plus envoyer la newsletter {list} à {email} ?",

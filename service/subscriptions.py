@@ -49,6 +49,7 @@ from service.models import (
 from service.settings import Settings
 from service.suppressions import email_hash
 from service.tokens import InvalidToken, Purpose, TokenSigner
+from service.wakeup import Wakeup
 
 __all__ = [
     "Imported",
@@ -72,6 +73,14 @@ def confirm_wording(mailing_list: MailingList, email: str) -> str:
     words = texts(mailing_list.language)
     question = words["confirm_question"].format(email=email, list=mailing_list.name)
     return f'Confirmation page: "{question}" Pressed: "{words["confirm_button"]}".'
+
+
+def resubscribe_wording(mailing_list: MailingList) -> str:
+    """What the old confirmation link's page showed after an unsubscribe, and its button."""
+    words = texts(mailing_list.language)
+    question = words["resubscribe_text"].format(list=mailing_list.name)
+    button = words["resubscribe_button"]
+    return f'Confirmation link, after unsubscribing: "{question}" Pressed: "{button}".'
 
 
 def consent_wording(mailing_list: MailingList) -> str:
@@ -107,6 +116,8 @@ class LinkTarget:
     language: str
     status: SubscriptionStatus
     changed: bool = False  # this request made the change (a repeat is not counted twice)
+    superseded: bool = False  # a pending signup's older link: a newer email has the one
+    double_opt_in: bool = True
 
 
 @dataclass(frozen=True)
@@ -141,7 +152,9 @@ class Subscriptions:
         settings: Settings,
         signer: TokenSigner,
         emails: Emails,
+        wakeup: Wakeup | None = None,
     ) -> None:
+        self._wakeup = wakeup or Wakeup()  # set: mail was queued
         self._db = db
         self._settings = settings
         self._signer = signer
@@ -156,11 +169,15 @@ class Subscriptions:
         signup: Signup,
         origin: RequestOrigin,
         received_at: datetime | None = None,
+        *,
+        wording: str | None = None,
+        method: str = "form",
     ) -> Outcome:
         """Act on a signup inside ``session``; whether an email was queued.
 
         ``received_at`` is when the reader asked (the consent record's time); the signup
-        may be acted on a little later.
+        may be acted on a little later. ``wording`` and ``method``: what the person was
+        shown and where, for the consent record (the signup form's, unless said).
         """
         now = utcnow()
         asked_at = received_at or now
@@ -183,8 +200,8 @@ class Subscriptions:
                 sub.id,
                 ConsentAction.SUBSCRIBE,
                 asked_at,
-                consent_wording(mailing_list),
-                "form",
+                wording or consent_wording(mailing_list),
+                method,
                 origin,
                 signup.page_url,
             )
@@ -266,8 +283,8 @@ class Subscriptions:
             if found is None:
                 return None
             sub, mailing_list, target = found
-            if sub.status != SubscriptionStatus.PENDING:
-                return target if sub.status == SubscriptionStatus.CONFIRMED else None
+            if target.superseded or sub.status != SubscriptionStatus.PENDING:
+                return target if sub.status != SubscriptionStatus.UNSUBSCRIBED else None
             _to_confirmed(sub, now)
             session.add(
                 _consent(
@@ -282,6 +299,31 @@ class Subscriptions:
         return LinkTarget(
             **{**target.__dict__, "status": SubscriptionStatus.CONFIRMED, "changed": True}
         )
+
+    async def subscribe_again(self, token: str, origin: RequestOrigin) -> LinkTarget | None:
+        """The person asks again, from the confirmation link of a subscription they left: a
+        new signup of theirs (double opt-in as the list has it, the inbox's limit as ever),
+        with what the link's page showed in the consent record. A repeat changes nothing.
+        None for a link that is not valid."""
+        async with self._db.write() as session:
+            found = await self._load(session, token, Purpose.CONFIRM, lock=True)
+            if found is None:
+                return None
+            sub, mailing_list, target = found
+            if sub.status != SubscriptionStatus.UNSUBSCRIBED:
+                return target
+            signup = Signup(email=target.email, name=None, page_url=None)
+            outcome = await self.subscribe(
+                session,
+                mailing_list,
+                signup,
+                origin,
+                wording=resubscribe_wording(mailing_list),
+                method="confirm-link",
+            )
+        if outcome is Outcome.QUEUED:
+            self._wakeup.set()
+        return LinkTarget(**{**target.__dict__, "changed": True})
 
     async def unsubscribe_target(self, token: str) -> LinkTarget | None:
         async with self._db.read() as session:
@@ -329,14 +371,18 @@ class Subscriptions:
             return None
         sub, mailing_list, email = row
         expired = bool(claims.expires_at) and utcnow().timestamp() >= claims.expires_at
-        if (
-            purpose is Purpose.CONFIRM
-            and sub.status == SubscriptionStatus.PENDING
-            and (expired or not secrets.compare_digest(sub.confirm_nonce, claims.nonce))
-        ):
-            return None  # an old or expired link to a signup still waiting: the newest counts
+        waiting = purpose is Purpose.CONFIRM and sub.status == SubscriptionStatus.PENDING
+        if waiting and expired:
+            return None  # an expired link to a signup still waiting: a new signup is needed
         target = LinkTarget(
-            sub.id, email, mailing_list.name, mailing_list.slug, mailing_list.language, sub.status
+            sub.id,
+            email,
+            mailing_list.name,
+            mailing_list.slug,
+            mailing_list.language,
+            sub.status,
+            superseded=waiting and not secrets.compare_digest(sub.confirm_nonce, claims.nonce),
+            double_opt_in=mailing_list.double_opt_in,
         )
         return sub, mailing_list, target
 

@@ -187,8 +187,11 @@ async def test_resubscribe_after_unsubscribe_starts_double_opt_in_again(
     assert response.status_code == 202
     _, second = await smtp.wait_for(2)
     assert await status_of(app, "c@example.com") == SubscriptionStatus.PENDING
-    # The old confirmation link cannot confirm the new signup; the new one does.
-    assert (await app.client.post(app.local(first.links["confirm"]))).status_code == 400
+    # The old confirmation link cannot confirm the new signup: it points to the new email,
+    # without an error; the new one confirms.
+    old = await app.client.post(app.local(first.links["confirm"]))
+    assert old.status_code == 200 and "Please use the newest email" in visible(old)
+    assert await status_of(app, "c@example.com") == SubscriptionStatus.PENDING
     assert (await app.client.post(app.local(second.links["confirm"]))).status_code == 303
     assert await status_of(app, "c@example.com") == SubscriptionStatus.CONFIRMED
     # Once confirmed, either link shows so.
@@ -271,6 +274,17 @@ async def test_an_old_confirmation_link_after_an_unsubscribe_offers_to_subscribe
     _, second = await smtp.wait_for(2)
     assert second.rcpt_tos == ["back@example.com"]
     assert await status_of(app, "back@example.com") == SubscriptionStatus.PENDING
+    # The consent record says what the person saw and pressed, and where.
+    async with app.db.read() as session:
+        record = (
+            await session.scalars(select(ConsentRecord).order_by(ConsentRecord.id.desc()))
+        ).first()
+    assert record is not None and record.action == "subscribe"
+    assert record.method == "confirm-link" and "Subscribe again" in record.wording
+    # Back, or a reload, on the old link: no error, a pointer to the new email.
+    for method in ("GET", "POST"):
+        stale = await app.client.request(method, confirm)
+        assert stale.status_code == 200 and "Please use the newest email" in visible(stale)
     assert (await app.client.post(app.local(second.links["confirm"]))).status_code == 303
     assert await status_of(app, "back@example.com") == SubscriptionStatus.CONFIRMED
 

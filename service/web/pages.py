@@ -13,9 +13,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from service.models import SubscriptionStatus
-from service.signups import TooMany
 from service.state import AppRequest
-from service.subscriptions import LinkTarget, Signup
+from service.subscriptions import LinkTarget
 from service.web.caller import caller
 from service.web.responses import TOKEN_PAGE_HEADERS, page
 
@@ -45,32 +44,23 @@ async def confirm(request: AppRequest) -> Response:
     token = request.path_params["token"]
     state = request.state
     target = await state["subscriptions"].confirm_target(token)
+    if target is not None and target.superseded:  # a newer email has the link that counts
+        return _link_page(request, "pages/newer_link.html", target)
     if request.method == "GET" or target is None:
         page_for = CONFIRM_PAGES[target.status] if target is not None else ""
         return _link_page(request, page_for, target)
     if target.status == SubscriptionStatus.UNSUBSCRIBED:
-        return await _subscribe_again(request, target)
+        again = await state["subscriptions"].subscribe_again(token, caller(request))
+        if again is None:
+            return _link_page(request, "", None)
+        thanks = f"/subscribe/{target.list_slug}/thanks"
+        return RedirectResponse(thanks, status_code=303, headers=TOKEN_PAGE_HEADERS)
     done = await state["subscriptions"].confirm(token, caller(request))
     if done is not None and done.changed:
         state["metrics"].confirms.inc()
     if done is None:
         return _link_page(request, "", None)
     return RedirectResponse(request.url.path, status_code=303, headers=TOKEN_PAGE_HEADERS)
-
-
-async def _subscribe_again(request: AppRequest, target: LinkTarget) -> Response:
-    """The person asks again, from an old confirmation link: a new signup, double opt-in
-    as ever (rate limits and all), never a quiet return to the list."""
-    mailing_list = await request.state["lists"].get(target.list_slug)
-    if mailing_list is None:
-        return _link_page(request, "", None)
-    signup = Signup(email=target.email, name=None, page_url=None)
-    refused = await request.state["intake"].take(mailing_list, signup, caller(request))
-    if refused is not None:
-        raise TooMany(refused.retry_after, refused.scope)
-    return RedirectResponse(
-        f"/subscribe/{target.list_slug}/thanks", status_code=303, headers=TOKEN_PAGE_HEADERS
-    )
 
 
 async def unsubscribe(request: AppRequest) -> Response:
