@@ -16,7 +16,8 @@ __all__ = ["FIX_FIELDS", "MAX_EMAIL", "MAX_NAME", "MAX_URL", "FieldErrors", "val
 
 FIX_FIELDS = "Please correct the marked fields."
 
-MAX_EMAIL = 254  # RFC 5321 path limit
+MAX_EMAIL = 254  # RFC 5321 path limit, in octets
+MAX_LOCAL_OCTETS = 64  # RFC 5321, before the @
 MAX_NAME = 100
 MAX_URL = 2048
 
@@ -59,6 +60,20 @@ def _json_type(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _octet_limits(address: str, ascii_domain: str) -> str:
+    """RFC 5321 counts octets as the address travels (UTF-8 before the @, the domain in
+    ASCII): a non-ASCII address can pass a count of characters and still be too long."""
+    local = address.rpartition("@")[0].encode()
+    if len(local) > MAX_LOCAL_OCTETS:
+        return (
+            f"is too long before the @-sign ({len(local)} octets as sent; "
+            f"at most {MAX_LOCAL_OCTETS})"
+        )
+    if len(local) + 1 + len(ascii_domain) > MAX_EMAIL:
+        return f"must be at most {MAX_EMAIL} octets as sent"
+    return ""
+
+
 def validate_signup(data: Mapping[str, Any], *, check_deliverability: bool = False) -> Signup:
     errors: dict[str, str] = {}
     email = data.get("email")
@@ -76,6 +91,9 @@ def validate_signup(data: Mapping[str, Any], *, check_deliverability: bool = Fal
                 email.strip(), check_deliverability=check_deliverability, strict=True
             )
             normalised = checked.normalized.lower()
+            problem = _octet_limits(normalised, checked.ascii_domain)
+            if problem:
+                errors["email"] = problem
         except EmailNotValidError as exc:
             errors["email"] = str(exc)
 

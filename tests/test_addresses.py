@@ -103,8 +103,16 @@ async def test_sending_to_a_non_ascii_local_part_without_smtputf8_fails_for_good
         ("a" * 65 + "@example.com", "before the @-sign"),
         ("reader@" + "d" * 64 + ".example", "1 character too many"),
         ("x" * 60 + "@" + ".".join(["d" * 60] * 4) + ".example", "at most 254"),
+        ("é" * 40 + "@example.com", "80 octets as sent"),
+        ("a" * 60 + "@" + ".".join(["ü" * 45] * 4) + ".example", "too long"),
     ],
-    ids=["local part of 65", "label of 64", "address over 254"],
+    ids=[
+        "local part of 65",
+        "label of 64",
+        "address over 254",
+        "40 characters, 80 octets",
+        "domain long in ASCII",
+    ],
 )
 async def test_rfc_5321_length_limits_are_a_clear_422(
     app: Running, smtp: SMTPServer, email: str, complaint: str

@@ -8,6 +8,7 @@ own SMTP login or TLS is temporary, because it is fixed on our side and the mess
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -24,6 +25,9 @@ from service.settings import Settings
 __all__ = ["CatcherMailer", "DeliveryError", "Mailer", "SMTPMailer"]
 
 log = logging.getLogger(__name__)
+
+PROBE_FIRST_RETRY = 5.0  # seconds; doubled each time, up to
+PROBE_MAX_RETRY = 300.0
 
 
 class DeliveryError(Exception):
@@ -91,12 +95,18 @@ class SMTPMailer:
         return self._smtputf8
 
     async def probe(self) -> None:
-        """Learn what the relay offers (EHLO) before the first signup needs to know."""
-        try:
-            async with self.pool.connection():
-                pass
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            log.warning("could not reach the SMTP server at start-up: %s", exc)
+        """Learn what the relay offers (EHLO) before the first signup needs to know; while it
+        cannot be reached, ask again, less and less often (an app process without a worker
+        would otherwise never learn it)."""
+        wait = PROBE_FIRST_RETRY
+        while self._smtputf8 is None:
+            try:
+                async with self.pool.connection():
+                    return
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                log.warning("could not reach the SMTP server (%s); asking again in %ss", exc, wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, PROBE_MAX_RETRY)
 
     async def send(self, message: EmailMessage) -> None:
         utf8 = needs_smtputf8(message)
