@@ -120,3 +120,20 @@ async def test_rfc_5321_length_limits_are_a_clear_422(
     reply = await app.client.post(SUBSCRIBE, json={"email": email})
     assert reply.status_code == 422
     assert complaint in reply.json()["fields"]["email"]
+
+
+async def test_the_relay_is_asked_at_start_up_even_by_a_process_without_a_worker(
+    settings: Settings, plain_smtp: SMTPServer
+) -> None:
+    relayed = settings.replace(
+        smtp_host=plain_smtp.host, smtp_port=plain_smtp.port, run_worker=False
+    )
+    await make_list(relayed)
+    async with serve_app(relayed) as app:
+        for _ in range(400):  # the probe runs beside start-up; it takes a moment
+            reply = await app.client.post(SUBSCRIBE, json={"email": "zoë@example.org"})
+            if reply.status_code == 422:
+                break
+            await asyncio.sleep(0.05)
+        assert reply.status_code == 422 and "before the @" in reply.json()["fields"]["email"]
+    assert plain_smtp.received == []  # it only asked; nothing was sent
