@@ -4,6 +4,7 @@ RFC 5321's length limits are kept at the door."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
