@@ -147,7 +147,7 @@ border:1px solid ${dark?"#9ca3af":"#6b7280"};border-radius:8px;background:${dark
 input[aria-invalid=true]{border-color:#dc2626}
 .consent{display:flex;gap:8px;align-items:flex-start;font-size:13px;font-weight:400;margin:0 0 10px}
 .consent input{margin-top:3px;flex:none}
-.note{font-size:12px;opacity:.8;margin:0 0 10px}
+.note{font-size:12px;opacity:.8;margin:8px 0 0}
 .note a{text-decoration:underline}
 button{cursor:pointer;border:0;border-radius:8px}
 .go{display:block;width:100%;padding:11px 14px;font-weight:700;background:${s.accent};color:#fff}
@@ -165,7 +165,7 @@ background:transparent;color:inherit;opacity:.7}
 h2{font-size:16px;margin-bottom:4px}p{margin-bottom:8px}label{margin-bottom:2px}
 input{padding:8px 10px}
 .one{display:grid;grid-template-columns:minmax(0,1fr) auto;column-gap:8px}.one>*{grid-column:1/-1}
-.one>input{grid-area:2/1;margin:0}.one>.go{grid-area:2/2;width:auto}.one>.note{margin:8px 0 0}}
+.one>input{grid-area:2/1;margin:0}.one>.go{grid-area:2/2;width:auto}}
 @media (max-height:600px){.pitch{display:none}}
 @media (forced-colors:active){.box{border:1px solid CanvasText}.go{border:2px solid ButtonText}}`;
     // A constructed stylesheet is not inline style, so a host page's strict CSP allows it;
