@@ -85,8 +85,10 @@ def main() -> int:
     port, article_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     demo = subprocess.Popen(  # noqa: S603 - our own command
-        [sys.executable, "-m", "service", "demo", "--port", str(port)]
-        + ["--article-port", str(article_port)],
+        [
+            *(sys.executable, "-m", "service", "demo"),
+            *("--port", str(port), "--article-port", str(article_port)),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
     )

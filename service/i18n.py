@@ -29,6 +29,7 @@ EN = {
     "consent_required": "Please tick the box to agree.",
     "sending": "Sending…",
     "too_many": "Too many attempts. Please try again later.",
+    "too_many_until": "Too many attempts. Please try again after {time}.",
     "network": "Something went wrong. Please try again.",
     "not_allowed": "Signups from this site are not enabled for this newsletter.",
     "privacy": "Privacy policy",
@@ -117,6 +118,7 @@ DE = {
     "consent_required": "Bitte setzen Sie das Häkchen, um einzuwilligen.",
     "sending": "Wird gesendet …",
     "too_many": "Zu viele Versuche. Bitte versuchen Sie es später noch einmal.",
+    "too_many_until": "Zu viele Versuche. Bitte versuchen Sie es nach {time} Uhr noch einmal.",
     "network": "Etwas ist schiefgegangen. Bitte versuchen Sie es noch einmal.",
     "not_allowed": "Anmeldungen von dieser Website sind für diesen Newsletter nicht "
     "freigeschaltet.",
@@ -212,6 +214,7 @@ FR = {
     "consent_required": "Veuillez cocher la case pour donner votre accord.",
     "sending": "Envoi…",
     "too_many": "Trop de tentatives. Veuillez réessayer plus tard.",
+    "too_many_until": "Trop de tentatives. Veuillez réessayer après {time}.",
     "network": "Une erreur s'est produite. Veuillez réessayer.",
     "not_allowed": "Les inscriptions depuis ce site ne sont pas activées pour cette newsletter.",
     "privacy": "Politique de confidentialité",

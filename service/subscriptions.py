@@ -83,11 +83,15 @@ def resubscribe_wording(mailing_list: MailingList) -> str:
     return f'Confirmation link, after unsubscribing: "{question}" Pressed: "{button}".'
 
 
-def consent_wording(mailing_list: MailingList) -> str:
-    """The words shown next to the signup form, recorded with every signup."""
+def consent_wording(mailing_list: MailingList, language: str | None = None) -> str:
+    """The words shown next to the signup form, recorded with every signup.
+
+    A list's own consent text is shown as written; the default wording is in ``language``
+    (a page that asks for the box in another language), else the list's.
+    """
     if mailing_list.consent_text:
         return mailing_list.consent_text
-    return texts(mailing_list.language)["consent"].format(list=mailing_list.name)
+    return texts(language or mailing_list.language)["consent"].format(list=mailing_list.name)
 
 
 @dataclass(frozen=True)

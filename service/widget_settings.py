@@ -36,9 +36,11 @@ WIDGET_TEXTS = (
     "consent_required",
     "sending",
     "too_many",
+    "too_many_until",
     "network",
     "not_allowed",
     "privacy",
+    "result_ok_title",
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -171,5 +173,5 @@ def effective(mailing_list: MailingList, language: str | None = None) -> dict[st
     settings: dict[str, Any] = {**DEFAULTS}
     settings.update({k: language_texts[k] for k in TEXT_KEYS})
     settings.update({k: v for k, v in stored.items() if k in _CHECKS and v not in ("", None)})
-    settings["consent"] = consent_wording(mailing_list)
+    settings["consent"] = consent_wording(mailing_list, language)
     return settings

@@ -67,6 +67,27 @@ async def test_config_says_whether_the_calling_origin_may_sign_people_up(app: Ru
     assert missing.status_code == 404 and "nope" in missing.json()["message"]
 
 
+async def test_the_consent_wording_follows_the_language_the_page_asks_for(app: Running) -> None:
+    from service.lists import update_list
+
+    german = (await app.client.get("/api/v1/lists/daily/widget?lang=de")).json()
+    assert german["settings"]["consent"].startswith("Mit dem Abonnieren willigen Sie ein")
+    assert "Frühstücks-Briefing" in german["settings"]["consent"]
+    assert german["texts"]["result_ok_title"] == "Fast geschafft"
+    assert "{time}" in german["texts"]["too_many_until"]
+    # A list's own wording is shown as written, whatever the page's language.
+    await update_list(app.db, "daily", {"consent_text": "Ja, schickt mir Post."})
+    own = (await app.client.get("/api/v1/lists/daily/widget?lang=fr")).json()
+    assert own["settings"]["consent"] == "Ja, schickt mir Post."
+
+
+async def test_a_page_on_an_allowed_site_may_read_retry_after(app: Running) -> None:
+    reply = await app.client.post(
+        SUBSCRIBE, data={"email": "r@example.com"}, headers={"Origin": "https://www.example.com"}
+    )
+    assert reply.headers["access-control-expose-headers"] == "Retry-After"
+
+
 async def test_hosted_page_and_consent_checkbox(app: Running, smtp: SMTPServer) -> None:
     page = await app.client.get("/subscribe/daily")
     assert page.status_code == 200

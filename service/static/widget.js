@@ -6,6 +6,8 @@
   const script = document.currentScript;
   if (!script || !script.dataset.list) return;
   const ds = script.dataset;
+  // data-min-width: the site owner wants no box on screens narrower than this.
+  if (ds.minWidth && innerWidth < ds.minWidth) return;
   const slug = ds.list;
   const base = new URL(script.src).origin;
   const key = "nlw:" + slug + ":";
@@ -31,12 +33,32 @@
     if (text) node.textContent = text;
     return node;
   };
+  // Every request gives up after 15 s: a hung service must not leave the reader waiting.
+  const get = (url, options) => {
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 15e3);
+    return fetch(url, Object.assign({ credentials: "omit", signal: abort.signal }, options));
+  };
+  const json = (r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)));
+  // Through the CSSOM, not a style attribute: a host page's CSP may forbid those.
+  const host = el("div", { "data-newsletter": slug });
+  const frame = (css) => { host.style.cssText = "all:initial!important;display:grid!important;" + css; };
+  // An inline form the tag asks for takes its place at once, about its height reserved
+  // (phones' compact form, or the wider one), so the article does not shift when it arrives.
+  // Nothing here may read the layout: that would make this insertion count as a shift.
+  const spot = ds.target && document.querySelector(ds.target);
+  const placed = ds.trigger === "inline" || spot;
+  if (placed) {
+    frame("min-height:clamp(220px,(100vw - 481px)*999,280px)!important");
+    spot ? spot.append(host) : script.after(host);
+  }
 
   /* pow.js */
   const query = ds.lang ? "?lang=" + encodeURIComponent(ds.lang) : "";
-  fetch(base + "/api/v1/lists/" + encodeURIComponent(slug) + "/widget" + query, { credentials: "omit" })
-    .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
+  get(base + "/api/v1/lists/" + encodeURIComponent(slug) + "/widget" + query)
+    .then(json)
     .then(start, (err) => {
+      host.remove();
       console.error("[newsletter] could not load list " + slug + ":", err.message);
       emit("error", { reason: "config" });
     });
@@ -44,6 +66,13 @@
   function start(cfg) {
     const s = Object.assign({}, cfg.settings);
     const t = cfg.texts;
+    const lang = cfg.language;
+    if (!cfg.origin_allowed) {
+      host.remove();
+      console.error("[newsletter] " + location.origin + " is not allowed to collect signups for " +
+        "the list " + slug + " (add it to the list's allowed origins): the box is not shown.");
+      return emit("error", { reason: "origin" });
+    }
     // Per-page overrides: data-title, data-text, data-button, data-success, data-consent,
     // data-position, data-theme, data-accent, data-trigger, data-delay, data-scroll,
     // data-dismiss-days, data-target, data-name-field.
@@ -61,8 +90,7 @@
     let pow = s.proofOfWork === true && !ds.preview;
     let puzzle = null, stamp = null;
     const challenge = () => {
-      const got = fetch(cfg.endpoint.replace(/subscriptions$/, "challenge"), { credentials: "omit" })
-        .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))));
+      const got = get(cfg.endpoint.replace(/subscriptions$/, "challenge")).then(json);
       got.catch(() => {});
       return got;
     };
@@ -79,44 +107,47 @@
       return puzzle;
     };
     const inline = s.trigger === "inline" || Boolean(target);
-    if (!cfg.origin_allowed) {
-      console.error("[newsletter] this site (" + location.origin + ") is not allowed to collect " +
-        "signups for the list \"" + slug + "\": add it to the list's allowed origins.");
-    }
     if (!inline) {
       if (store.getItem(key + "subscribed")) return;
       const dismissed = Number(store.getItem(key + "dismissed"));
       if (dismissed && Date.now() - dismissed < Number(s.dismissDays) * 864e5) return;
     }
 
-    const host = el("div", { "data-newsletter": slug });
-    const fixed = inline ? "" : "position:fixed!important;z-index:2147483000!important;" +
-      "bottom:8px!important;" + (s.position === "bottom-left" ? "left:8px!important;" :
-        s.position === "bottom-center" ? "left:50%!important;transform:translateX(-50%)!important;" :
-          "right:8px!important;");
-    // Through the CSSOM, not a style attribute: a host page's CSP may forbid those.
-    host.style.cssText = "all:initial!important;display:block!important;" + fixed;
+    if (!placed) {
+      frame(inline ? "" : "position:fixed!important;z-index:2147483000!important;" +
+        "bottom:8px!important;" + (s.position === "bottom-left" ? "left:8px!important;" :
+          s.position === "bottom-center" ? "left:50%!important;transform:translateX(-50%)!important;" :
+            "right:8px!important;"));
+    }
     const root = host.attachShadow({ mode: "open" });
     const dark = s.theme === "dark" ||
       (s.theme === "auto" && matchMedia("(prefers-color-scheme: dark)").matches);
+    const fg = dark ? "#f3f4f6" : "#1f2937", bg = dark ? "#1f2937" : "#fff";
+    // The focus ring is the accent where that stands out 3:1 from the box, else the text colour.
+    const lum = (c) => [0.2126, 0.7152, 0.0722].reduce((sum, k, i) => {
+      const v = parseInt(c.length < 6 ? c[i + 1] + c[i + 1] : c.substr(i * 2 + 1, 2), 16) / 255;
+      return sum + k * (v > 0.04 ? ((v + 0.055) / 1.055) ** 2.4 : v / 12.92);
+    }, 0.05);
+    const a = lum(s.accent), b = lum(bg), ring = Math.max(a, b) / Math.min(a, b) < 3 ? fg : s.accent;
+    // Phones (up to 480 px wide): smaller, the button beside the address, even margins.
     const css = `
-.box{box-sizing:border-box;width:${inline ? "100%" : "min(360px,calc(100vw - 16px))"};max-height:${inline ? "none" : "60vh"};overflow:auto;
+.box{box-sizing:border-box;width:${inline?"100%":"min(360px,calc(100vw - 16px))"};max-height:${inline?"none":"60vh"};overflow:auto;
 padding:20px;border-radius:12px;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
-color:${dark ? "#f3f4f6" : "#1f2937"};background:${dark ? "#1f2937" : "#fff"};text-align:left;
-box-shadow:${inline ? "0 0 0 1px rgba(127,127,127,.35)" : "0 8px 30px rgba(0,0,0,.25)"};position:relative}
-.box.anim{transition:transform .3s ease-out,opacity .3s ease-out}
-.box.hide{transform:translateY(24px);opacity:0}
-@media (prefers-reduced-motion:reduce){.box.anim{transition:none}}
+color:${fg};background:${bg};text-align:left;
+box-shadow:${inline?"0 0 0 1px rgba(127,127,127,.35)":"0 8px 30px rgba(0,0,0,.25)"};position:relative}
+.anim{transition:transform .3s ease-out,opacity .3s ease-out}
+.hide{transform:translateY(24px);opacity:0}
+@media (prefers-reduced-motion:reduce){.anim{transition:none}}
 *{box-sizing:border-box;font:inherit;color:inherit;margin:0}
 h2{font-size:18px;font-weight:700;line-height:1.3;margin:0 28px 6px 0}
 p{margin:0 0 12px}
 label{display:block;font-size:13px;font-weight:600;margin:0 0 4px}
-input[type=email],input[type=text]{display:block;width:100%;padding:10px 12px;margin:0 0 10px;
-border:1px solid ${dark ? "#6b7280" : "#9ca3af"};border-radius:8px;background:${dark ? "#111827" : "#fff"};font-size:16px}
+input:not([type=checkbox]){display:block;width:100%;padding:10px 12px;margin:0 0 10px;
+border:1px solid ${dark?"#9ca3af":"#6b7280"};border-radius:8px;background:${dark?"#111827":"#fff"};font-size:16px}
 input[aria-invalid=true]{border-color:#dc2626}
 .consent{display:flex;gap:8px;align-items:flex-start;font-size:13px;font-weight:400;margin:0 0 10px}
 .consent input{margin-top:3px;flex:none}
-.note{font-size:12px;opacity:.8;margin:0 0 10px}
+.note{font-size:12px;opacity:.8;margin:8px 0 0}
 .note a{text-decoration:underline}
 button{cursor:pointer;border:0;border-radius:8px}
 .go{display:block;width:100%;padding:11px 14px;font-weight:700;background:${s.accent};color:#fff}
@@ -124,10 +155,19 @@ button{cursor:pointer;border:0;border-radius:8px}
 .x{position:absolute;top:8px;right:8px;width:32px;height:32px;font-size:22px;line-height:1;
 background:transparent;color:inherit;opacity:.7}
 .x:hover{opacity:1}
-:focus-visible{outline:3px solid ${s.accent};outline-offset:2px}
-.msg{font-size:13px;margin:8px 0 0}
-.err{color:${dark ? "#fca5a5" : "#b91c1c"}}
-.hp{position:absolute!important;left:-10000px!important;width:1px;height:1px;overflow:hidden}`;
+:focus-visible{outline:3px solid ${ring};outline-offset:2px}
+.msg{font-size:13px}
+.msg:not(:empty){margin-top:8px}
+.ok{font-size:inherit}
+.err{color:${dark?"#fca5a5":"#b91c1c"}}
+.hp{position:absolute!important;left:-10000px!important;width:1px;height:1px;overflow:hidden}
+@media (max-width:480px){.box{padding:12px 14px;font-size:14px;line-height:1.35${inline?"":";width:calc(100vw - 16px)"}}
+h2{font-size:16px;margin-bottom:4px}p{margin-bottom:8px}label{margin-bottom:2px}
+input{padding:8px 10px}
+.one{display:grid;grid-template-columns:minmax(0,1fr) auto;column-gap:8px}.one>*{grid-column:1/-1}
+.one>input{grid-area:2/1;margin:0}.one>.go{grid-area:2/2;width:auto}}
+@media (max-height:600px){.pitch{display:none}}
+@media (forced-colors:active){.box{border:1px solid CanvasText}.go{border:2px solid ButtonText}}`;
     // A constructed stylesheet is not inline style, so a host page's strict CSP allows it;
     // where there are none, a <style> carrying the nonce our own <script> tag was given.
     let style = null;
@@ -141,18 +181,22 @@ background:transparent;color:inherit;opacity:.7}
     }
     const id = "nlw-" + Math.random().toString(36).slice(2);
     const box = el("div", {
-      class: "box", role: inline ? "region" : "dialog", "aria-labelledby": id + "-t",
+      class: "box", role: inline ? "region" : "dialog", "aria-labelledby": id + "-t", lang,
     });
     if (!inline) box.setAttribute("aria-modal", "false");
     const title = el("h2", { id: id + "-t" }, s.title);
-    const form = el("form", { novalidate: "" });
+    const pitch = s.text && el("p", { class: "pitch" }, s.text);
+    const form = el("form", { novalidate: "", class: nameField ? "" : "one" });
     const email = el("input", {
       type: "email", name: "email", id: id + "-e", required: "", autocomplete: "email",
       inputmode: "email", maxlength: "254",
     });
+    // The live region is there from the start: screen readers announce changes to it.
     const status = el("p", { class: "msg", role: "status", "aria-live": "polite" });
     const submit = el("button", { type: "submit", class: "go" }, s.button);
-    const trap = el("div", { class: "hp", "aria-hidden": "true" });
+    // The honeypot: no person fills it, and no browser autofills it either (autofill only
+    // fills fields that can take focus; an inert one cannot).
+    const trap = el("div", { class: "hp", inert: "" });
     const honeypot = el("input", { type: "text", name: "url", tabindex: "-1", autocomplete: "off" });
     trap.append(honeypot);
     form.append(el("label", { for: id + "-e" }, t.email_label), email);
@@ -167,40 +211,45 @@ background:transparent;color:inherit;opacity:.7}
       consent = el("input", { type: "checkbox", name: "consent", required: "" });
       row.append(consent, el("span", {}, s.consent));
       form.append(row);
-    } else if (s.consent) {
-      form.append(el("p", { class: "note" }, s.consent));
     }
+    form.append(trap, submit);
+    if (!s.consentCheckbox && s.consent) form.append(el("p", { class: "note" }, s.consent));
     if (s.privacyUrl && /^https?:\/\//.test(s.privacyUrl)) {
       const note = el("p", { class: "note" });
       note.append(el("a", { href: s.privacyUrl, target: "_blank", rel: "noopener" }, t.privacy));
       form.append(note);
     }
-    form.append(trap, submit, status);
     box.append(title);
-    if (s.text) box.append(el("p", {}, s.text));
-    box.append(form);
+    if (pitch) box.append(pitch);
+    box.append(form, status);
     if (!inline) {
       const close = el("button", { type: "button", class: "x", "aria-label": t.close }, "\u00d7");
       close.addEventListener("click", () => dismiss());
       box.append(close);
+      // Escape closes it while the reader is in it, not anywhere on the page.
+      root.addEventListener("keydown", (ev) => {
+        if (ev.key === "Escape" && !ev.defaultPrevented) dismiss();
+      });
     }
     if (style) root.append(style);
     root.append(box);
 
-    let open = false;
-    const onKey = (ev) => {
-      if (ev.key === "Escape" && open && !ev.defaultPrevented) dismiss();
-    };
+    let open = false, back = null;
+    // Where focus was before it came into the box: it goes back there when the box closes.
+    document.addEventListener("focusin", (ev) => {
+      if (ev.target !== host) back = ev.target;
+    });
     function show() {
       if (open) return;
       open = true;
+      back = document.activeElement;
       if (inline) {
-        target ? target.append(host) : script.after(host);
+        if (!host.isConnected) target ? target.append(host) : script.after(host);
       } else {
         box.classList.add("anim", "hide");
-        document.body.append(host);
+        // Into <html>, not <body>: a theme's transform on body would carry a fixed box away.
+        document.documentElement.append(host);
         requestAnimationFrame(() => requestAnimationFrame(() => box.classList.remove("hide")));
-        document.addEventListener("keydown", onKey);
       }
       emit("shown", { inline });
       if (ds.preview) return;
@@ -209,21 +258,31 @@ background:transparent;color:inherit;opacity:.7}
       if (pow && !puzzle) solve(first);
     }
     function dismiss() {
-      open = false;
       store.setItem(key + "dismissed", String(Date.now()));
-      document.removeEventListener("keydown", onKey);
+      if (document.activeElement === host && back) back.focus();
       host.remove();
       emit("dismissed", {});
     }
-    function say(text, error) {
+    function say(text, kind) {
       status.textContent = text;
-      status.className = "msg" + (error ? " err" : "");
+      status.className = "msg" + kind;
     }
     function fail(text, reason) {
-      say(text, true);
+      say(text, " err");
       emit("error", { reason });
     }
+    // The result replaces the heading, the pitch and the form; it takes focus and is
+    // announced through the live region.
+    function done() {
+      title.textContent = t.result_ok_title;
+      title.tabIndex = -1;
+      if (pitch) pitch.remove();
+      form.remove();
+      say(s.success, " ok");
+      title.focus();
+    }
 
+    let wait = 0, busy = "";
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       email.value = email.value.trim();
@@ -236,12 +295,11 @@ background:transparent;color:inherit;opacity:.7}
         consent.focus();
         return fail(t.consent_required, "consent");
       }
-      if (ds.preview) {
-        form.replaceWith(el("p", { role: "status" }, s.success));
-        return;
-      }
+      if (ds.preview) return done();
+      // Told to come back later: not before then.
+      if (Date.now() < wait) return fail(busy, "rate_limited");
       submit.disabled = true;
-      say(t.sending, false);
+      say(t.sending, "");
       const fields = new URLSearchParams({ email: email.value, page_url: location.href.slice(0, 2000) });
       if (name && name.value.trim()) fields.set("name", name.value.trim());
       if (consent) fields.set("consent", "yes");
@@ -258,46 +316,58 @@ background:transparent;color:inherit;opacity:.7}
             fields.set("pow_challenge", p.c);
             fields.set("pow_solution", p.n);
           }
-          response = await fetch(cfg.endpoint, {
-            method: "POST", body: fields, credentials: "omit", headers: { Accept: "application/json" },
+          response = await get(cfg.endpoint, {
+            method: "POST", body: fields, headers: { Accept: "application/json" },
           });
+          body = response.status === 202 ? {} : await response.json().catch(() => ({}));
         } catch (e) {
           submit.disabled = false;
-          return fail(cfg.origin_allowed ? t.network : t.not_allowed, cfg.origin_allowed ? "network" : "origin");
+          return fail(t.network, e.name === "AbortError" ? "timeout" : "network");
         }
         if (response.status !== 422) puzzle = null; // spent, or refused
-        body = {};
-        if (response.status === 202) break;
-        try { body = await response.json(); } catch (e) { /* not JSON */ }
         if (body.error !== "proof_of_work") break;
         pow = true;
       }
       submit.disabled = false;
-      if (response.status === 202) {
+      const code = response.status, why = body.fields || {};
+      // The service's own words where they are in the box's language (it answers in
+      // English), else the box's text.
+      const en = lang === "en";
+      if (code === 202) {
         store.setItem(key + "subscribed", "1");
-        form.replaceWith(el("p", { role: "status" }, s.success));
+        done();
         return emit("subscribed", {});
       }
-      if (response.status === 429) return fail(t.too_many, "rate_limited");
-      if (response.status === 403 && body.error !== "proof_of_work") return fail(t.not_allowed, "origin");
-      if (response.status === 422 && body.fields && body.fields.email) {
-        email.setAttribute("aria-invalid", "true");
-        return fail(t.invalid_email, "invalid");
+      if (code === 429) {
+        wait = Date.now() + (Number(response.headers.get("Retry-After")) || 0) * 1000;
+        const at = new Date(Math.ceil(wait / 6e4) * 6e4)
+          .toLocaleTimeString(lang, { hour: "numeric", minute: "2-digit" });
+        busy = en && body.message || (wait > Date.now() ? t.too_many_until.replace("{time}", at) : t.too_many);
+        return fail(busy, "rate_limited");
       }
-      fail(body.message || t.network, "http_" + response.status);
+      if (code === 403 && body.error !== "proof_of_work") return fail(t.not_allowed, "origin");
+      if (code === 422 && why.email) {
+        email.setAttribute("aria-invalid", "true");
+        email.focus();
+        return fail(en ? (/^[a-z]/.test(why.email) ? t.email_label + " " + why.email + "." : why.email)
+          : t.invalid_email, "invalid");
+      }
+      if (code === 422 && why.consent) return fail(t.consent_required, "consent");
+      fail(en && body.message || t.network, "http_" + code);
     });
 
     if (inline || s.trigger === "immediate") return show();
     if (s.trigger === "scroll") {
+      // Read from whichever scrolls the page: the document, or a theme's body.
       const onScroll = () => {
-        const doc = document.documentElement;
-        const reach = (scrollY + innerHeight) / Math.max(doc.scrollHeight, 1) * 100;
-        if (reach >= Number(s.scroll)) {
-          removeEventListener("scroll", onScroll);
+        const [page] = [document.scrollingElement, document.body].filter(Boolean)
+          .sort((a, b) => b.scrollHeight - b.clientHeight - a.scrollHeight + a.clientHeight);
+        if ((page.scrollTop + page.clientHeight) / Math.max(page.scrollHeight, 1) * 100 >= Number(s.scroll)) {
+          removeEventListener("scroll", onScroll, true);
           show();
         }
       };
-      addEventListener("scroll", onScroll, { passive: true });
+      addEventListener("scroll", onScroll, { passive: true, capture: true });
       return onScroll();
     }
     if (s.trigger === "exit" && matchMedia("(hover: hover) and (pointer: fine)").matches) {
@@ -309,6 +379,18 @@ background:transparent;color:inherit;opacity:.7}
       };
       return document.addEventListener("mouseout", onOut);
     }
-    setTimeout(show, Math.max(0, Number(s.delay) || 0) * 1000);
+    // The delay counts the time the page is in view: it waits while the tab is hidden.
+    let left = Math.max(0, Number(s.delay) || 0) * 1000, timer = 0, since = 0;
+    const tick = () => {
+      if (timer) left -= Date.now() - since;
+      clearTimeout(timer);
+      timer = 0;
+      if (!document.hidden) {
+        since = Date.now();
+        timer = setTimeout(show, left);
+      }
+    };
+    document.addEventListener("visibilitychange", tick);
+    tick();
   }
 })();

@@ -64,6 +64,8 @@ def response_headers(request: Request[Any]) -> dict[str, str]:
     headers = {"Vary": "Origin"}
     if origin:
         headers["Access-Control-Allow-Origin"] = origin
+        # The box reads a 429's Retry-After to say when to try again.
+        headers["Access-Control-Expose-Headers"] = "Retry-After"
     return headers
 
 
