@@ -150,12 +150,17 @@ class Subscriber(Base):
 class Subscription(Base):
     """A subscriber on a list: pending -> confirmed -> unsubscribed (and back to pending).
 
-    ``confirm_nonce`` goes into the confirmation link's signature and is replaced when the
-    subscription is confirmed, so a confirmation link works once.
+    ``confirm_nonce`` goes into the confirmation link's signature and is replaced whenever
+    the subscription leaves ``pending``, so a confirmation link confirms once.
     """
 
     __tablename__ = "subscriptions"
-    __table_args__ = (UniqueConstraint("list_id", "subscriber_id"),)
+    # Links in emails name a subscription by id: SQLite must never give an erased one's
+    # id to someone else (AUTOINCREMENT; PostgreSQL's sequences never reuse one).
+    __table_args__ = (
+        UniqueConstraint("list_id", "subscriber_id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))

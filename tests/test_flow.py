@@ -331,3 +331,26 @@ async def test_a_page_url_off_the_lists_sites_cannot_put_words_in_the_email(
     words = " ".join(text.get_content().split())
     assert "prize" not in words.lower()
     assert "signup form of Frühstücks-Briefing (www.example.com)" in words
+
+
+async def test_an_erased_persons_old_link_never_reaches_someone_else(
+    app: Running, smtp: SMTPServer
+) -> None:
+    """Links name a subscription by id: an erased one's id is never given to another."""
+    from service.subscriptions import erase
+
+    await app.client.post(SUBSCRIBE, json={"email": "gone@example.com"})
+    [old] = await smtp.wait_for(1)
+    async with app.db.read() as session:
+        gone = await session.scalar(select(Subscription))
+    assert gone is not None
+    assert await erase(app.db, gone.subscriber_id, "alice")
+    await app.client.post(SUBSCRIBE, json={"email": "next@example.com"})
+    await smtp.wait_for(2)
+    async with app.db.read() as session:
+        fresh = await session.scalar(select(Subscription))
+    assert fresh is not None and fresh.id != gone.id
+    for method in ("GET", "POST"):
+        stale = await app.client.request(method, app.local(old.links["confirm"]))
+        assert stale.status_code == 400 and "next@example.com" not in stale.text
+    assert await status_of(app, "next@example.com") == SubscriptionStatus.PENDING
