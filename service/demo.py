@@ -119,6 +119,12 @@ def run_demo(settings: Settings, port: int, article_port: int) -> int:
     from service.app import create_app
     from service.server import Server
 
+    if port == article_port:
+        print(
+            f"newsletter demo: --port and --article-port are both {port}; choose two ports",
+            file=sys.stderr,
+        )
+        return 1
     for taken, option in ((port, "--port"), (article_port, "--article-port")):
         if port_in_use(taken):
             print(

@@ -136,13 +136,11 @@ class PersonRecord:
     subscriptions: list[tuple[Subscription, MailingList]]
     consent: list[tuple[ConsentRecord, str]]  # (record, list slug)
     mail: list[tuple[OutboxMessage, str]]
+    shown_statuses: dict[int, str] = field(default_factory=dict)  # subscription id -> shown
 
     def shown(self, subscription: Subscription) -> str:
-        """Its status as ``shown_status`` reads it: ``failed`` if its latest email failed."""
-        if subscription.status == "unsubscribed":
-            return "unsubscribed"
-        latest = [m for m, _ in self.mail if m.subscription_id == subscription.id][-1:]
-        return "failed" if latest and latest[0].status == "failed" else str(subscription.status)
+        """Its status as editors see it (``shown_status``)."""
+        return self.shown_statuses.get(subscription.id, str(subscription.status))
 
 
 async def person_record(db: Database, subscriber_id: int) -> PersonRecord | None:
@@ -150,15 +148,16 @@ async def person_record(db: Database, subscriber_id: int) -> PersonRecord | None
         subscriber = await session.get(Subscriber, subscriber_id)
         if subscriber is None:
             return None
-        subs = [
-            (s, ml)
-            for s, ml in await session.execute(
-                select(Subscription, MailingList)
-                .join(MailingList, MailingList.id == Subscription.list_id)
-                .where(Subscription.subscriber_id == subscriber_id)
-                .order_by(MailingList.slug)
-            )
-        ]
+        subs: list[tuple[Subscription, MailingList]] = []
+        shown: dict[int, str] = {}
+        for s, ml, status in await session.execute(
+            select(Subscription, MailingList, shown_status())
+            .join(MailingList, MailingList.id == Subscription.list_id)
+            .where(Subscription.subscriber_id == subscriber_id)
+            .order_by(MailingList.slug)
+        ):
+            subs.append((s, ml))
+            shown[s.id] = status
         ids = [s.id for s, _ in subs]
         slug_of = {s.id: ml.slug for s, ml in subs}
         consent = [
@@ -181,7 +180,7 @@ async def person_record(db: Database, subscriber_id: int) -> PersonRecord | None
                 )
             ).all()
         ]
-    return PersonRecord(subscriber, subs, consent, mail)
+    return PersonRecord(subscriber, subs, consent, mail, shown)
 
 
 def personal_data(record: PersonRecord) -> dict[str, Any]:

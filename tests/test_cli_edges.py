@@ -91,3 +91,12 @@ def test_export_help_gives_the_date_format(capsys: pytest.CaptureFixture[str]) -
         main(["export", "--help"])
     shown = capsys.readouterr().out
     assert "--since YYYY-MM-DD" in shown and "--until YYYY-MM-DD" in shown
+
+
+def test_the_demo_refuses_one_port_for_both(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--port", "8123", "--article-port", "8123"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "newsletter demo: --port and --article-port are both 8123; choose two ports"
+    )

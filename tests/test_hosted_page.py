@@ -3,6 +3,7 @@ their way back to the site, and a mistake keeps what they typed."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from urllib.parse import quote
 
@@ -47,7 +48,15 @@ async def test_a_signup_answers_303_to_a_result_page_with_the_way_back(
 
 
 async def test_the_way_back_leads_only_to_sites_the_list_allows(app: Running) -> None:
-    for elsewhere in ("https://evil.example/phish", "javascript:alert(1)", "//www.example.com/x"):
+    for elsewhere in (
+        "https://evil.example/phish",
+        "javascript:alert(1)",
+        "//www.example.com/x",
+        "https://www.example.com.evil.example/x",
+        "https://www.example.com@evil.example/x",
+        "http://www.example.com/x",  # the list allows https only
+        "https://www.example.com:8443/x",
+    ):
         form = await app.client.get("/subscribe/daily", params={"back": elsewhere})
         assert 'name="back"' not in form.text
         result = await app.client.get("/subscribe/daily/thanks", params={"back": elsewhere})
@@ -94,3 +103,17 @@ async def test_a_mistake_shows_the_form_again_with_what_was_typed(
 async def test_an_unknown_list_has_no_hosted_page(app: Running) -> None:
     assert (await app.client.get("/subscribe/nope")).status_code == 404
     assert (await app.client.post("/subscribe/nope", data={"email": "a@b.co"})).status_code == 404
+
+
+async def test_another_site_cannot_post_the_hosted_form(app: Running, smtp: SMTPServer) -> None:
+    """The form posts to its own origin; a page elsewhere posting it is refused (CSRF)."""
+    form = await app.client.get("/subscribe/daily")
+    forged = await app.client.post(
+        "/subscribe/daily",
+        data={"email": "victim@example.com", "form_stamp": hidden(form.text, "form_stamp")},
+        headers={"Origin": "https://evil.example", "Accept": "text/html"},
+    )
+    assert forged.status_code == 403
+    assert "not allowed to sign people up" in visible(forged)
+    await asyncio.sleep(0.3)
+    assert smtp.received == []

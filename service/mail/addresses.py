@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
 
-__all__ = ["needs_smtputf8", "wire_address"]
+__all__ = ["wire_address"]
 
 
 def wire_address(address: str) -> str:
@@ -23,7 +23,3 @@ def wire_address(address: str) -> str:
     except EmailNotValidError:
         return address  # stored before today's checks; the relay will say what it thinks
     return f"{local}@{checked.ascii_domain}"
-
-
-def needs_smtputf8(address: str) -> bool:
-    return not address.isascii()
