@@ -176,6 +176,7 @@ class Intake:
                 "email": ask.signup.email,
                 "name": ask.signup.name,
                 "page_url": ask.signup.page_url,
+                "language": ask.signup.language,
                 "ip_address": ask.origin.ip,
                 "user_agent": (ask.origin.user_agent or "")[:512] or None,
                 "verdict": ask.verdict,
@@ -250,7 +251,7 @@ class Intake:
         outcome = await self._subscriptions.subscribe(
             session,
             mailing_list,
-            Signup(email=row.email, name=row.name, page_url=row.page_url),
+            Signup(email=row.email, name=row.name, page_url=row.page_url, language=row.language),
             RequestOrigin(ip=row.ip_address, user_agent=row.user_agent),
             received_at=row.received_at,
         )

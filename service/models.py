@@ -317,6 +317,7 @@ class SignupRequest(Base):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     verdict: Mapped[str] = mapped_column(String(16), default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    language: Mapped[str | None] = mapped_column(String(8))  # the box's, if not the list's
 
 
 class RateCounter(Base):

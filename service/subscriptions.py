@@ -99,6 +99,7 @@ class Signup:
     email: str  # already validated and normalised
     name: str | None
     page_url: str | None
+    language: str | None = None  # the form's, when not the list's (the consent it showed)
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ class Subscriptions:
                 sub.id,
                 ConsentAction.SUBSCRIBE,
                 asked_at,
-                wording or consent_wording(mailing_list),
+                wording or consent_wording(mailing_list, signup.language),
                 method,
                 origin,
                 signup.page_url,

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from service.errors import Refusal
+from service.i18n import LANGUAGES
 from service.subscriptions import Signup
 
 __all__ = ["FIX_FIELDS", "MAX_EMAIL", "MAX_NAME", "MAX_URL", "FieldErrors", "validate_signup"]
@@ -109,6 +110,10 @@ def validate_signup(data: Mapping[str, Any], *, check_deliverability: bool = Fal
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             errors["page_url"] = "must be an http(s) URL"
 
+    language = data.get("lang")  # the box's language, if a page asked for another
+    if language is not None and language not in LANGUAGES:
+        errors["lang"] = f"must be one of {', '.join(LANGUAGES)}"
+
     if errors:
         raise FieldErrors(errors)
-    return Signup(email=normalised, name=name, page_url=page_url)
+    return Signup(email=normalised, name=name, page_url=page_url, language=language)

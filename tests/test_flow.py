@@ -354,3 +354,22 @@ async def test_an_erased_persons_old_link_never_reaches_someone_else(
         stale = await app.client.request(method, app.local(old.links["confirm"]))
         assert stale.status_code == 400 and "next@example.com" not in stale.text
     assert await status_of(app, "next@example.com") == SubscriptionStatus.PENDING
+
+
+async def test_the_consent_record_keeps_the_words_in_the_language_the_form_showed(
+    app: Running, smtp: SMTPServer
+) -> None:
+    """A page can ask for the box in another language (data-lang): the consent record
+    keeps the sentence the reader saw, not the list's default one."""
+    reply = await app.client.post(SUBSCRIBE, json={"email": "leser@example.com", "lang": "de"})
+    assert reply.status_code == 202
+    await smtp.wait_for(1)
+    async with app.db.read() as session:
+        record = await session.scalar(select(ConsentRecord))
+    assert record is not None
+    assert record.wording == (
+        "Mit dem Abonnieren willigen Sie ein, Frühstücks-Briefing per E-Mail zu erhalten. "
+        "Sie können sich jederzeit mit einem Klick abmelden."
+    )
+    wrong = await app.client.post(SUBSCRIBE, json={"email": "x@example.com", "lang": "xx"})
+    assert wrong.status_code == 422 and "lang" in wrong.json()["fields"]

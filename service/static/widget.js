@@ -304,6 +304,7 @@ input{padding:8px 10px}
       if (name && name.value.trim()) fields.set("name", name.value.trim());
       if (consent) fields.set("consent", "yes");
       fields.set("url", honeypot.value);
+      fields.set("lang", lang);
       fields.set("form_stamp", (await stamp) || "");
       let response, body;
       // A refused proof of work (expired, say, or the difficulty went up), or one asked of a

@@ -104,6 +104,12 @@ SIGNUP = {
             "enum": list(TICKED),
             "description": "Required when the list asks for a consent checkbox.",
         },
+        "lang": {
+            "type": "string",
+            "enum": list(LANGUAGES),
+            "description": "The language the form was shown in, when not the list's: the "
+            "consent record keeps the wording in it.",
+        },
         "form_stamp": {
             "type": "string",
             "description": "When the form was shown: the `form_stamp` of "
