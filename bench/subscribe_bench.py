@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -45,9 +46,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from service.bots import FormStamps
+
 PATH = "/api/v1/lists/bench/subscriptions"
+SECRET = "bench-secret-key-that-is-long-enough-0123456789"  # noqa: S105 - a bench's own
+RUNS = itertools.count()  # each load run gets its own span of stamp times (see Generator)
+STARTED = time.time()
 KEEP_ALIVE = 4.0  # seconds an idle connection is reused for (the server closes it at 5)
 BARE_APP = """
+import itertools
 import json
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -92,15 +99,24 @@ class Connection:
 
 
 class Generator:
-    def __init__(self, ports: list[int], tag: str) -> None:
+    def __init__(self, ports: list[int], tag: str, slot: int = 0, base: float = 0.0) -> None:
         self.ports = ports
         self.tag = tag
         self.n = 0
         self.errors = 0
+        # Each signup carries a form stamp of its own, shown a few seconds ago, as the box
+        # sends it: the service checks and spends it (the bare endpoint parses the same body).
+        # A stamp is its time to the millisecond: each run counts back through 40 s of its own
+        # from the bench's start (the service keeps stamps good for longer here: see ENV).
+        self.stamps = FormStamps(SECRET)
+        self.shown = (base or time.time()) - 5 - 40 * slot
 
     def body(self) -> bytes:
         self.n += 1
-        return json.dumps({"email": f"{self.tag}-{self.n}@example.com"}).encode()
+        stamp = self.stamps.make("bench", self.shown - self.n / 1000)  # one per millisecond
+        return json.dumps(
+            {"email": f"{self.tag}-{self.n}@example.com", "form_stamp": stamp}
+        ).encode()
 
     async def connect(self, i: int) -> Connection:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.ports[i % len(self.ports)])
@@ -188,7 +204,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def generate(args: argparse.Namespace) -> None:
-    gen = Generator([int(p) for p in args.ports.split(",")], args.tag)
+    gen = Generator([int(p) for p in args.ports.split(",")], args.tag, args.slot, args.base)
     cpu0 = time.process_time()
     if args.rate:
         result = asyncio.run(gen.open_loop(args.rate, args.warmup, args.seconds))
@@ -226,11 +242,13 @@ def base_env(db_url: str) -> dict[str, str]:
     env.update(
         {
             "NEWSLETTER_DATABASE_URL": db_url,
-            "NEWSLETTER_SECRET_KEY": "bench-secret-key-that-is-long-enough-0123456789",
+            "NEWSLETTER_SECRET_KEY": SECRET,
             "NEWSLETTER_SMTP_HOST": "127.0.0.1",  # never reached: the worker is off
             "NEWSLETTER_SMTP_PORT": "2525",
             "NEWSLETTER_SMTP_TLS": "none",
             "NEWSLETTER_RUN_WORKER": "false",
+            # Form stamps good for hours, so that every load run has stamps of its own.
+            "NEWSLETTER_POW_LIFETIME": "3h",
             "NEWSLETTER_LOG_LEVEL": "WARNING",
             # Limits on, as in production (their counters are part of the request path),
             # but high enough that the one load generator is never refused.
@@ -311,6 +329,7 @@ def run_generator(
         "--ports", ",".join(map(str, ports)), "--tag", tag,
         "--clients", str(args.clients), "--seconds", str(args.seconds),
         "--warmup", str(args.warmup), "--rate", str(rate),
+        "--slot", str(next(RUNS)), "--base", str(STARTED),
     ]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603
     result: dict[str, Any] = json.loads(out.stdout)
@@ -402,6 +421,8 @@ def main() -> int:
     parser.add_argument("--ports", help=argparse.SUPPRESS)
     parser.add_argument("--tag", default="x", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--slot", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--base", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
         generate(args)
