@@ -125,6 +125,9 @@ def test_demo_serves_the_service_and_an_article_with_the_box(tmp_path: Path) -> 
             ports.append(sock.getsockname()[1])
     service, article = ports
     environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    environ["TMPDIR"] = str(temporary)  # where the demo keeps its data while it runs
     process = subprocess.Popen(
         [
             sys.executable,
@@ -168,3 +171,5 @@ def test_demo_serves_the_service_and_an_article_with_the_box(tmp_path: Path) -> 
     assert f"http://127.0.0.1:{article}/" in output
     assert f"http://127.0.0.1:{service}/dev/mail" in output
     assert "Traceback" not in output
+    assert process.returncode == 0  # Ctrl+C is how the demo stops
+    assert not list(temporary.glob("newsletter-demo-*")), "the demo's data goes with it"
