@@ -346,7 +346,8 @@ async def test_an_admins_unsubscribe_is_the_readers_opt_out(
     offer = await admin.client.get(stale)
     assert offer.status_code == 200 and "You unsubscribed" in offer.text
     again = await admin.client.post(stale)
-    assert again.status_code == 303 and again.headers["location"] == "/subscribe/daily/thanks"
+    assert again.status_code == 303
+    assert again.headers["location"].startswith("/subscribe/daily/thanks")
     await signups_acted_on(admin.db)
     async with admin.db.read() as session:
         assert await session.scalar(select(Subscription.status)) != SubscriptionStatus.CONFIRMED

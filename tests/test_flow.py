@@ -267,9 +267,12 @@ async def test_an_old_confirmation_link_after_an_unsubscribe_offers_to_subscribe
     assert await status_of(app, "back@example.com") == SubscriptionStatus.UNSUBSCRIBED
     again = await app.client.post(confirm)
     assert again.status_code == 303
-    assert again.headers["location"] == "/subscribe/daily/thanks"
+    assert again.headers["location"] == (
+        "/subscribe/daily/thanks?back=https%3A%2F%2Fwww.example.com%2F"
+    )
     thanks = await app.client.get(again.headers["location"])
     assert thanks.status_code == 200 and "check your inbox" in visible(thanks)
+    assert 'href="https://www.example.com/"' in thanks.text  # the way back to the site
     # Double opt-in as ever: a new confirmation email, and nothing changes until it is used.
     _, second = await smtp.wait_for(2)
     assert second.rcpt_tos == ["back@example.com"]

@@ -9,6 +9,8 @@ with a button to subscribe again); tampered, unknown and expired unused links ge
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -54,6 +56,11 @@ async def confirm(request: AppRequest) -> Response:
         if again is None:
             return _link_page(request, "", None)
         thanks = f"/subscribe/{target.list_slug}/thanks"
+        mailing_list = await state["lists"].get(target.list_slug)
+        if mailing_list is not None and mailing_list.allowed_origins:
+            # The way back: the list's own site (the old link knows no page).
+            site = sorted(mailing_list.allowed_origins)[0] + "/"
+            thanks += f"?back={quote(site, safe='')}"
         return RedirectResponse(thanks, status_code=303, headers=TOKEN_PAGE_HEADERS)
     done = await state["subscriptions"].confirm(token, caller(request))
     if done is not None and done.changed:
