@@ -293,7 +293,7 @@ class LoginAttempt(Base):
     __table_args__ = (Index("ix_login_attempts_key_time", "key", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(200))  # "user:NAME" or "ip:ADDRESS"
+    key: Mapped[str] = mapped_column(String(200))  # "user-ip:NAME|ADDRESS" or "ip:ADDRESS"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -158,6 +158,47 @@ async def test_wrong_passwords_are_throttled_and_unknown_users_look_the_same(
     assert "set-cookie" not in blocked.headers
 
 
+async def test_a_stranger_cannot_lock_the_owner_out(settings: Settings) -> None:
+    await make_list(settings)
+    proxied = settings.replace(trusted_proxies=("127.0.0.1/32",))
+    async with serve_app(proxied) as app:
+        await create_user(app.db, "alice", PASSWORD)
+        guesser = {"X-Forwarded-For": "203.0.113.7"}
+        for _ in range(6):
+            await app.client.post(
+                "/admin/login",
+                data={"username": "alice", "password": "not it at all"},
+                headers={**SAME_SITE, **guesser},
+            )
+        still = await app.client.post(
+            "/admin/login",
+            data={"username": "alice", "password": PASSWORD},
+            headers={**SAME_SITE, **guesser},
+        )
+        assert still.status_code == 429, "the guesser stays throttled, even when right"
+        assert "set-cookie" not in still.headers
+        headers = await sign_in(app, ip_headers={"X-Forwarded-For": "198.51.100.20"})
+        assert (await app.client.get("/admin/", headers=headers)).status_code == 200
+        other = await app.client.post(
+            "/admin/login",
+            data={"username": "bob", "password": "not it at all"},
+            headers={**SAME_SITE, **guesser},
+        )
+        assert other.status_code == 401, "another account from that address: not yet"
+        for i in range(20):
+            await app.client.post(
+                "/admin/login",
+                data={"username": f"user{i}", "password": "y"},
+                headers={**SAME_SITE, "X-Forwarded-For": "192.0.2.9"},
+            )
+        spray = await app.client.post(
+            "/admin/login",
+            data={"username": "carol", "password": "y"},
+            headers={**SAME_SITE, "X-Forwarded-For": "192.0.2.9"},
+        )
+        assert spray.status_code == 429, "the per-address limit holds across accounts"
+
+
 async def test_idle_sessions_end(settings: Settings) -> None:
     await make_list(settings)
     async with serve_app(settings.replace(admin_idle_timeout=0.5)) as app:

@@ -18,7 +18,10 @@ __all__ = ["SignIn", "Throttled", "UserExists", "create_user", "set_password", "
 
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 WINDOW = timedelta(minutes=15)
-MAX_PER_USER = 5
+# Failures counted per client address, and per account from one address. An account is
+# never locked for everyone: a stranger's guesses slow the stranger down, not the owner
+# signing in from elsewhere.
+MAX_PER_USER_AND_IP = 5
 MAX_PER_IP = 20
 MIN_PASSWORD = 10
 
@@ -75,7 +78,8 @@ async def set_password(db: Database, username: str, password: str) -> None:
 async def sign_in(db: Database, username: str, password: str, ip: str | None) -> SignIn | None:
     """The user, or None for a wrong name or password (indistinguishable); may raise Throttled."""
     now = utcnow()
-    keys = [f"user:{username.lower()[:100]}", f"ip:{ip or '-'}"]
+    address = (ip or "-")[:64]
+    keys = [f"user-ip:{username.lower()[:100]}|{address}", f"ip:{address}"]
     async with db.read() as session:
         rows = (
             await session.execute(
@@ -86,7 +90,7 @@ async def sign_in(db: Database, username: str, password: str, ip: str | None) ->
         ).all()
         user = await session.scalar(select(AdminUser).where(AdminUser.username == username))
     for key, count, oldest in rows:
-        limit = MAX_PER_USER if key.startswith("user:") else MAX_PER_IP
+        limit = MAX_PER_USER_AND_IP if key.startswith("user-ip:") else MAX_PER_IP
         if count >= limit:
             raise Throttled(max(1, int((oldest + WINDOW - now).total_seconds())))
 
