@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 
+import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select, update
 from support import (
@@ -197,6 +199,27 @@ async def test_a_stranger_cannot_lock_the_owner_out(settings: Settings) -> None:
             headers={**SAME_SITE, "X-Forwarded-For": "192.0.2.9"},
         )
         assert spray.status_code == 429, "the per-address limit holds across accounts"
+
+
+async def test_failed_sign_ins_are_logged_without_the_password(
+    admin: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "hunter2-the-secret-guess"
+    hostile = "alice\n2026-01-01 INFO forged line\x1b[31m" + "x" * 300
+    with caplog.at_level(logging.INFO, "service"):
+        for name in ("alice", hostile):
+            response = await admin.client.post(
+                "/admin/login", data={"username": name, "password": secret}, headers=SAME_SITE
+            )
+            assert response.status_code == 401
+        await sign_in(admin)
+    failed = [r for r in caplog.records if "sign-in failed" in r.getMessage()]
+    assert len(failed) == 2, "one line per failure, none for the success"
+    assert "'alice' from 127.0.0.1" in failed[0].getMessage()
+    line = failed[1].getMessage()
+    assert "forged line" in line and "\n" not in line and "\x1b" not in line
+    assert len(line) < 150, "a long name is cut short"
+    assert secret not in caplog.text and PASSWORD not in caplog.text
 
 
 async def test_idle_sessions_end(settings: Settings) -> None:

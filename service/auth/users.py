@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,6 +17,8 @@ from service.errors import Refusal
 from service.models import AdminUser, LoginAttempt, utcnow
 
 __all__ = ["SignIn", "Throttled", "UserExists", "create_user", "set_password", "sign_in"]
+
+log = logging.getLogger(__name__)
 
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 WINDOW = timedelta(minutes=15)
@@ -45,6 +49,13 @@ class Throttled(Refusal):
 class SignIn:
     user_id: int
     username: str
+
+
+def loggable(value: str, limit: int = 64) -> str:
+    """A name typed by anyone, fit for a log line: no control characters (no forged
+    lines, no terminal escapes), and short."""
+    cleaned = "".join(c for c in value if unicodedata.category(c)[0] != "C")
+    return cleaned[:limit] + ("…" if len(cleaned) > limit else "")
 
 
 def check_password_rules(password: str) -> None:
@@ -92,16 +103,29 @@ async def sign_in(db: Database, username: str, password: str, ip: str | None) ->
     for key, count, oldest in rows:
         limit = MAX_PER_USER_AND_IP if key.startswith("user-ip:") else MAX_PER_IP
         if count >= limit:
+            log.warning(
+                "admin sign-in refused, too many failures: user %r from %s",
+                loggable(username),
+                address,
+                extra={"username": loggable(username), "client": address},
+            )
             raise Throttled(max(1, int((oldest + WINDOW - now).total_seconds())))
 
     ok, new_hash = await verify_password(user.password_hash if user else None, password)
-    async with db.write() as session:
-        if not ok or user is None:
+    if not ok or user is None:
+        async with db.write() as session:
             session.add_all([LoginAttempt(key=key, created_at=now) for key in keys])
             await session.execute(
                 delete(LoginAttempt).where(LoginAttempt.created_at < now - WINDOW)
             )
-            return None
+        log.warning(
+            "admin sign-in failed: user %r from %s",
+            loggable(username),
+            address,
+            extra={"username": loggable(username), "client": address},
+        )
+        return None
+    async with db.write() as session:
         await session.execute(delete(LoginAttempt).where(LoginAttempt.key == keys[0]))
         stored = await session.get(AdminUser, user.id)
         assert stored is not None
