@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import re
@@ -16,6 +17,7 @@ from support import (
     SUBSCRIBE,
     Running,
     SMTPServer,
+    cli,
     make_list,
     serve_app,
     sign_in,
@@ -23,6 +25,7 @@ from support import (
     visible,
 )
 
+from service.auth.api_tokens import create_token
 from service.auth.users import create_user
 from service.models import (
     AdminUser,
@@ -220,6 +223,31 @@ async def test_failed_sign_ins_are_logged_without_the_password(
     assert "forged line" in line and "\n" not in line and "\x1b" not in line
     assert len(line) < 150, "a long name is cut short"
     assert secret not in caplog.text and PASSWORD not in caplog.text
+
+
+async def test_a_new_password_ends_every_session_and_tokens_on_request(
+    admin: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    laptop, phone = await sign_in(admin), await sign_in(admin)
+    auth = {"Authorization": f"Bearer {await create_token(admin.db, 'alice', 'export')}"}
+    new_password = "a fresh and long passphrase"
+    monkeypatch.setattr("sys.stdin", io.StringIO(new_password + "\n"))
+    changed = await cli(["admin", "password", "alice"], admin.settings)
+    assert changed.returncode == 0, changed
+    assert b"2 signed-in session(s) ended" in changed.stdout
+    assert b"--revoke-tokens" in changed.stderr, "the command says the tokens are kept"
+    for headers in (laptop, phone):
+        assert (await admin.client.get("/admin/", headers=headers)).status_code == 303
+    assert (await admin.client.get("/api/v1/admin/lists", headers=auth)).status_code == 200
+    headers = await sign_in(admin, password=new_password)
+    assert (await admin.client.get("/admin/", headers=headers)).status_code == 200
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("yet another long passphrase\n"))
+    revoked = await cli(["admin", "password", "alice", "--revoke-tokens"], admin.settings)
+    assert revoked.returncode == 0, revoked
+    assert b"1 API token(s) revoked" in revoked.stdout
+    assert (await admin.client.get("/api/v1/admin/lists", headers=auth)).status_code == 401
+    assert (await admin.client.get("/admin/", headers=headers)).status_code == 303
 
 
 async def test_idle_sessions_end(settings: Settings) -> None:

@@ -8,15 +8,23 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.auth.passwords import hash_password, verify_password
 from service.db import Database
 from service.errors import Refusal
-from service.models import AdminUser, LoginAttempt, utcnow
+from service.models import AdminSession, AdminUser, ApiToken, LoginAttempt, utcnow
 
-__all__ = ["SignIn", "Throttled", "UserExists", "create_user", "set_password", "sign_in"]
+__all__ = [
+    "PasswordChanged",
+    "SignIn",
+    "Throttled",
+    "UserExists",
+    "create_user",
+    "set_password",
+    "sign_in",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +84,20 @@ async def create_user(db: Database, username: str, password: str) -> AdminUser:
     return user
 
 
-async def set_password(db: Database, username: str, password: str) -> None:
+@dataclass(frozen=True)
+class PasswordChanged:
+    sessions_ended: int
+    tokens_revoked: int
+
+
+async def set_password(
+    db: Database, username: str, password: str, *, revoke_tokens: bool = False
+) -> PasswordChanged:
+    """Set a new password and end every session of the user's, in the same transaction:
+    whoever signed in with the old password is out. API tokens are kept unless
+    ``revoke_tokens``: they are made only on the command line, never with a password or a
+    session, and the scripts that hold them should not stop because a password changed.
+    """
     check_password_rules(password)
     new_hash = await hash_password(password)
     async with db.write() as session:
@@ -84,6 +105,16 @@ async def set_password(db: Database, username: str, password: str) -> None:
         if user is None:
             raise LookupError(f"there is no admin named {username!r}")
         user.password_hash = new_hash
+        ended = await session.execute(delete(AdminSession).where(AdminSession.user_id == user.id))
+        revoked = 0
+        if revoke_tokens:
+            result = await session.execute(
+                update(ApiToken)
+                .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            revoked = int(getattr(result, "rowcount", 0) or 0)
+    return PasswordChanged(int(getattr(ended, "rowcount", 0) or 0), revoked)
 
 
 async def sign_in(db: Database, username: str, password: str, ip: str | None) -> SignIn | None:

@@ -54,11 +54,24 @@ def _password(settings: Settings, args: argparse.Namespace) -> int:
 
     async def job(db: Database) -> int:
         try:
-            await set_password(db, args.username, password)
+            changed = await set_password(
+                db, args.username, password, revoke_tokens=args.revoke_tokens
+            )
         except (ValueError, LookupError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        print(f"password of {args.username!r} changed")
+        print(
+            f"password of {args.username!r} changed; "
+            f"{changed.sessions_ended} signed-in session(s) ended"
+        )
+        if args.revoke_tokens:
+            print(f"{changed.tokens_revoked} API token(s) revoked")
+        else:
+            print(
+                "API tokens are kept: see 'newsletter admin token list', or run this "
+                "again with --revoke-tokens",
+                file=sys.stderr,
+            )
         return 0
 
     return run_with_db(settings, job)
@@ -134,9 +147,15 @@ def register(commands: Any) -> None:
     password = sub.add_parser(
         "password",
         help="set an admin's password",
-        description="Set a new password (asked, or read from stdin).",
+        description="Set a new password (asked, or read from stdin). Every session of "
+        "the admin's ends (sign in again); API tokens are kept unless --revoke-tokens.",
     )
     password.add_argument("username")
+    password.add_argument(
+        "--revoke-tokens",
+        action="store_true",
+        help="also revoke every API token of the admin's",
+    )
     password.set_defaults(handler=_password)
     token = sub.add_parser(
         "token",
