@@ -250,6 +250,22 @@ async def test_a_new_password_ends_every_session_and_tokens_on_request(
     assert (await admin.client.get("/admin/", headers=headers)).status_code == 303
 
 
+async def test_passwords_easy_to_guess_are_refused(
+    admin: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for weak in ("aaaaaaaaaa", "password123", "1234567890", "qwertyuiop", "bobbobbob1"):
+        with pytest.raises(ValueError, match="too easy to guess"):
+            await create_user(admin.db, "bobbob", weak)
+    with pytest.raises(ValueError, match="at least 10 characters"):
+        await create_user(admin.db, "bob", "Xq7#")
+    monkeypatch.setattr("sys.stdin", io.StringIO("password123\n"))
+    refused = await cli(["admin", "password", "alice"], admin.settings)
+    assert refused.returncode == 1
+    assert b"error: this password is too easy to guess" in refused.stderr
+    await sign_in(admin)  # the old password still stands
+    await create_user(admin.db, "bob", "plum kettle orbit sunday")
+
+
 async def test_idle_sessions_end(settings: Settings) -> None:
     await make_list(settings)
     async with serve_app(settings.replace(admin_idle_timeout=0.5)) as app:

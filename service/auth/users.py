@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
+from zxcvbn import zxcvbn
 
 from service.auth.passwords import hash_password, verify_password
 from service.db import Database
@@ -36,6 +37,9 @@ WINDOW = timedelta(minutes=15)
 MAX_PER_USER_AND_IP = 5
 MAX_PER_IP = 20
 MIN_PASSWORD = 10
+MAX_PASSWORD = 1000  # what the sign-in form reads
+JUDGED = 100
+MIN_STRENGTH = 3  # zxcvbn's score, 0-4: 3 resists an offline attack on a slow hash
 
 
 class UserExists(Refusal):
@@ -66,15 +70,28 @@ def loggable(value: str, limit: int = 64) -> str:
     return cleaned[:limit] + ("…" if len(cleaned) > limit else "")
 
 
-def check_password_rules(password: str) -> None:
+def check_password_rules(password: str, username: str = "") -> None:
+    """Long enough, and not easy to guess: zxcvbn (Dropbox's estimator) knows common
+    passwords, names, words, keyboard walks, repeats, sequences and dates, and the
+    account's own name. Only the first characters are judged: past them, the estimate
+    takes long and says nothing new."""
     if len(password) < MIN_PASSWORD:
         raise ValueError(f"a password needs at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise ValueError(f"a password has at most {MAX_PASSWORD} characters")
+    verdict = zxcvbn(password[:JUDGED], user_inputs=[username] if username else [])
+    if verdict["score"] < MIN_STRENGTH:
+        warning = verdict["feedback"]["warning"] or "it follows a pattern that is easy to guess"
+        raise ValueError(
+            f"this password is too easy to guess ({warning.rstrip('.')}); "
+            "a few unrelated words make a good one"
+        )
 
 
 async def create_user(db: Database, username: str, password: str) -> AdminUser:
     if not _USERNAME.match(username):
         raise ValueError("a username is 1-64 letters, digits and . _ @ -")
-    check_password_rules(password)
+    check_password_rules(password, username)
     user = AdminUser(username=username, password_hash=await hash_password(password))
     try:
         async with db.write() as session:
@@ -98,7 +115,7 @@ async def set_password(
     ``revoke_tokens``: they are made only on the command line, never with a password or a
     session, and the scripts that hold them should not stop because a password changed.
     """
-    check_password_rules(password)
+    check_password_rules(password, username)
     new_hash = await hash_password(password)
     async with db.write() as session:
         user = await session.scalar(select(AdminUser).where(AdminUser.username == username))
