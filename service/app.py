@@ -34,6 +34,7 @@ from service.web.middleware import (
     SecurityHeadersMiddleware,
 )
 from service.web.refusals import exception_handlers
+from service.web.slashes import relative_slash_redirects
 
 __all__ = ["create_app"]
 
@@ -124,9 +125,11 @@ def create_app(settings: Settings) -> Starlette:
         middleware.insert(
             0, Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
         )
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
+    relative_slash_redirects(app.router)
+    return app

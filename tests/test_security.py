@@ -458,3 +458,22 @@ async def test_a_body_that_arrives_in_time_is_unaffected() -> None:
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
         assert answer.endswith(b'{"received":10}')
         writer.close()
+
+
+async def test_trailing_slash_redirects_never_follow_a_forged_host(admin: Running) -> None:
+    evil = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+    for path, location in (
+        ("/admin/lists/", "/admin/lists"),
+        ("/admin/login/?next=/admin/lists", "/admin/login?next=/admin/lists"),
+        ("/healthz/", "/healthz"),
+        ("/api/v1/admin/lists/", "/api/v1/admin/lists"),
+    ):
+        response = await admin.client.get(path, headers=evil)
+        assert response.status_code == 307, path
+        assert response.headers["location"] == location, path
+    for path in ("//evil.example/", "//evil.example/admin/lists/", "//healthz/", "/nothing/"):
+        request = admin.client.build_request("GET", "/", headers=evil)
+        request.url = request.url.copy_with(raw_path=path.encode())
+        response = await admin.client.send(request)
+        assert response.status_code == 404, path
+        assert "location" not in response.headers
