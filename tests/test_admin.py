@@ -22,6 +22,7 @@ from support import (
 )
 
 from service.auth.users import create_user
+from service.keys import signing_key
 from service.models import (
     AdminUser,
     ConsentRecord,
@@ -31,7 +32,7 @@ from service.models import (
     Suppression,
 )
 from service.settings import Settings
-from service.suppressions import email_hash
+from service.suppressions import AddressKeys, email_hash, suppressed
 
 ADMIN_PAGES = [
     "/admin/",
@@ -304,8 +305,9 @@ async def test_person_record_unsubscribe_export_and_erasure(
     async with admin.db.read() as session:
         assert await session.scalar(select(func.count()).select_from(Subscriber)) == 0
         assert await session.scalar(select(func.count()).select_from(ConsentRecord)) == 0
-        tombstone = await session.scalar(select(Suppression.email_hash))
-    assert tombstone == email_hash("gone@example.com")
+        tombstones = set(await session.scalars(select(Suppression.email_hash)))
+    keys = AddressKeys(await signing_key(admin.settings, admin.db))
+    assert keys.tombstone("gone@example.com") in tombstones
     missing = await admin.client.get(f"/admin/subscribers/{subscriber_id}", headers=headers)
     assert missing.status_code == 404
 
@@ -389,3 +391,28 @@ async def test_an_address_that_cannot_be_mailed_shows_as_failed_everywhere(
     assert rows == {"ghost@example.com": "failed", "fine@example.com": "pending"}
     metrics = (await admin.client.get("/metrics")).text
     assert 'newsletter_send_attempts_total{result="failed"} 1.0' in metrics
+
+
+async def test_an_erased_inbox_stays_suppressed_under_every_spelling(
+    admin: Running, smtp: SMTPServer
+) -> None:
+    """The tombstone is a keyed hash of the canonical inbox; old exact hashes still count."""
+    headers = await sign_in(admin)
+    await admin.client.post(SUBSCRIBE, json={"email": "name@web.de"})
+    await smtp.wait_for(1)
+    async with admin.db.write() as session:
+        subscriber_id = await session.scalar(select(Subscriber.id))
+        # a tombstone written before keyed ones: an unsalted hash of the exact address
+        session.add(Suppression(email_hash=email_hash("old@example.com"), reason="erased"))
+    erased = await admin.client.post(f"/admin/subscribers/{subscriber_id}/erase", headers=headers)
+    assert erased.status_code == 303
+    keys = AddressKeys(await signing_key(admin.settings, admin.db))
+    asked = ["name+news@web.de", "Name@Web.DE", "name@web.de", "old@example.com", "other@web.de"]
+    async with admin.db.read() as session:
+        found = await suppressed(session, keys, asked)
+        kept = set(await session.scalars(select(Suppression.email_hash)))
+    assert found == {"name+news@web.de", "Name@Web.DE", "name@web.de", "old@example.com"}
+    assert keys.tombstone("name+news@web.de") in kept
+    assert not any("web.de" in k for k in kept)
+    other = AddressKeys("another key, also long enough to sign links")
+    assert other.tombstone("name@web.de") != keys.tombstone("name@web.de"), "keyed"

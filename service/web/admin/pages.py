@@ -23,7 +23,7 @@ from service.people import (
 )
 from service.state import AppRequest
 from service.stats import Daily, daily_activity, list_counts
-from service.subscriptions import consent_wording, erase, unsubscribe_by_admin
+from service.subscriptions import consent_wording, unsubscribe_by_admin
 from service.web.admin.guard import protected
 from service.web.admin.render import admin_page
 from service.web.assets import snippet
@@ -281,7 +281,8 @@ async def subscriber_unsubscribe(request: AppRequest, principal: Principal) -> R
 
 
 async def subscriber_erase(request: AppRequest, principal: Principal) -> Response:
-    if not await erase(request.state["db"], _subscriber_id(request), principal.username):
+    subscriptions = request.state["subscriptions"]
+    if not await subscriptions.erase(_subscriber_id(request), principal.username):
         raise HTTPException(404, "No such subscriber.")
     return RedirectResponse("/admin/subscribers?done=erased", status_code=303)
 
