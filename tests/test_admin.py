@@ -300,8 +300,19 @@ async def test_person_record_unsubscribe_export_and_erasure(
             SubscriptionStatus.UNSUBSCRIBED
         )
 
-    erased = await admin.client.post(f"/admin/subscribers/{subscriber_id}/erase", headers=headers)
-    assert erased.headers["location"] == "/admin/subscribers?done=erased"
+    erase = f"/admin/subscribers/{subscriber_id}/erase"
+    asked = await admin.client.post(erase, headers=headers)
+    assert asked.status_code == 200, "the button asks first"
+    assert "Delete all data of gone@example.com?" in asked.text
+    assert 'name="confirm" value="yes"' in asked.text
+    async with admin.db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Subscriber)) == 1
+    erased = await admin.client.post(erase, data={"confirm": "yes"}, headers=headers)
+    assert erased.status_code == 200
+    assert "All data of gone@example.com was deleted." in erased.text
+    again = await admin.client.post(erase, data={"confirm": "yes"}, headers=headers)
+    assert again.status_code == 200 and "already deleted" in again.text  # a reload
+    assert "gone@example.com" not in again.text
     async with admin.db.read() as session:
         assert await session.scalar(select(func.count()).select_from(Subscriber)) == 0
         assert await session.scalar(select(func.count()).select_from(ConsentRecord)) == 0
@@ -404,8 +415,10 @@ async def test_an_erased_inbox_stays_suppressed_under_every_spelling(
         subscriber_id = await session.scalar(select(Subscriber.id))
         # a tombstone written before keyed ones: an unsalted hash of the exact address
         session.add(Suppression(email_hash=email_hash("old@example.com"), reason="erased"))
-    erased = await admin.client.post(f"/admin/subscribers/{subscriber_id}/erase", headers=headers)
-    assert erased.status_code == 303
+    erased = await admin.client.post(
+        f"/admin/subscribers/{subscriber_id}/erase", data={"confirm": "yes"}, headers=headers
+    )
+    assert "All data of name@web.de was deleted." in erased.text
     keys = AddressKeys(await signing_key(admin.settings, admin.db))
     asked = ["name+news@web.de", "Name@Web.DE", "name@web.de", "old@example.com", "other@web.de"]
     async with admin.db.read() as session:
