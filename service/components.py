@@ -19,6 +19,7 @@ from service.retention import Housekeeping
 from service.settings import Settings
 from service.signups import Signups
 from service.subscriptions import Subscriptions
+from service.suppressions import AddressKeys
 from service.tokens import TokenSigner
 from service.wakeup import Wakeup
 from service.worker import OutboxWorker
@@ -58,7 +59,7 @@ async def assemble(
         mailer = SMTPMailer(settings)
 
     wakeup = Wakeup()  # the intake and the state machine set it, the worker waits on it
-    subscriptions = Subscriptions(db, settings, signer, emails, wakeup)
+    subscriptions = Subscriptions(db, settings, signer, emails, wakeup, addresses=AddressKeys(key))
     intake = Intake(db, settings, subscriptions, metrics, wakeup)
     worker = OutboxWorker(
         db,

@@ -47,7 +47,7 @@ from service.models import (
     utcnow,
 )
 from service.settings import Settings
-from service.suppressions import email_hash
+from service.suppressions import AddressKeys, email_hash
 from service.tokens import InvalidToken, Purpose, TokenSigner
 from service.wakeup import Wakeup
 
@@ -158,8 +158,11 @@ class Subscriptions:
         signer: TokenSigner,
         emails: Emails,
         wakeup: Wakeup | None = None,
+        *,
+        addresses: AddressKeys,
     ) -> None:
         self._wakeup = wakeup or Wakeup()  # set: mail was queued
+        self._addresses = addresses
         self._db = db
         self._settings = settings
         self._signer = signer
@@ -217,7 +220,7 @@ class Subscriptions:
             return Outcome.QUEUED
         if not resend_due:
             return Outcome.NOTHING
-        inbox = f"inbox:{limits.canonical_address(subscriber.email)}"
+        inbox = f"inbox:{self._addresses.counter(subscriber.email)}"  # no address kept
         wait = await run(session, limits.add_one(inbox, self._settings.rate_limit_address, now))
         if wait is not None:
             log.info(
@@ -391,6 +394,10 @@ class Subscriptions:
         )
         return sub, mailing_list, target
 
+    async def erase(self, subscriber_id: int, admin: str) -> bool:
+        """Erase a person (see `erase`)."""
+        return await erase(self._db, subscriber_id, admin, self._addresses)
+
 
 # The admin's side ------------------------------------------------------------------------
 
@@ -411,15 +418,20 @@ async def unsubscribe_by_admin(db: Database, subscription_id: int, admin: str) -
     return True
 
 
-async def erase(db: Database, subscriber_id: int, admin: str) -> bool:
-    """Delete the person and all their data; keep only a hash of the address."""
+async def erase(db: Database, subscriber_id: int, admin: str, addresses: AddressKeys) -> bool:
+    """Delete the person and all their data; keep only a keyed hash of their inbox.
+
+    The import still reads tombstones by the exact address's unsalted hash
+    (``service.transfer.imports``), so that one is written too, until it checks through
+    `service.suppressions.suppressed` like every other door.
+    """
     async with db.write() as session:
         subscriber = await session.get(Subscriber, subscriber_id)
         if subscriber is None:
             return False
-        digest = email_hash(subscriber.email)
-        if await session.get(Suppression, digest) is None:
-            session.add(Suppression(email_hash=digest, reason=f"erased by admin {admin}"))
+        for digest in (addresses.tombstone(subscriber.email), email_hash(subscriber.email)):
+            if await session.get(Suppression, digest) is None:
+                session.add(Suppression(email_hash=digest, reason=f"erased by admin {admin}"))
         sub_ids = select(Subscription.id).where(Subscription.subscriber_id == subscriber_id)
         await session.execute(
             delete(OutboxMessage).where(OutboxMessage.subscription_id.in_(sub_ids))

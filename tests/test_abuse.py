@@ -25,6 +25,7 @@ from service.keys import signing_key
 from service.limits import canonical_address
 from service.models import (
     ConsentRecord,
+    RateCounter,
     SignupRequest,
     Subscriber,
     Subscription,
@@ -139,6 +140,19 @@ def test_canonical_address_joins_what_reaches_one_inbox() -> None:
     assert {canonical_address(a) for a in same} == {"victim@gmail.com"}
     assert canonical_address("First.Last+x@Example.org") == "first.last@example.org"
     assert canonical_address("first.last@example.org") != canonical_address("firstlast@example.org")
+
+
+async def test_rate_counters_keep_no_address(settings: Settings, smtp: SMTPServer) -> None:
+    """An inbox's counters are named by a keyed hash of it, not the address."""
+    await make_list(settings)
+    limited = settings.replace(rate_limit_address=parse_rates("3/10m,5/1d"))
+    async with serve_app(limited) as app:
+        await app.client.post(SUBSCRIBE, json={"email": "First.Last+x@Example.org"})
+        await smtp.wait_for(1)
+        async with app.db.read() as session:
+            keys = list(await session.scalars(select(RateCounter.key)))
+    assert any(k.startswith("inbox:") for k in keys), keys
+    assert not any("first" in k.lower() or "example.org" in k.lower() for k in keys), keys
 
 
 async def test_inbox_limit_is_silent_and_spans_lists(settings: Settings, smtp: SMTPServer) -> None:

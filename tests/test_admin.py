@@ -27,6 +27,7 @@ from support import (
 
 from service.auth.api_tokens import create_token
 from service.auth.users import create_user
+from service.keys import signing_key
 from service.models import (
     AdminUser,
     ConsentRecord,
@@ -36,7 +37,7 @@ from service.models import (
     Suppression,
 )
 from service.settings import Settings
-from service.suppressions import email_hash
+from service.suppressions import AddressKeys, email_hash, suppressed
 
 ADMIN_PAGES = [
     "/admin/",
@@ -407,13 +408,25 @@ async def test_person_record_unsubscribe_export_and_erasure(
             SubscriptionStatus.UNSUBSCRIBED
         )
 
-    erased = await admin.client.post(f"/admin/subscribers/{subscriber_id}/erase", headers=headers)
-    assert erased.headers["location"] == "/admin/subscribers?done=erased"
+    erase = f"/admin/subscribers/{subscriber_id}/erase"
+    asked = await admin.client.post(erase, headers=headers)
+    assert asked.status_code == 200, "the button asks first"
+    assert "Delete all data of gone@example.com?" in asked.text
+    assert 'name="confirm" value="yes"' in asked.text
+    async with admin.db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Subscriber)) == 1
+    erased = await admin.client.post(erase, data={"confirm": "yes"}, headers=headers)
+    assert erased.status_code == 200
+    assert "All data of gone@example.com was deleted." in erased.text
+    again = await admin.client.post(erase, data={"confirm": "yes"}, headers=headers)
+    assert again.status_code == 200 and "already deleted" in again.text  # a reload
+    assert "gone@example.com" not in again.text
     async with admin.db.read() as session:
         assert await session.scalar(select(func.count()).select_from(Subscriber)) == 0
         assert await session.scalar(select(func.count()).select_from(ConsentRecord)) == 0
-        tombstone = await session.scalar(select(Suppression.email_hash))
-    assert tombstone == email_hash("gone@example.com")
+        tombstones = set(await session.scalars(select(Suppression.email_hash)))
+    keys = AddressKeys(await signing_key(admin.settings, admin.db))
+    assert keys.tombstone("gone@example.com") in tombstones
     missing = await admin.client.get(f"/admin/subscribers/{subscriber_id}", headers=headers)
     assert missing.status_code == 404
 
@@ -497,3 +510,30 @@ async def test_an_address_that_cannot_be_mailed_shows_as_failed_everywhere(
     assert rows == {"ghost@example.com": "failed", "fine@example.com": "pending"}
     metrics = (await admin.client.get("/metrics")).text
     assert 'newsletter_send_attempts_total{result="failed"} 1.0' in metrics
+
+
+async def test_an_erased_inbox_stays_suppressed_under_every_spelling(
+    admin: Running, smtp: SMTPServer
+) -> None:
+    """The tombstone is a keyed hash of the canonical inbox; old exact hashes still count."""
+    headers = await sign_in(admin)
+    await admin.client.post(SUBSCRIBE, json={"email": "name@web.de"})
+    await smtp.wait_for(1)
+    async with admin.db.write() as session:
+        subscriber_id = await session.scalar(select(Subscriber.id))
+        # a tombstone written before keyed ones: an unsalted hash of the exact address
+        session.add(Suppression(email_hash=email_hash("old@example.com"), reason="erased"))
+    erased = await admin.client.post(
+        f"/admin/subscribers/{subscriber_id}/erase", data={"confirm": "yes"}, headers=headers
+    )
+    assert "All data of name@web.de was deleted." in erased.text
+    keys = AddressKeys(await signing_key(admin.settings, admin.db))
+    asked = ["name+news@web.de", "Name@Web.DE", "name@web.de", "old@example.com", "other@web.de"]
+    async with admin.db.read() as session:
+        found = await suppressed(session, keys, asked)
+        kept = set(await session.scalars(select(Suppression.email_hash)))
+    assert found == {"name+news@web.de", "Name@Web.DE", "name@web.de", "old@example.com"}
+    assert keys.tombstone("name+news@web.de") in kept
+    assert not any("web.de" in k for k in kept)
+    other = AddressKeys("another key, also long enough to sign links")
+    assert other.tombstone("name@web.de") != keys.tombstone("name@web.de"), "keyed"

@@ -11,7 +11,7 @@ from support import PAGE, PEOPLE, Running, add_people, bearer, cli, sign_in
 
 from service.cli.data import Progress
 from service.lists import create_list
-from service.transfer.formats import neutralise, unneutralise
+from service.transfer.formats import WRITERS, neutralise, unneutralise
 
 EXPECTED_CSV = (
     "email,name,list,status,subscribed_at,confirmed_at,unsubscribed_at,consent_source,"
@@ -19,27 +19,27 @@ EXPECTED_CSV = (
     'a@example.com,"Smith, Jo",daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,'
     '"https://www.example.com/article?id=1,2","{""city"":""Köln"",""n"":2}"\r\n'
     'b@example.com,"Say ""hi""",daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,'
-    '"https://www.example.com/article?id=1,2",\r\n'
+    '"https://www.example.com/article?id=1,2",{}\r\n'
     'c@example.com,"line one\nline two",daily,confirmed,2025-01-02T03:04:05Z,'
-    '2025-01-02T03:10:00Z,,"https://www.example.com/article?id=1,2",\r\n'
+    '2025-01-02T03:10:00Z,,"https://www.example.com/article?id=1,2",{}\r\n'
     "d@example.com,Zoë 😀 Ünal,daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
-    '"https://www.example.com/article?id=1,2",\r\n'
+    '"https://www.example.com/article?id=1,2",{}\r\n'
     'e@example.com,"\'=HYPERLINK(""http://evil.example"",""click"")",daily,confirmed,'
-    '2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"https://www.example.com/article?id=1,2",\r\n'
+    '2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"https://www.example.com/article?id=1,2",{}\r\n'
     "f@example.com,'+1 555 0100,daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
-    '"https://www.example.com/article?id=1,2",\r\n'
+    '"https://www.example.com/article?id=1,2",{}\r\n'
     "g@example.com,'-2+3,daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
-    '"https://www.example.com/article?id=1,2",\r\n'
+    '"https://www.example.com/article?id=1,2",{}\r\n'
     "h@example.com,'@SUM(A1:A9),daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
-    '"https://www.example.com/article?id=1,2",\r\n'
+    '"https://www.example.com/article?id=1,2",{}\r\n'
     "i@example.com,'\tTabbed,daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
-    '"https://www.example.com/article?id=1,2",\r\n'
+    '"https://www.example.com/article?id=1,2",{}\r\n'
     'j@example.com,"\'\rReturn",daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,'
-    '"https://www.example.com/article?id=1,2",\r\n'
+    '"https://www.example.com/article?id=1,2",{}\r\n'
     "'=1+2@example.com,,daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,"
-    '"https://www.example.com/article?id=1,2",\r\n'
+    '"https://www.example.com/article?id=1,2",{}\r\n'
     "k@example.com,''=quoted already,daily,confirmed,2025-01-02T03:04:05Z,"
-    '2025-01-02T03:10:00Z,,"https://www.example.com/article?id=1,2",\r\n'
+    '2025-01-02T03:10:00Z,,"https://www.example.com/article?id=1,2",{}\r\n'
 ).encode()
 
 
@@ -142,15 +142,20 @@ async def test_filters_by_status_date_and_list(admin: Running, token: str) -> No
 
 async def test_mailchimp_and_listmonk_layouts(admin: Running, token: str) -> None:
     await add_people(admin, people=PEOPLE[:1] + PEOPLE[10:11] + PEOPLE[12:13])
+    header = b"Email Address,First Name,Last Name,TAGS,OPTIN_TIME,CONFIRM_TIME,UNSUB_TIME\r\n"
     mailchimp = await admin.client.get(
-        "/api/v1/admin/exports?list=daily&format=mailchimp&status=all", headers=bearer(token)
+        "/api/v1/admin/exports?list=daily&format=mailchimp", headers=bearer(token)
     )
-    assert mailchimp.content == (
-        b"Email Address,First Name,Last Name,TAGS,OPTIN_TIME,CONFIRM_TIME,UNSUB_TIME\r\n"
+    assert mailchimp.content == header + (  # as they are, for Mailchimp's importer
         b'a@example.com,"Smith,",Jo,daily,2025-01-02 03:04:05,2025-01-02 03:10:00,\r\n'
-        b"'=1+2@example.com,,,daily,2025-01-02 03:04:05,2025-01-02 03:10:00,\r\n"
-        b"l@example.com,Left,,daily,2025-01-02 03:04:05,2025-01-02 03:10:00,2025-03-04 05:06:07"
-        b"\r\n"
+        b"=1+2@example.com,,,daily,2025-01-02 03:04:05,2025-01-02 03:10:00,\r\n"
+    )
+    left = await admin.client.get(
+        "/api/v1/admin/exports?list=daily&format=mailchimp&status=unsubscribed",
+        headers=bearer(token),
+    )
+    assert left.content == header + (
+        b"l@example.com,Left,,daily,2025-01-02 03:04:05,2025-01-02 03:10:00,2025-03-04 05:06:07\r\n"
     )
     assert mailchimp.headers["content-disposition"].endswith(
         "-mailchimp-" + (datetime.now(UTC).date().isoformat()) + '.csv"'
@@ -161,8 +166,55 @@ async def test_mailchimp_and_listmonk_layouts(admin: Running, token: str) -> Non
     assert listmonk.content == (
         b"email,name,attributes\r\n"
         b'a@example.com,"Smith, Jo","{""city"":""K\xc3\xb6ln"",""n"":2}"\r\n'
-        b"'=1+2@example.com,,{}\r\n"
+        b"=1+2@example.com,,{}\r\n"
     )
+
+
+def test_mailchimp_names_split_at_the_first_space() -> None:
+    """First Name is the first word, Last Name the rest; no formula guard for its importer."""
+    _, write = WRITERS["mailchimp"]()
+    rows = [
+        ("q@example.com", "Quinn van der Berg", "daily", "confirmed", None, None, None, None, ""),
+        ("+t@example.com", "Cher", "daily", "confirmed", None, None, None, None, ""),
+        ("n@example.com", None, "daily", "confirmed", None, None, None, None, ""),
+    ]
+    assert write(rows) == (
+        "q@example.com,Quinn,van der Berg,daily,,,\r\n"
+        "+t@example.com,Cher,,daily,,,\r\n"
+        "n@example.com,,,daily,,,\r\n"
+    )
+
+
+def test_attributes_are_always_a_json_object() -> None:
+    """Our CSV and listmonk's: ``{}`` when there are none, the object when there are."""
+    row = ("a@example.com", "A", "daily", "confirmed", None, None, None, None)
+    for fmt in ("csv", "listmonk"):
+        _, write = WRITERS[fmt]()
+        for raw, cell in (("{}", "{}"), (None, "{}"), ('{"n": 2}', '"{""n"":2}"')):
+            assert write([(*row, raw)]).endswith(f",{cell}\r\n"), (fmt, raw)
+
+
+async def test_a_mailchimp_export_is_one_status(admin: Running, token: str, tmp_path: Path) -> None:
+    """Mailchimp imports one status per file: several at once are refused, never mixed."""
+    await add_people(admin)
+    api = await admin.client.get(
+        "/api/v1/admin/exports?list=daily&format=mailchimp&status=confirmed,unsubscribed",
+        headers=bearer(token),
+    )
+    assert api.status_code == 422
+    assert "export one status at a time" in api.json()["message"]
+    session = await sign_in(admin)
+    page = await admin.client.get(
+        "/admin/exports/download?list=daily&format=mailchimp&status=all", headers=session
+    )
+    assert page.status_code == 422 and "export one status at a time" in page.text
+    assert b"@example.com" not in page.content
+    result = await cli(
+        ["export", "--format", "mailchimp", "--status", "all", "-o", str(tmp_path / "m.csv")],
+        admin.settings,
+    )
+    assert result.returncode == 2 and b"export one status at a time" in result.stderr
+    assert not (tmp_path / "m.csv").exists()
 
 
 async def test_bad_export_requests_say_what_is_wrong(admin: Running, token: str) -> None:

@@ -340,14 +340,17 @@ async def test_an_erased_persons_old_link_never_reaches_someone_else(
     app: Running, smtp: SMTPServer
 ) -> None:
     """Links name a subscription by id: an erased one's id is never given to another."""
+    from service.keys import signing_key
     from service.subscriptions import erase
+    from service.suppressions import AddressKeys
 
     await app.client.post(SUBSCRIBE, json={"email": "gone@example.com"})
     [old] = await smtp.wait_for(1)
     async with app.db.read() as session:
         gone = await session.scalar(select(Subscription))
     assert gone is not None
-    assert await erase(app.db, gone.subscriber_id, "alice")
+    keys = AddressKeys(await signing_key(app.settings, app.db))
+    assert await erase(app.db, gone.subscriber_id, "alice", keys)
     await app.client.post(SUBSCRIBE, json={"email": "next@example.com"})
     await smtp.wait_for(2)
     async with app.db.read() as session:

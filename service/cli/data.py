@@ -16,7 +16,7 @@ from service.cli._common import run_with_db
 from service.db import Database
 from service.lists import get_list
 from service.settings import Settings
-from service.transfer.exports import ExportQuery, count_rows, export_chunks
+from service.transfer.exports import ExportQuery, check_format, count_rows, export_chunks
 from service.transfer.formats import FORMATS, STATUSES
 from service.transfer.imports import ImportFileError, ImportOptions, import_rows
 
@@ -82,6 +82,7 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
             since=args.since,
             until=args.until + timedelta(days=1) if args.until else None,
         )
+        check_format(query, args.format)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -199,8 +200,10 @@ EXPORT_HELP = """\
 Columns (csv, ndjson): email, name, list, status, subscribed_at, confirmed_at,
 unsubscribed_at, consent_source, attributes; one row per subscriber and list.
 mailchimp: Email Address, First Name, Last Name, TAGS, OPTIN_TIME, CONFIRM_TIME,
-UNSUB_TIME. listmonk: email, name, attributes. CSV cells a spreadsheet would run as a
-formula (starting with = + - @, a tab or a carriage return) get a leading '.
+UNSUB_TIME, one status per file (Mailchimp imports one at a time). listmonk: email, name,
+attributes. attributes is a JSON object ({} when there are none). In csv, cells a
+spreadsheet would run as a formula (starting with = + - @, a tab or a carriage return) get
+a leading '; the mailchimp and listmonk layouts are written as they are, for those tools.
 """
 
 IMPORT_HELP = """\

@@ -30,6 +30,7 @@ from service.transfer.formats import FORMATS, STATUSES, WRITERS, Row
 
 __all__ = [
     "ExportQuery",
+    "check_format",
     "count_rows",
     "export_chunks",
     "export_filename",
@@ -56,6 +57,21 @@ class ExportQuery:
                 f"status must be one or more of {', '.join(STATUSES)}"
                 + (f", not {', '.join(sorted(unknown))}" if unknown else "")
             )
+
+
+def check_format(query: ExportQuery, fmt: str) -> None:
+    """A ValueError saying why ``query`` cannot be written as ``fmt``.
+
+    Mailchimp's import takes the status of a whole file from the person importing it, so a
+    Mailchimp-layout file of several statuses would make everyone in it one status.
+    """
+    if fmt not in WRITERS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    if fmt == "mailchimp" and len(query.statuses) > 1:
+        raise ValueError(
+            "Mailchimp imports one status per file: export one status at a time for it "
+            f"(one of {', '.join(STATUSES)}), not {', '.join(sorted(query.statuses))} together"
+        )
 
 
 # Query -----------------------------------------------------------------------------------
@@ -133,8 +149,7 @@ async def export_chunks(
     on_rows: Callable[[int], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """The export as encoded chunks, one per batch of rows (the header comes first)."""
-    if fmt not in WRITERS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    check_format(query, fmt)
     header, write = WRITERS[fmt]()
     if bom and fmt != "ndjson":
         header = BOM + header

@@ -17,7 +17,9 @@ breaks quoted) and is safe to open in a spreadsheet: a cell starting with ``=``,
 ``-``, ``@``, a tab or a carriage return would be run as a formula, so it gets a leading
 ``'`` (as does a cell made of ``'`` followed by one of those, so that the import can undo
 exactly what the export did). The email column too: ``=1+2@example.com`` is a valid
-address. NDJSON is left as it is; it is not opened by spreadsheets.
+address. NDJSON is left as it is; it is not opened by spreadsheets. Nor are the Mailchimp
+and listmonk layouts guarded: they are read by those tools' importers, which would keep a
+``'`` as part of the address or name.
 """
 
 from __future__ import annotations
@@ -93,15 +95,6 @@ def unneutralise(value: str) -> str:
     return value
 
 
-def _cell(value: str | None) -> str:
-    if not value:
-        return ""
-    first = value[0]
-    if first in _TRIGGERS or first == "'":
-        return neutralise(value)
-    return value
-
-
 def _attributes(raw: str | None) -> dict[str, Any]:
     if not raw or raw in ("{}", "null"):
         return {}
@@ -110,8 +103,9 @@ def _attributes(raw: str | None) -> dict[str, Any]:
 
 
 def _attributes_text(raw: str | None) -> str:
+    """The attributes as a JSON object, ``{}`` when there are none."""
     if not raw or raw == "{}" or raw == "null":
-        return ""
+        return "{}"
     return json.dumps(_attributes(raw), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
@@ -169,7 +163,7 @@ def _ours_csv() -> tuple[str, Writer]:
                 n = neutralise(n)
             if src and src[0] in risky:
                 src = neutralise(src)
-            cells.append((e, n, s, st, a, b, c, src, _attributes_text(attrs) if attrs else ""))
+            cells.append((e, n, s, st, a, b, c, src, _attributes_text(attrs)))
         out.writer.writerows(cells)
         return out.take()
 
@@ -232,8 +226,9 @@ MAILCHIMP_COLUMNS = (
 
 
 def _split_name(name: str | None) -> tuple[str, str]:
-    first, _, last = (name or "").rpartition(" ")
-    return (first, last) if first else (last, "")
+    """First and last name: the first word, and the rest ("Quinn", "van der Berg")."""
+    first, _, last = (name or "").strip().partition(" ")
+    return first, last.strip()
 
 
 def _mailchimp_time(value: str | None) -> str:
@@ -248,11 +243,11 @@ def _mailchimp_csv() -> tuple[str, Writer]:
     def write(rows: Iterable[Row]) -> str:
         for e, n, slug, _st, a, b, c, _src, _attrs in rows:
             first, last = _split_name(n)
-            out.writer.writerow(
+            out.writer.writerow(  # as they are: for Mailchimp's importer, not a spreadsheet
                 (
-                    _cell(e),
-                    _cell(first),
-                    _cell(last),
+                    e,
+                    first,
+                    last,
                     slug,
                     _mailchimp_time(a),
                     _mailchimp_time(b),
@@ -296,7 +291,7 @@ def _listmonk_csv() -> tuple[str, Writer]:
 
     def write(rows: Iterable[Row]) -> str:
         out.writer.writerows(
-            (_cell(e), _cell(n), _attributes_text(attrs) or "{}")
+            (e, n or "", _attributes_text(attrs))  # as they are: for listmonk's importer
             for e, n, _s, _st, _a, _b, _c, _src, attrs in rows
         )
         return out.take()

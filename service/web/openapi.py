@@ -376,8 +376,10 @@ PATHS: dict[str, Any] = {
                 "summary": "Export subscribers (streamed CSV or NDJSON)",
                 "description": "One row per subscriber and list, read from a server-side "
                 "cursor and streamed as it is read. CSV: UTF-8, header row, RFC 4180 quoting, "
-                "CRLF; cells starting with = + - @ TAB or CR get a leading ' so that "
-                "spreadsheets do not run them as formulas.",
+                "CRLF; in format csv, cells starting with = + - @ TAB or CR get a leading ' "
+                "so that spreadsheets do not run them as formulas (the mailchimp and listmonk "
+                "layouts, read by those tools' importers, are written as they are). "
+                "attributes is always a JSON object. mailchimp takes one status per file.",
                 "parameters": [
                     {"name": name, "in": "query", "required": False, "schema": schema}
                     for name, schema in (
@@ -423,7 +425,9 @@ PATHS: dict[str, Any] = {
                         },
                     },
                     "404": _error("No such list."),
-                    "422": _error("Invalid format, status or date."),
+                    "422": _error(
+                        "Invalid format, status or date, or several statuses for mailchimp."
+                    ),
                 },
             }
         ),

@@ -16,7 +16,7 @@ from service.models import MailingList
 from service.people import person_record, personal_data, search
 from service.state import AppRequest
 from service.stats import daily_activity, list_counts
-from service.subscriptions import erase, unsubscribe_by_admin
+from service.subscriptions import unsubscribe_by_admin
 from service.web.admin.guard import protected
 from service.web.bodies import BadBody, parse_json_object
 from service.web.params import MAX_ROW_ID, filters_from, number, row_id
@@ -135,7 +135,10 @@ async def subscriber_endpoint(request: AppRequest, principal: Principal) -> Resp
     db = request.state["db"]
     subscriber_id = _id(request)
     if request.method == "DELETE":
-        if subscriber_id is None or not await erase(db, subscriber_id, principal.username):
+        erased = subscriber_id is not None and await request.state["subscriptions"].erase(
+            subscriber_id, principal.username
+        )
+        if not erased:
             raise no_such_subscriber()
         return Response(status_code=204)
     record = await person_record(db, subscriber_id) if subscriber_id is not None else None

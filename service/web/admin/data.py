@@ -23,7 +23,7 @@ from service.errors import Refusal
 from service.lists import all_lists, get_list
 from service.models import utcnow
 from service.state import AppRequest
-from service.transfer.exports import ExportQuery, export_chunks, export_filename
+from service.transfer.exports import ExportQuery, check_format, export_chunks, export_filename
 from service.transfer.formats import FORMATS, STATUSES
 from service.transfer.formats import media_type as export_media_type
 from service.transfer.imports import ImportOptions, ImportReport, import_rows
@@ -74,6 +74,7 @@ async def export_request(request: AppRequest) -> tuple[ExportQuery, str, bool]:
             since=_day(params.get("since", ""), "since"),
             until=until + timedelta(days=1) if until else None,  # the "until" day is included
         )
+        check_format(query, fmt)
     except ValueError as exc:
         raise Refusal(f"{exc}.", status=422) from None
     return query, fmt, params.get("bom", "") in {"1", "true", "yes", "on"}

@@ -17,13 +17,14 @@ from service.i18n import LANGUAGES
 from service.lists import ListExists, all_lists, create_list, get_list, update_list
 from service.people import (
     SHOWN_STATUSES,
+    PersonRecord,
     person_record,
     personal_data,
     search,
 )
 from service.state import AppRequest
 from service.stats import Daily, daily_activity, list_counts
-from service.subscriptions import consent_wording, erase, unsubscribe_by_admin
+from service.subscriptions import consent_wording, unsubscribe_by_admin
 from service.web.admin.guard import protected
 from service.web.admin.render import admin_page
 from service.web.assets import snippet
@@ -281,9 +282,43 @@ async def subscriber_unsubscribe(request: AppRequest, principal: Principal) -> R
 
 
 async def subscriber_erase(request: AppRequest, principal: Principal) -> Response:
-    if not await erase(request.state["db"], _subscriber_id(request), principal.username):
-        raise HTTPException(404, "No such subscriber.")
-    return RedirectResponse("/admin/subscribers?done=erased", status_code=303)
+    """Two steps, no script: the button asks, the confirmation page's button erases.
+
+    The result is shown on the page that answers the erasing POST, so the address is
+    named without being kept anywhere (no redirect to a URL that carries it). Sent again
+    (a reload), it says the data is already gone rather than showing an error.
+    """
+    subscriber_id = _subscriber_id(request)
+    data = await request.form(max_files=0, max_fields=5)
+    confirmed = data.get("confirm") == "yes"
+    record = await person_record(request.state["db"], subscriber_id)
+    if record is None:
+        if not confirmed:
+            raise HTTPException(404, "No such subscriber.")
+        return _erase_page(request, principal, "gone", None)
+    email = record.subscriber.email
+    if not confirmed:
+        return _erase_page(request, principal, "confirm", record)
+    if not await request.state["subscriptions"].erase(subscriber_id, principal.username):
+        return _erase_page(request, principal, "gone", None)
+    return _erase_page(request, principal, "erased", None, email=email)
+
+
+def _erase_page(
+    request: AppRequest,
+    principal: Principal,
+    step: str,
+    record: PersonRecord | None,
+    *,
+    email: str | None = None,
+) -> Response:
+    return admin_page(
+        request,
+        principal,
+        "admin/erase.html",
+        {"step": step, "record": record, "email": email},
+        section="subscribers",
+    )
 
 
 async def exports_page(request: AppRequest, principal: Principal) -> Response:

@@ -18,7 +18,6 @@ FLASH = {
     "created": "List created.",
     "saved": "Saved.",
     "unsubscribed": "Unsubscribed.",
-    "erased": "All data of that person was deleted.",
 }
 
 
