@@ -1,10 +1,16 @@
 """Import subscribers into a list from a CSV file: ours, Mailchimp's or listmonk's.
 
-The format is recognised from the header row and each row read by that format's reader
-(``service.transfer.formats``). Each row's address is checked like a signup's; a bad row is
-reported with its line number and the rest go on. Rows are written in batches, one
-transaction each; the subscriptions themselves, their consent records and confirmation
-emails are written by ``service.subscriptions.add_imported``.
+An import never half-happens: the whole file is read and checked first (its encoding,
+its delimiter, its header, every row), and only then written. A file that cannot be
+decoded or parsed writes nothing, and the refusal names its line as a text editor counts
+lines (a quoted cell may span several). The encoding is UTF-8 (with or without a BOM),
+UTF-16 with a BOM, or else Windows-1252 (what Excel saves); the delimiter is a comma, a
+semicolon or a tab, whichever the header row uses. The format is recognised from the
+header row and each row read by that format's reader (``service.transfer.formats``). Each
+row's address is checked like a signup's; a bad row is reported with its line number and
+the rest go on. Rows are written in batches, one transaction each; the subscriptions
+themselves, their consent records and confirmation emails are written by
+``service.subscriptions``.
 
 Importing is idempotent: an address already on the list is left exactly as it is (an
 unsubscribed one stays unsubscribed, and the report says so), an erased address stays
@@ -18,14 +24,23 @@ suppressed, and running the same import again changes nothing. New addresses are
 Rows marked unsubscribed in the file (our ``unsubscribed``, Mailchimp's unsubscribed
 export, listmonk's ``blocklisted``) are recorded as unsubscribed, so a migration keeps
 its opt-outs; rows whose delivery failed (our ``failed``, Mailchimp's cleaned export) are
-not imported. Rows still pending in the file were never confirmed, so they get a
+not imported. An opt-out in the file wins over a subscription here: whoever is confirmed
+or pending on the list and marked unsubscribed, cleaned or blocklisted in the file is
+unsubscribed (``unsubscribed_by_file`` in the report).
+
+Columns a format maps are kept in their place (Mailchimp's opt-in and confirmation times
+and IP addresses go into the consent records); the other tool's bookkeeping columns are
+dropped; any other column is kept in a new subscriber's attributes. The report lists the
+columns that were not kept. Rows still pending in the file were never confirmed, so they get a
 confirmation email even in a confirmed import.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-from collections.abc import Callable, Iterable, Iterator
+import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,19 +59,34 @@ from service.models import (
     Suppression,
     utcnow,
 )
-from service.subscriptions import Imported, add_imported
+from service.subscriptions import Imported, add_imported, unsubscribe_by_import
 from service.suppressions import email_hash
-from service.transfer.formats import NO_EMAIL_COLUMN, RowError, detect, unneutralise
+from service.transfer.formats import (
+    DROPPED,
+    MAPPED,
+    NO_EMAIL_COLUMN,
+    RowError,
+    detect,
+    unneutralise,
+)
 from service.validation import FieldErrors, validate_signup
 
-__all__ = ["ImportFileError", "ImportOptions", "ImportReport", "import_rows", "read_csv"]
+__all__ = [
+    "ImportFileError",
+    "ImportOptions",
+    "ImportReport",
+    "decode",
+    "import_rows",
+    "read_csv",
+]
 
 BATCH = 500
 MAX_NOTES = 1000
+ACTIVE = (SubscriptionStatus.CONFIRMED, SubscriptionStatus.PENDING)
 
 
 class ImportFileError(Refusal):
-    """The file as a whole cannot be imported (no header, not UTF-8)."""
+    """The file as a whole cannot be imported (no header, undecodable, broken quoting)."""
 
     status = 422
 
@@ -67,6 +97,7 @@ class ImportOptions:
     admin: str
     reason: str = ""
     source: str = "upload"  # the file's name, for the consent record
+    dry_run: bool = False  # report what would change, write nothing
 
     def __post_init__(self) -> None:
         if self.confirmed and not self.reason.strip():
@@ -79,10 +110,15 @@ class ImportOptions:
 @dataclass
 class ImportReport:
     format: str = ""
+    dry_run: bool = False
+    encoding: str = ""
+    delimiter: str = ""
+    columns_not_kept: list[str] = field(default_factory=list)
     rows: int = 0
     confirmed: int = 0
     confirmation_sent: int = 0
     unsubscribed: int = 0
+    unsubscribed_by_file: int = 0
     unchanged: int = 0
     left_unsubscribed: int = 0
     suppressed: int = 0
@@ -93,7 +129,9 @@ class ImportReport:
 
     @property
     def changed(self) -> int:
-        return self.confirmed + self.confirmation_sent + self.unsubscribed
+        return (
+            self.confirmed + self.confirmation_sent + self.unsubscribed + self.unsubscribed_by_file
+        )
 
     more_errors: int = 0
 
@@ -110,10 +148,15 @@ class ImportReport:
     def as_json(self) -> dict[str, Any]:
         return {
             "format": self.format,
+            "dry_run": self.dry_run,
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "columns_not_kept": self.columns_not_kept,
             "rows": self.rows,
             "confirmed": self.confirmed,
             "confirmation_sent": self.confirmation_sent,
             "unsubscribed": self.unsubscribed,
+            "unsubscribed_by_file": self.unsubscribed_by_file,
             "unchanged": self.unchanged,
             "left_unsubscribed": self.left_unsubscribed,
             "suppressed": self.suppressed,
@@ -126,12 +169,20 @@ class ImportReport:
 
     def summary(self) -> str:
         lines = [
-            f"{self.rows} rows read ({self.format or 'unknown'} format)",
+            f"{self.rows} rows read ({self.format or 'unknown'} format, {self.encoding}, "
+            f"{DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter))}-separated)",
             f"{self.confirmed} subscribed as confirmed",
             f"{self.confirmation_sent} sent a confirmation email (pending until they click)",
             f"{self.unsubscribed} recorded as unsubscribed (as in the file)",
             f"{self.unchanged} already on the list, left unchanged",
         ]
+        if self.unsubscribed_by_file:
+            lines.append(
+                f"{self.unsubscribed_by_file} on the list here but opted out in the file: "
+                "unsubscribed"
+            )
+        if self.columns_not_kept:
+            lines.append("Columns not kept: " + ", ".join(self.columns_not_kept))
         if self.left_unsubscribed:
             lines.append(
                 f"{self.left_unsubscribed} unsubscribed from this list earlier: "
@@ -148,6 +199,8 @@ class ImportReport:
         lines += [f"  line {line}: {message}" for line, message in self.errors]
         if self.more_errors:
             lines.append(f"  ... and {self.more_errors} more")
+        if self.dry_run:
+            lines.insert(0, "Dry run: nothing was written; this is what the import would do.")
         return "\n".join(lines)
 
 
@@ -158,24 +211,88 @@ class ImportRow:
     name: str | None
     attributes: dict[str, Any]
     status: str  # confirmed, pending, unsubscribed, failed
+    opt_out: str | None = None  # the file's word for an opt-out: unsubscribed, cleaned, ...
     subscribed_at: datetime | None = None
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
     consent_source: str | None = None
+    optin_ip: str | None = None
+    confirm_ip: str | None = None
 
 
 # Reading ---------------------------------------------------------------------------------
 
+DELIMITERS = (",", ";", "\t")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 
-def read_csv(lines: Iterable[str], report: ImportReport) -> Iterator[ImportRow | tuple[int, str]]:
-    """Rows of a CSV file (text, BOM removed): ImportRow, or (line, error) for a bad one."""
-    reader = csv.reader(lines)
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """The file's text and the name of its encoding; ImportFileError naming the line of
+    the first byte that cannot be read.
+
+    A BOM says UTF-8 or UTF-16. Without one, the file is UTF-8 if it decodes as UTF-8, and
+    Windows-1252 if it holds no UTF-8 text at all; a file with UTF-8 text and a byte that is
+    not UTF-8 is mixed up, and refused rather than guessed at.
+    """
+    if data.startswith(codecs.BOM_UTF8):
+        return _decode(data, len(codecs.BOM_UTF8), "utf-8", "UTF-8 with BOM")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        codec = "utf-16-le" if data.startswith(codecs.BOM_UTF16_LE) else "utf-16-be"
+        try:
+            return data[2:].decode(codec), "UTF-16"
+        except UnicodeDecodeError as exc:
+            line = data[2 : 2 + exc.start].decode(codec, "ignore").count("\n") + 1
+            raise ImportFileError(
+                f"line {line}: the file starts as UTF-16 text but this line is not UTF-16."
+            ) from None
+    try:
+        return data.decode("utf-8"), "UTF-8"
+    except UnicodeDecodeError as exc:
+        bad = exc.start
+    if any(ord(c) > 0x7F and c != "\ufffd" for c in data.decode("utf-8", "replace")):
+        raise ImportFileError(
+            f"line {_line_of(data, bad)}: byte 0x{data[bad]:02x} is not UTF-8, though the "
+            "rest of the file is UTF-8 text; fix that line or save the file as 'CSV UTF-8'."
+        )
+    return _decode(data, 0, "cp1252", "Windows-1252")
+
+
+def _decode(data: bytes, start: int, codec: str, name: str) -> tuple[str, str]:
+    try:
+        return data[start:].decode(codec), name
+    except UnicodeDecodeError as exc:
+        bad = start + exc.start
+        raise ImportFileError(
+            f"line {_line_of(data, bad)}: byte 0x{data[bad]:02x} is not {name} text; "
+            "save the file as 'CSV UTF-8'."
+        ) from None
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter the header row uses the most (a comma if none)."""
+    header = text.split("\n", 1)[0]
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def read_csv(text: str, report: ImportReport) -> Iterator[ImportRow | tuple[int, str]]:
+    """Rows of a CSV file's text: ImportRow, or (line, error) for a bad one.
+
+    Raises ImportFileError for a file that cannot be read as a whole: call it to the end
+    before writing anything.
+    """
+    report.delimiter = _delimiter(text)
+    # Strict: a quote left open would otherwise swallow the rest of the file into a cell.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=report.delimiter, strict=True)
     try:
         header = next(reader)
     except StopIteration:
         raise ImportFileError("The file is empty.") from None
-    except UnicodeDecodeError:
-        raise ImportFileError("The file is not UTF-8 text; save it as 'CSV UTF-8'.") from None
     except csv.Error as exc:
         raise ImportFileError(f"line 1: {exc}") from None
     detected = detect(header)
@@ -183,7 +300,15 @@ def read_csv(lines: Iterable[str], report: ImportReport) -> Iterator[ImportRow |
         raise ImportFileError(NO_EMAIL_COLUMN)
     fmt, email_column, reader_for = detected
     report.format = fmt
-    keys = [h.strip().lower() for h in header]
+    names = [h.strip() for h in header]
+    keys = [n.lower() for n in names]
+    mapped, dropped = MAPPED[fmt], DROPPED[fmt]
+    extra = [
+        (i, n)
+        for i, (n, k) in enumerate(zip(names, keys, strict=True))
+        if n and k not in mapped and k not in dropped
+    ]
+    report.columns_not_kept = [n for n, k in zip(names, keys, strict=True) if n and k in dropped]
     line = reader.line_num
     while True:
         start = line + 1
@@ -191,10 +316,6 @@ def read_csv(lines: Iterable[str], report: ImportReport) -> Iterator[ImportRow |
             cells = next(reader)
         except StopIteration:
             return
-        except UnicodeDecodeError:
-            raise ImportFileError(
-                f"line {start}: the file is not UTF-8 text; save it as 'CSV UTF-8'."
-            ) from None
         except csv.Error as exc:
             raise ImportFileError(f"line {start}: {exc}") from None
         line = reader.line_num
@@ -213,6 +334,9 @@ def read_csv(lines: Iterable[str], report: ImportReport) -> Iterator[ImportRow |
         except FieldErrors as exc:
             yield start, "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
             continue
+        for i, name in extra:
+            if i < len(cells) and cells[i].strip():
+                fields["attributes"].setdefault(name, unneutralise(cells[i].strip()))
         yield ImportRow(line=start, email=signup.email, name=signup.name, **fields)
 
 
@@ -234,6 +358,24 @@ async def _write_batch(
     report: ImportReport,
 ) -> int:
     """Write one batch in one transaction; the number of confirmation emails queued."""
+    try:
+        return await _write(db, emails, mailing_list, rows, options, report)
+    except _DryRun:
+        return 0
+
+
+class _DryRun(Exception):
+    """Raised at the end of a dry run's transaction, to roll it back."""
+
+
+async def _write(
+    db: Database,
+    emails: Emails | None,
+    mailing_list: MailingList,
+    rows: list[ImportRow],
+    options: ImportOptions,
+    report: ImportReport,
+) -> int:
     now = utcnow()
     async with db.write() as session:
         hashes = {email_hash(r.email): r.email for r in rows}
@@ -271,6 +413,7 @@ async def _write_batch(
         )
         existing: dict[int, SubscriptionStatus] = {sid: status for sid, status in on_list}
         taken: set[int] = set()  # subscribers this batch already adds
+        opted_out: dict[int, str] = {}  # on the list here, opted out in the file
         new: list[tuple[ImportRow, Imported]] = []
         for row in rows:
             if row.email in suppressed:
@@ -279,6 +422,10 @@ async def _write_batch(
                 continue
             subscriber_id = ids[row.email]
             status = existing.get(subscriber_id)
+            if status in ACTIVE and row.opt_out and subscriber_id not in taken:
+                taken.add(subscriber_id)
+                opted_out[subscriber_id] = row.opt_out
+                continue
             if status == SubscriptionStatus.UNSUBSCRIBED and row.status != "unsubscribed":
                 report.left_unsubscribed += 1
                 report.note(
@@ -304,6 +451,8 @@ async def _write_batch(
                         row.confirmed_at,
                         row.unsubscribed_at,
                         _source_url(row.consent_source),
+                        row.optin_ip,
+                        row.confirm_ip,
                     ),
                 )
             )
@@ -318,18 +467,30 @@ async def _write_batch(
             emails=emails,
             now=now,
         )
-    queued = 0
-    for _, imported in new:
-        status = added.get(imported.subscriber_id)
-        if status is None:  # subscribed at this very moment by other means
-            report.unchanged += 1
-        elif status == SubscriptionStatus.UNSUBSCRIBED:
-            report.unsubscribed += 1
-        elif status == SubscriptionStatus.CONFIRMED:
-            report.confirmed += 1
-        else:
-            report.confirmation_sent += 1
-            queued += 1
+        unsubscribed = await unsubscribe_by_import(
+            session,
+            mailing_list,
+            opted_out,
+            admin=options.admin,
+            source=options.source,
+            now=now,
+        )
+        report.unsubscribed_by_file += len(unsubscribed)
+        report.unchanged += len(opted_out) - len(unsubscribed)  # unsubscribed meanwhile
+        queued = 0
+        for _, imported in new:
+            status = added.get(imported.subscriber_id)
+            if status is None:  # subscribed at this very moment by other means
+                report.unchanged += 1
+            elif status == SubscriptionStatus.UNSUBSCRIBED:
+                report.unsubscribed += 1
+            elif status == SubscriptionStatus.CONFIRMED:
+                report.confirmed += 1
+            else:
+                report.confirmation_sent += 1
+                queued += 1
+        if options.dry_run:
+            raise _DryRun  # rolls the transaction back: nothing written, the counts kept
     return queued
 
 
@@ -337,25 +498,35 @@ async def import_rows(
     db: Database,
     emails: Emails | None,
     mailing_list: MailingList,
-    lines: Iterable[str],
+    data: bytes,
     options: ImportOptions,
     *,
     on_mail_queued: Callable[[], None] = lambda: None,
-    on_batch: Callable[[], None] = lambda: None,
+    on_batch: Callable[[int, int], None] = lambda done, total: None,
 ) -> ImportReport:
-    """Import the CSV text ``lines`` into ``mailing_list``; what happened to each row."""
-    report = ImportReport()
+    """Import the CSV file ``data`` into ``mailing_list``; what happened to each row.
+
+    The whole file is read and checked before anything is written: ImportFileError (and
+    nothing stored) if it cannot be read.
+    """
+    report = ImportReport(dry_run=options.dry_run)
+    text, report.encoding = decode(data)
+    rows = list(read_csv(text, report))
+    del text
     seen: dict[str, int] = {}
     batch: list[ImportRow] = []
+    done = 0
 
     async def flush() -> None:
+        nonlocal done
+        done += len(batch)
         if batch:
             if await _write_batch(db, emails, mailing_list, batch, options, report):
                 on_mail_queued()
             batch.clear()
-        on_batch()
+        on_batch(done, len(rows))
 
-    for item in read_csv(lines, report):
+    for item in rows:
         if isinstance(item, tuple):
             report.error(*item)
             continue
