@@ -289,6 +289,13 @@ async def test_admin_upload(admin: Running) -> None:
         assert refused.status_code == 403, extra
     assert await list_statuses(admin, "daily") == {}
 
+    dry = await admin.client.post(
+        "/admin/imports", data={**form, "dry_run": "1"}, files=files, headers=session
+    )
+    assert dry.status_code == 200 and "Dry run: nothing was written" in dry.text
+    assert "1 subscribed as confirmed" in dry.text
+    assert await list_statuses(admin, "daily") == {}
+
     unreasoned = await admin.client.post(
         "/admin/imports", data={**form, "reason": ""}, files=files, headers=session
     )
