@@ -467,7 +467,7 @@ async def add_imported(
     are confirmed if ``confirmed`` (the admin's word: the consent record keeps ``reason``);
     every other row is pending, with a confirmation email queued. A subscriber already on
     the list (even one who joined a moment ago by other means) is left exactly as they are
-    and is missing from the answer: an import never changes a subscription, so an opt-out
+    and is missing from the answer: adding never changes a subscription, so an opt-out
     wins.
     """
     statuses = [_imported_status(row.in_file, confirmed) for row in rows]
