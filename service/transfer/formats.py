@@ -292,8 +292,11 @@ def _read_mailchimp(cells: dict[str, str]) -> dict[str, Any]:
 
 def _ip(value: str) -> str | None:
     """An address as Mailchimp wrote it, if it is one (the consent record keeps it)."""
+    value = value.strip()
+    if not value:
+        return None  # most rows: no parsing
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        return str(ipaddress.ip_address(value))
     except ValueError:
         return None
 
