@@ -12,8 +12,9 @@ else.
 - The confirmation nonce is replaced whenever a subscription leaves ``pending``, so an old
   confirmation link cannot be replayed.
 - An opt-out wins: only the person's own signup takes an unsubscribed address back to
-  pending. An admin can only unsubscribe; an import only adds subscriptions that do not
-  exist yet (``add_imported``) and never changes one that does.
+  pending. An admin can only unsubscribe; an import adds subscriptions that do not exist
+  yet (``add_imported``) and otherwise only unsubscribes, where its file says the person
+  opted out (``unsubscribe_by_import``).
 - Erasure deletes the person and everything about them and keeps a hash of the address,
   so it stays suppressed.
 """
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import limits
@@ -62,6 +63,7 @@ __all__ = [
     "consent_wording",
     "erase",
     "unsubscribe_by_admin",
+    "unsubscribe_by_import",
 ]
 
 
@@ -136,6 +138,8 @@ class Imported:
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
     page_url: str | None = None  # where the person signed up, when the file says
+    optin_ip: str | None = None  # where from, when the file says (Mailchimp's OPTIN_IP)
+    confirm_ip: str | None = None  # and where from they confirmed (CONFIRM_IP)
 
 
 class Outcome(enum.Enum):
@@ -475,7 +479,7 @@ async def add_imported(
     are confirmed if ``confirmed`` (the admin's word: the consent record keeps ``reason``);
     every other row is pending, with a confirmation email queued. A subscriber already on
     the list (even one who joined a moment ago by other means) is left exactly as they are
-    and is missing from the answer: an import never changes a subscription, so an opt-out
+    and is missing from the answer: adding never changes a subscription, so an opt-out
     wins.
     """
     statuses = [_imported_status(row.in_file, confirmed) for row in rows]
@@ -540,8 +544,107 @@ async def add_imported(
                     Subscription(id=sub_id, confirm_nonce=nonce), row.email, now, imported=True
                 )
             )
+        if status != SubscriptionStatus.PENDING:
+            _earlier_consent(session, sub_id, row, source, now)
         session.add(_consent(sub_id, action, now, wording, "import", page_url=row.page_url))
     return added
+
+
+def _earlier_consent(
+    session: AsyncSession, sub_id: int, row: Imported, source: str, now: datetime
+) -> None:
+    """The opt-in and confirmation the file records with an IP address (Mailchimp's
+    OPTIN_IP and CONFIRM_IP), at the times it gives; the times alone are kept on the
+    subscription."""
+    said = f"as {source} records it (the previous mailing tool's export)"
+    if row.optin_ip:
+        record = _consent(
+            sub_id,
+            ConsentAction.SUBSCRIBE,
+            row.subscribed_at or now,
+            f"Opted in, {said}.",
+            "import",
+            page_url=row.page_url,
+        )
+        record.ip_address = row.optin_ip
+        session.add(record)
+    if row.confirm_ip:
+        record = _consent(
+            sub_id,
+            ConsentAction.CONFIRM,
+            row.confirmed_at or now,
+            f"Confirmed, {said}.",
+            "import",
+        )
+        record.ip_address = row.confirm_ip
+        session.add(record)
+
+
+async def unsubscribe_by_import(
+    session: AsyncSession,
+    mailing_list: MailingList,
+    opted_out: dict[int, str],
+    *,
+    admin: str,
+    source: str,
+    now: datetime,
+) -> set[int]:
+    """Unsubscribe the subscribers ``{subscriber id: status in the file}`` whose file says
+    they opted out elsewhere (unsubscribed, cleaned, blocklisted); the subscriber ids that
+    changed. An opt-out wins: whoever is confirmed or pending here is unsubscribed, with a
+    consent record naming the file and its status, and their queued mail is cancelled.
+    A few statements for the whole batch, whatever its size.
+    """
+    if not opted_out:
+        return set()
+    found = (
+        await session.execute(
+            select(Subscription.id, Subscription.subscriber_id)
+            .where(
+                Subscription.list_id == mailing_list.id,
+                Subscription.subscriber_id.in_(list(opted_out)),
+                Subscription.status != SubscriptionStatus.UNSUBSCRIBED,
+            )
+            .with_for_update()
+        )
+    ).all()
+    if not found:
+        return set()
+    sub_ids = [sub_id for sub_id, _ in found]
+    await session.execute(  # by primary key, one executemany: a nonce of its own each
+        update(Subscription),
+        [
+            {
+                "id": sub_id,
+                "status": SubscriptionStatus.UNSUBSCRIBED,
+                "unsubscribed_at": now,
+                "updated_at": now,
+                "confirm_nonce": new_nonce(),
+            }
+            for sub_id in sub_ids
+        ],
+    )
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.subscription_id.in_(sub_ids))
+        .where(OutboxMessage.status == OutboxStatus.QUEUED)
+        .values(status=OutboxStatus.CANCELLED, last_error="unsubscribed before sending")
+    )
+    await session.execute(
+        insert(ConsentRecord),
+        [
+            {
+                "subscription_id": sub_id,
+                "action": ConsentAction.UNSUBSCRIBE,
+                "created_at": now,
+                "wording": f"Unsubscribed by an import by admin {admin}, from {source}: "
+                f"the file marks this address {opted_out[subscriber_id]!r}.",
+                "method": "import",
+            }
+            for sub_id, subscriber_id in found
+        ],
+    )
+    return {subscriber_id for _, subscriber_id in found}
 
 
 # Transitions -----------------------------------------------------------------------------

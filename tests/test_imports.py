@@ -65,6 +65,12 @@ async def import_csv(
     return result
 
 
+async def stored(app: Running) -> dict[str, object]:
+    """What an import may write: every table but the caller's token and the keys."""
+    tables = await snapshot(app.db)
+    return {k: v for k, v in tables.items() if k not in {"api_tokens", "meta"}}
+
+
 ROUND_TRIP = [p for p in PEOPLE if p[0][0] in "abdefghk=l"]  # names a signup could have
 
 
@@ -99,12 +105,12 @@ async def test_export_round_trips_through_import(admin: Running, token: str) -> 
     assert "admin alice" in record.wording and REASON in record.wording
     assert record.page_url == "https://www.example.com/article?id=1,2"
 
-    before = await snapshot(admin.db)
+    before = await stored(admin)
     repeat = await import_csv(
         admin, token, "copy", exported.content, mode="confirmed", reason=REASON
     )
     assert repeat["unchanged"] == 10 and repeat["confirmed"] == repeat["unsubscribed"] == 0
-    assert await snapshot(admin.db) == before, "running the same import again changes nothing"
+    assert await stored(admin) == before, "running the same import again changes nothing"
 
 
 async def test_invalid_rows_are_reported_with_line_numbers(admin: Running, token: str) -> None:
@@ -249,8 +255,10 @@ async def test_bad_files_and_options(admin: Running, token: str) -> None:
 
     status, message = await post(b"name,phone\r\nx,y\r\n")
     assert status == 422 and "header naming an email column" in message
-    status, message = await post(b"email\r\n\xff\xfe@example.com\r\n")
-    assert status == 422 and "not UTF-8" in message
+    status, message = await post("email,name\r\nz@example.com,Zoë\r\n".encode() + b"\xff@x\r\n")
+    assert status == 422 and message.startswith("line 3: byte 0xff is not UTF-8")
+    status, message = await post(b"\xff\xfee\x00m\x00\r\x00\n\x00\x00\xd8")
+    assert status == 422 and message.startswith("line 2:") and "UTF-16" in message
     status, message = await post(b"")
     assert status == 422 and "empty" in message
     status, message = await post(b"email\r\na@example.com\r\n", mode="confirmed")
@@ -279,6 +287,13 @@ async def test_admin_upload(admin: Running) -> None:
             "/admin/imports", data=form, files=files, headers={**cookie, **extra}
         )
         assert refused.status_code == 403, extra
+    assert await list_statuses(admin, "daily") == {}
+
+    dry = await admin.client.post(
+        "/admin/imports", data={**form, "dry_run": "1"}, files=files, headers=session
+    )
+    assert dry.status_code == 200 and "Dry run: nothing was written" in dry.text
+    assert "1 subscribed as confirmed" in dry.text
     assert await list_statuses(admin, "daily") == {}
 
     unreasoned = await admin.client.post(
@@ -320,3 +335,227 @@ async def test_cli_import(admin: Running, tmp_path: Path) -> None:
     async with admin.db.read() as session:
         status = await session.scalar(select(Subscription.status).where(Subscription.id == 3))
     assert status == SubscriptionStatus.PENDING
+
+
+async def test_a_file_broken_near_its_end_writes_nothing(admin: Running, token: str) -> None:
+    """1,201 rows, the last with one Latin-1 byte in a file that is UTF-8 otherwise: refused
+    whole, naming line 1,202 (counted as an editor counts, a quoted cell spanning two)."""
+    rows = [f"r{i}@example.com,Reader {i}" for i in range(1, 1201)]
+    rows[0] = "r1@example.com,Zoë"
+    body = ("email,name\r\n" + "\r\n".join(rows) + "\r\n").encode() + b"m@example.com,M\xfcller\r\n"
+    before = await stored(admin)
+    response = await admin.client.post(
+        "/api/v1/admin/lists/daily/imports",
+        params={"mode": "confirmed", "reason": REASON},
+        content=body,
+        headers={**bearer(token), "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("line 1202: byte 0xfc is not UTF-8")
+    assert await stored(admin) == before
+
+    # A quoted cell over two lines moves the broken byte to line 1,203.
+    multi = body.replace(b"r5@example.com,Reader 5", b'r5@example.com,"Reader\n5"')
+    response = await admin.client.post(
+        "/api/v1/admin/lists/daily/imports",
+        params={"mode": "confirmed", "reason": REASON},
+        content=multi,
+        headers={**bearer(token), "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 422 and "line 1203:" in response.json()["message"]
+    assert await stored(admin) == before
+
+    # A quote left open on the last row, after a thousand good ones: nothing written
+    # either (the quote would swallow the rest of the file).
+    broken = body.rsplit(b"m@example.com", 1)[0] + b'm@example.com,"M\xc3\xbcller\r\n'
+    response = await admin.client.post(
+        "/api/v1/admin/lists/daily/imports",
+        params={"mode": "confirmed", "reason": REASON},
+        content=broken,
+        headers={**bearer(token), "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 422
+    assert response.json()["message"] == "line 1202: unexpected end of data"
+    assert await stored(admin) == before
+
+
+MAILCHIMP_UNSUBSCRIBED_EXPORT = (
+    "Email Address,First Name,Last Name,Address,Phone Number,MEMBER_RATING,OPTIN_TIME,"
+    "OPTIN_IP,CONFIRM_TIME,CONFIRM_IP,LATITUDE,LONGITUDE,GMTOFF,DSTOFF,TIMEZONE,CC,REGION,"
+    "UNSUB_TIME,UNSUB_CAMPAIGN_TITLE,UNSUB_CAMPAIGN_ID,UNSUB_REASON,UNSUB_REASON_OTHER,LEID,"
+    "EUID,NOTES,TAGS\r\n"
+    "here@example.com,Here,Now,,,2,2022-01-01 00:00:00,,2022-01-01 00:01:00,,,,,,,,,"
+    "2024-02-03 04:05:06,Weekly,abc123,NORMAL,,11,e1,,\r\n"
+    "waiting@example.com,Wait,,,,2,,,,,,,,,,,,2024-02-03 04:05:06,Weekly,abc123,SPAM,,12,e2,,\r\n"
+    "gone@example.com,Gone,,,,2,,,,,,,,,,,,2024-02-03 04:05:06,Weekly,abc123,,,13,e3,,\r\n"
+    "new@example.com,New,,,,2,,,,,,,,,,,,2024-02-03 04:05:06,Weekly,abc123,,,14,e4,,\r\n"
+)
+
+
+async def test_opt_outs_in_the_file_win(admin: Running, token: str) -> None:
+    await import_csv(
+        admin,
+        token,
+        "daily",
+        b"email\r\nhere@example.com\r\ngone@example.com\r\n",
+        mode="confirmed",
+        reason=REASON,
+    )
+    await import_csv(admin, token, "daily", b"email\r\nwaiting@example.com\r\n")  # pending
+    await import_csv(
+        admin,
+        token,
+        "daily",
+        MAILCHIMP_UNSUBSCRIBED.replace("mc3@", "gone@").encode(),
+        mode="confirmed",
+        reason=REASON,
+    )
+    assert (await list_statuses(admin, "daily"))["gone@example.com"] == "unsubscribed"
+
+    response = await admin.client.post(
+        "/api/v1/admin/lists/daily/imports",
+        params={"mode": "confirmed", "reason": REASON},
+        files={"file": ("unsubscribed_members_export.csv", MAILCHIMP_UNSUBSCRIBED_EXPORT)},
+        headers=bearer(token),
+    )
+    report = response.json()
+    assert report["format"] == "mailchimp"
+    assert (report["unsubscribed_by_file"], report["unsubscribed"], report["unchanged"]) == (
+        2,
+        1,
+        1,
+    )
+    assert await list_statuses(admin, "daily") == {
+        "here@example.com": "unsubscribed",
+        "waiting@example.com": "unsubscribed",
+        "gone@example.com": "unsubscribed",
+        "new@example.com": "unsubscribed",
+    }
+    async with admin.db.read() as session:
+        wordings = list(
+            await session.scalars(
+                select(ConsentRecord.wording).where(
+                    ConsentRecord.action == ConsentAction.UNSUBSCRIBE,
+                    ConsentRecord.method == "import",
+                    ConsentRecord.wording.contains("unsubscribed_members_export.csv"),
+                )
+            )
+        )
+        outbox = list(await session.scalars(select(OutboxMessage.status)))
+    by_file = [w for w in wordings if "marks this address 'unsubscribed'" in w]
+    assert len(by_file) == 2 and all("admin alice" in w for w in by_file)
+    assert len(outbox) == 1 and "queued" not in map(str, outbox)  # sent, or cancelled
+
+    # Cleaned (Mailchimp), blocklisted (listmonk), unsubscribed (ours): the same.
+    await create_list(admin.db, slug="other", name="Other", origins=[])
+    people = "".join(f"{w}@example.com\r\n" for w in ("mc4", "lm2", "ours"))
+    await import_csv(
+        admin, token, "other", b"email\r\n" + people.encode(), mode="confirmed", reason=REASON
+    )
+    ours = (
+        "email,name,list,status,subscribed_at,confirmed_at,unsubscribed_at,consent_source,"
+        "attributes\r\nours@example.com,,daily,unsubscribed,,,,,\r\n"
+    )
+    counts = [
+        (await import_csv(admin, token, "other", text.encode()))["unsubscribed_by_file"]
+        for text in (MAILCHIMP_CLEANED, LISTMONK, ours)
+    ]
+    assert counts == [1, 1, 1]
+    statuses = await list_statuses(admin, "other")
+    assert {statuses[f"{w}@example.com"] for w in ("mc4", "lm2", "ours")} == {"unsubscribed"}
+    assert statuses["lm1@example.com"] == "pending"  # new here: asked to confirm
+    async with admin.db.read() as session:
+        marks = set(
+            await session.scalars(
+                select(ConsentRecord.wording).where(ConsentRecord.wording.contains("marks this"))
+            )
+        )
+    assert any("'cleaned'" in w for w in marks) and any("'blocklisted'" in w for w in marks)
+
+
+async def test_excel_and_utf16_files(admin: Running, token: str) -> None:
+    excel = b"E-Mail;Name\r\n".replace(b"E-Mail", b"email") + b"mu@example.com;M\xfcller\r\n"
+    report = await import_csv(admin, token, "daily", excel, mode="confirmed", reason=REASON)
+    assert (report["encoding"], report["delimiter"], report["confirmed"]) == (
+        "Windows-1252",
+        ";",
+        1,
+    )
+    utf16 = "email\tname\r\nzo@example.com\tZoë Ørsted\r\n".encode("utf-16")
+    report = await import_csv(admin, token, "daily", utf16, mode="confirmed", reason=REASON)
+    assert (report["encoding"], report["delimiter"], report["confirmed"]) == ("UTF-16", "\t", 1)
+    bom = b"\xef\xbb\xbfemail,name\r\nbo@example.com,B\xc3\xb8\r\n"
+    report = await import_csv(admin, token, "daily", bom, mode="confirmed", reason=REASON)
+    assert (report["encoding"], report["delimiter"]) == ("UTF-8 with BOM", ",")
+    exported = await admin.client.get(
+        "/api/v1/admin/exports?list=daily&format=ndjson", headers=bearer(token)
+    )
+    names = {o["email"]: o["name"] for o in map(json.loads, exported.text.splitlines())}
+    assert names == {
+        "mu@example.com": "Müller",
+        "zo@example.com": "Zoë Ørsted",
+        "bo@example.com": "Bø",
+    }
+
+
+async def test_columns_kept_and_columns_not_kept(admin: Running, token: str) -> None:
+    report = await import_csv(
+        admin, token, "daily", MAILCHIMP_SUBSCRIBED.encode(), mode="confirmed", reason=REASON
+    )
+    assert report["columns_not_kept"] == [
+        "MEMBER_RATING",
+        "GMTOFF",
+        "DSTOFF",
+        "LAST_CHANGED",
+        "LEID",
+        "EUID",
+    ]
+    exported = await admin.client.get(
+        "/api/v1/admin/exports?list=daily&format=ndjson", headers=bearer(token)
+    )
+    people = {o["email"]: o for o in map(json.loads, exported.text.splitlines())}
+    assert people["mc1@example.com"]["attributes"] == {"TAGS": '"vip"'}
+    assert people["mc2@example.com"]["attributes"] == {}
+    async with admin.db.read() as session:
+        confirm = (
+            await session.execute(
+                select(ConsentRecord.created_at, ConsentRecord.ip_address).where(
+                    ConsentRecord.ip_address.is_not(None)
+                )
+            )
+        ).all()
+    assert [(str(t)[:19], ip) for t, ip in confirm] == [("2023-05-01 10:05:00", "1.2.3.4")]
+
+    plain = b"email,name,phone,notes\r\np@example.com,P,+44 1,met at the fair\r\n"
+    report = await import_csv(admin, token, "daily", plain, mode="confirmed", reason=REASON)
+    assert report["columns_not_kept"] == []
+    exported = await admin.client.get(
+        "/api/v1/admin/exports?list=daily&format=ndjson", headers=bearer(token)
+    )
+    people = {o["email"]: o for o in map(json.loads, exported.text.splitlines())}
+    assert people["p@example.com"]["attributes"] == {"phone": "+44 1", "notes": "met at the fair"}
+
+
+async def test_dry_run_writes_nothing(admin: Running, token: str, tmp_path: Path) -> None:
+    await import_csv(
+        admin, token, "daily", b"email\r\nhere@example.com\r\n", mode="confirmed", reason=REASON
+    )
+    before = await stored(admin)
+    body = (
+        MAILCHIMP_UNSUBSCRIBED_EXPORT.encode() + b"fresh@example.com,,,,,,,,,,,,,,,,,,,,,,,,,\r\n"
+    )
+    report = await import_csv(admin, token, "daily", body, dry_run="1")
+    assert report["dry_run"] is True
+    assert (
+        report["unsubscribed_by_file"],
+        report["unsubscribed"],
+        report["confirmation_sent"],
+    ) == (1, 3, 1)
+    assert await stored(admin) == before
+    source = tmp_path / "unsubscribed.csv"
+    source.write_bytes(body)
+    done = await cli(["import", "--list", "daily", str(source), "--dry-run"], admin.settings)
+    assert done.returncode == 0, done.stderr
+    assert b"Dry run: nothing was written" in done.stdout
+    assert b"1 on the list here but opted out in the file: unsubscribed" in done.stdout
+    assert await stored(admin) == before

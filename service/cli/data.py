@@ -130,17 +130,17 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
             admin=args.admin,
             reason=args.reason or "",
             source=Path(args.file).name,
+            dry_run=args.dry_run,
         )
     except ValueError as exc:
         print(f"error: {exc} Use --reason TEXT with --confirmed.", file=sys.stderr)
         return 2
     path = Path(args.file)
     try:
-        binary = path.open("rb")
+        data = path.read_bytes()  # read and checked whole before anything is written
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    size = path.stat().st_size
 
     async def job(db: Database) -> int:
         from service.emails import Emails
@@ -155,21 +155,18 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         signer = TokenSigner(await signing_key(settings, db))
         emails = Emails(settings, signer, EmailRenderer(make_environment()))
-        progress = Progress("importing", size, "bytes")
-        with binary, _text(binary) as text:
-            try:
-                report = await import_rows(
-                    db,
-                    emails,
-                    mailing_list,
-                    text,
-                    options,
-                    on_batch=lambda: progress.update(binary.tell()),
-                )
-            except ImportFileError as exc:
-                progress.close()
-                print(f"error: {exc}", file=sys.stderr)
-                return 1
+        progress = Progress("importing", 0, "rows")
+
+        def advance(done: int, total: int) -> None:
+            progress.total = total
+            progress.update(done)
+
+        try:
+            report = await import_rows(db, emails, mailing_list, data, options, on_batch=advance)
+        except ImportFileError as exc:
+            progress.close()
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         progress.close()
         print(report.summary())
         if report.confirmation_sent:
@@ -179,21 +176,7 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
             )
         return 1 if report.errors else 0
 
-    try:
-        return run_with_db(settings, job)
-    finally:
-        binary.close()
-
-
-@contextlib.contextmanager
-def _text(binary: IO[bytes]) -> Iterator[Any]:
-    import io
-
-    text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
-    try:
-        yield text
-    finally:
-        text.detach()
+    return run_with_db(settings, job)
 
 
 EXPORT_HELP = """\
@@ -208,9 +191,12 @@ a leading '; the mailchimp and listmonk layouts are written as they are, for tho
 
 IMPORT_HELP = """\
 FILE is a CSV file with a header row: this service's export, a Mailchimp export (Email
-Address, First Name, Last Name, ...) or a listmonk export (email, name, attributes).
-Addresses already on the list are left as they are; erased addresses stay suppressed;
-running the same import again changes nothing. Invalid rows are listed with their line
+Address, First Name, Last Name, ...) or a listmonk export (email, name, attributes);
+comma, semicolon or tab separated; UTF-8, UTF-16 with a BOM or Windows-1252. The whole
+file is checked before anything is written: a file that cannot be read writes nothing.
+Addresses already on the list are left as they are, except that an opt-out in the file
+(unsubscribed, cleaned, blocklisted) unsubscribes them; erased addresses stay
+suppressed; running the same import again changes nothing. Invalid rows are listed with their line
 numbers; the exit status is 1 if there were any.
 """
 
@@ -274,5 +260,10 @@ def register(commands: Any) -> None:
         "--admin",
         default=os.environ.get("USER", "cli"),
         help="who is importing, for the consent record (default: $USER)",
+    )
+    imp.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read the file and report what the import would change, writing nothing",
     )
     imp.set_defaults(handler=_import)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -33,9 +34,11 @@ from typing import Any
 
 __all__ = [
     "COLUMNS",
+    "DROPPED",
     "FORMATS",
     "LISTMONK_COLUMNS",
     "MAILCHIMP_COLUMNS",
+    "MAPPED",
     "NO_EMAIL_COLUMN",
     "STATUSES",
     "WRITERS",
@@ -203,6 +206,7 @@ def _read_ours(cells: dict[str, str]) -> dict[str, Any]:
         "name": cells.get("name", ""),
         "attributes": _json_object(cells.get("attributes", ""), "attributes"),
         "status": status,
+        "opt_out": "unsubscribed" if status == "unsubscribed" else None,
         "subscribed_at": _time(cells.get("subscribed_at", ""), "subscribed_at"),
         "confirmed_at": _time(cells.get("confirmed_at", ""), "confirmed_at"),
         "unsubscribed_at": _time(cells.get("unsubscribed_at", ""), "unsubscribed_at"),
@@ -261,20 +265,35 @@ def _mailchimp_csv() -> tuple[str, Writer]:
 
 def _read_mailchimp(cells: dict[str, str]) -> dict[str, Any]:
     name = " ".join(p for p in (cells.get("first name", ""), cells.get("last name", "")) if p)
+    opt_out: str | None = None
     if cells.get("unsub_time", "").strip():
-        status = "unsubscribed"
+        status = opt_out = "unsubscribed"
     elif "clean_time" in cells:
-        status = "failed"
+        status, opt_out = "failed", "cleaned"
     else:
         status = "confirmed"
     return {
         "name": name,
         "attributes": {},
         "status": status,
+        "opt_out": opt_out,
         "subscribed_at": _time(cells.get("optin_time", ""), "OPTIN_TIME"),
         "confirmed_at": _time(cells.get("confirm_time", ""), "CONFIRM_TIME"),
         "unsubscribed_at": _time(cells.get("unsub_time", ""), "UNSUB_TIME"),
+        "optin_ip": _ip(cells.get("optin_ip", "")),
+        "confirm_ip": _ip(cells.get("confirm_ip", "")),
     }
+
+
+def _ip(value: str) -> str | None:
+    """An address as Mailchimp wrote it, if it is one (the consent record keeps it)."""
+    value = value.strip()
+    if not value:
+        return None  # most rows: no parsing
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 # listmonk --------------------------------------------------------------------------------
@@ -305,6 +324,7 @@ def _read_listmonk(cells: dict[str, str]) -> dict[str, Any]:
         "name": cells.get("name", ""),
         "attributes": _json_object(cells.get("attributes", ""), "attributes"),
         "status": "unsubscribed" if blocked else "confirmed",
+        "opt_out": "blocklisted" if blocked else None,
     }
 
 
@@ -313,6 +333,52 @@ def _read_listmonk(cells: dict[str, str]) -> dict[str, Any]:
 
 def _read_plain(cells: dict[str, str]) -> dict[str, Any]:
     return {"name": cells.get("name", ""), "attributes": {}, "status": "confirmed"}
+
+
+# What each format's columns become -------------------------------------------------------
+# A column a reader maps is kept in its place; a column listed as dropped is the other
+# tool's bookkeeping, with no place here (the import's summary lists it); any other column
+# is kept in a new subscriber's attributes, under its name as the file spells it.
+
+MAPPED: dict[str, frozenset[str]] = {
+    "newsletter": frozenset(COLUMNS) - {"list"},
+    "mailchimp": frozenset(
+        {
+            "email address",
+            "first name",
+            "last name",
+            "optin_time",
+            "optin_ip",
+            "confirm_time",
+            "confirm_ip",
+            "unsub_time",
+            "clean_time",
+        }
+    ),
+    "listmonk": frozenset({"email", "name", "attributes", "status"}),
+    "csv": frozenset({"email", "name"}),
+}
+DROPPED: dict[str, frozenset[str]] = {
+    "newsletter": frozenset({"list"}),
+    "mailchimp": frozenset(
+        {
+            "member_rating",
+            "leid",
+            "euid",
+            "gmtoff",
+            "dstoff",
+            "unsub_campaign_title",
+            "unsub_campaign_id",
+            "unsub_reason",
+            "unsub_reason_other",
+            "clean_campaign_title",
+            "clean_campaign_id",
+            "last_changed",
+        }
+    ),
+    "listmonk": frozenset({"uuid", "created_at", "updated_at"}),
+    "csv": frozenset(),
+}
 
 
 # Choosing --------------------------------------------------------------------------------

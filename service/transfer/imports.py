@@ -1,10 +1,16 @@
 """Import subscribers into a list from a CSV file: ours, Mailchimp's or listmonk's.
 
-The format is recognised from the header row and each row read by that format's reader
-(``service.transfer.formats``). Each row's address is checked like a signup's; a bad row is
-reported with its line number and the rest go on. Rows are written in batches, one
-transaction each; the subscriptions themselves, their consent records and confirmation
-emails are written by ``service.subscriptions.add_imported``.
+An import never half-happens: the whole file is read and checked first (its encoding,
+its delimiter, its header, every row), and only then written. A file that cannot be
+decoded or parsed writes nothing, and the refusal names its line as a text editor counts
+lines (a quoted cell may span several). The encoding is UTF-8 (with or without a BOM),
+UTF-16 with a BOM, or else Windows-1252 (what Excel saves); the delimiter is a comma, a
+semicolon or a tab, whichever the header row uses. The format is recognised from the
+header row and each row read by that format's reader (``service.transfer.formats``). Each
+row's address is checked like a signup's; a bad row is reported with its line number and
+the rest go on. Rows are written in batches, one transaction each; the subscriptions
+themselves, their consent records and confirmation emails are written by
+``service.subscriptions``.
 
 Importing is idempotent: an address already on the list is left exactly as it is (an
 unsubscribed one stays unsubscribed, and the report says so), an erased address stays
@@ -18,24 +24,27 @@ suppressed, and running the same import again changes nothing. New addresses are
 Rows marked unsubscribed in the file (our ``unsubscribed``, Mailchimp's unsubscribed
 export, listmonk's ``blocklisted``) are recorded as unsubscribed, so a migration keeps
 its opt-outs; rows whose delivery failed (our ``failed``, Mailchimp's cleaned export) are
-not imported. Rows still pending in the file were never confirmed, so they get a
+not imported. An opt-out in the file wins over a subscription here: whoever is confirmed
+or pending on the list and marked unsubscribed, cleaned or blocklisted in the file is
+unsubscribed (``unsubscribed_by_file`` in the report).
+
+Columns a format maps are kept in their place (Mailchimp's opt-in and confirmation times
+and IP addresses go into the consent records); the other tool's bookkeeping columns are
+dropped; any other column is kept in a new subscriber's attributes. The report lists the
+columns that were not kept. Rows still pending in the file were never confirmed, so they get a
 confirmation email even in a confirmed import.
 """
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
 from service.db import Database, insert_or_ignore
 from service.emails import Emails
-from service.errors import Refusal
 from service.models import (
     MailingList,
     Subscriber,
@@ -44,21 +53,27 @@ from service.models import (
     Suppression,
     utcnow,
 )
-from service.subscriptions import Imported, add_imported
+from service.subscriptions import Imported, add_imported, unsubscribe_by_import
 from service.suppressions import email_hash
-from service.transfer.formats import NO_EMAIL_COLUMN, RowError, detect, unneutralise
-from service.validation import FieldErrors, validate_signup
+from service.transfer.reading import (
+    ImportFileError,
+    ImportReport,
+    ImportRow,
+    decode,
+    read_csv,
+)
 
-__all__ = ["ImportFileError", "ImportOptions", "ImportReport", "import_rows", "read_csv"]
+__all__ = [
+    "ImportFileError",
+    "ImportOptions",
+    "ImportReport",
+    "decode",
+    "import_rows",
+    "read_csv",
+]
 
 BATCH = 500
-MAX_NOTES = 1000
-
-
-class ImportFileError(Refusal):
-    """The file as a whole cannot be imported (no header, not UTF-8)."""
-
-    status = 422
+ACTIVE = (SubscriptionStatus.CONFIRMED, SubscriptionStatus.PENDING)
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ class ImportOptions:
     admin: str
     reason: str = ""
     source: str = "upload"  # the file's name, for the consent record
+    dry_run: bool = False  # report what would change, write nothing
 
     def __post_init__(self) -> None:
         if self.confirmed and not self.reason.strip():
@@ -74,146 +90,6 @@ class ImportOptions:
                 "Say where and how these people consented (the reason): it is kept as their "
                 "consent record."
             )
-
-
-@dataclass
-class ImportReport:
-    format: str = ""
-    rows: int = 0
-    confirmed: int = 0
-    confirmation_sent: int = 0
-    unsubscribed: int = 0
-    unchanged: int = 0
-    left_unsubscribed: int = 0
-    suppressed: int = 0
-    duplicates: int = 0
-    failed_in_file: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
-    notes: list[tuple[int, str]] = field(default_factory=list)
-
-    @property
-    def changed(self) -> int:
-        return self.confirmed + self.confirmation_sent + self.unsubscribed
-
-    more_errors: int = 0
-
-    def note(self, line: int, message: str) -> None:
-        if len(self.notes) < MAX_NOTES:
-            self.notes.append((line, message))
-
-    def error(self, line: int, message: str) -> None:
-        if len(self.errors) < MAX_NOTES:
-            self.errors.append((line, message))
-        else:
-            self.more_errors += 1
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "rows": self.rows,
-            "confirmed": self.confirmed,
-            "confirmation_sent": self.confirmation_sent,
-            "unsubscribed": self.unsubscribed,
-            "unchanged": self.unchanged,
-            "left_unsubscribed": self.left_unsubscribed,
-            "suppressed": self.suppressed,
-            "duplicates": self.duplicates,
-            "failed_in_file": self.failed_in_file,
-            "invalid": len(self.errors) + self.more_errors,
-            "errors": [{"line": line, "message": m} for line, m in self.errors],
-            "notes": [{"line": line, "message": m} for line, m in self.notes],
-        }
-
-    def summary(self) -> str:
-        lines = [
-            f"{self.rows} rows read ({self.format or 'unknown'} format)",
-            f"{self.confirmed} subscribed as confirmed",
-            f"{self.confirmation_sent} sent a confirmation email (pending until they click)",
-            f"{self.unsubscribed} recorded as unsubscribed (as in the file)",
-            f"{self.unchanged} already on the list, left unchanged",
-        ]
-        if self.left_unsubscribed:
-            lines.append(
-                f"{self.left_unsubscribed} unsubscribed from this list earlier: "
-                "left unsubscribed, not subscribed again"
-            )
-        if self.suppressed:
-            lines.append(f"{self.suppressed} erased earlier: stay suppressed, not imported")
-        if self.failed_in_file:
-            lines.append(f"{self.failed_in_file} marked undeliverable in the file: not imported")
-        if self.duplicates:
-            lines.append(f"{self.duplicates} repeated an earlier row: skipped")
-        invalid = len(self.errors) + self.more_errors
-        lines.append(f"{invalid} invalid rows" + (":" if invalid else ""))
-        lines += [f"  line {line}: {message}" for line, message in self.errors]
-        if self.more_errors:
-            lines.append(f"  ... and {self.more_errors} more")
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class ImportRow:
-    line: int
-    email: str
-    name: str | None
-    attributes: dict[str, Any]
-    status: str  # confirmed, pending, unsubscribed, failed
-    subscribed_at: datetime | None = None
-    confirmed_at: datetime | None = None
-    unsubscribed_at: datetime | None = None
-    consent_source: str | None = None
-
-
-# Reading ---------------------------------------------------------------------------------
-
-
-def read_csv(lines: Iterable[str], report: ImportReport) -> Iterator[ImportRow | tuple[int, str]]:
-    """Rows of a CSV file (text, BOM removed): ImportRow, or (line, error) for a bad one."""
-    reader = csv.reader(lines)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ImportFileError("The file is empty.") from None
-    except UnicodeDecodeError:
-        raise ImportFileError("The file is not UTF-8 text; save it as 'CSV UTF-8'.") from None
-    except csv.Error as exc:
-        raise ImportFileError(f"line 1: {exc}") from None
-    detected = detect(header)
-    if detected is None:
-        raise ImportFileError(NO_EMAIL_COLUMN)
-    fmt, email_column, reader_for = detected
-    report.format = fmt
-    keys = [h.strip().lower() for h in header]
-    line = reader.line_num
-    while True:
-        start = line + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except UnicodeDecodeError:
-            raise ImportFileError(
-                f"line {start}: the file is not UTF-8 text; save it as 'CSV UTF-8'."
-            ) from None
-        except csv.Error as exc:
-            raise ImportFileError(f"line {start}: {exc}") from None
-        line = reader.line_num
-        if not any(c.strip() for c in cells):
-            continue  # blank line
-        report.rows += 1
-        by_name = {k: unneutralise(v) for k, v in zip(keys, cells, strict=False)}
-        try:
-            fields = reader_for(by_name)
-            signup = validate_signup(
-                {"email": by_name.get(email_column, ""), "name": fields.pop("name") or None}
-            )
-        except RowError as exc:
-            yield start, str(exc)
-            continue
-        except FieldErrors as exc:
-            yield start, "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
-            continue
-        yield ImportRow(line=start, email=signup.email, name=signup.name, **fields)
 
 
 # Writing ---------------------------------------------------------------------------------
@@ -234,6 +110,24 @@ async def _write_batch(
     report: ImportReport,
 ) -> int:
     """Write one batch in one transaction; the number of confirmation emails queued."""
+    try:
+        return await _write(db, emails, mailing_list, rows, options, report)
+    except _DryRun:
+        return 0
+
+
+class _DryRun(Exception):
+    """Raised at the end of a dry run's transaction, to roll it back."""
+
+
+async def _write(
+    db: Database,
+    emails: Emails | None,
+    mailing_list: MailingList,
+    rows: list[ImportRow],
+    options: ImportOptions,
+    report: ImportReport,
+) -> int:
     now = utcnow()
     async with db.write() as session:
         hashes = {email_hash(r.email): r.email for r in rows}
@@ -271,6 +165,7 @@ async def _write_batch(
         )
         existing: dict[int, SubscriptionStatus] = {sid: status for sid, status in on_list}
         taken: set[int] = set()  # subscribers this batch already adds
+        opted_out: dict[int, str] = {}  # on the list here, opted out in the file
         new: list[tuple[ImportRow, Imported]] = []
         for row in rows:
             if row.email in suppressed:
@@ -279,6 +174,10 @@ async def _write_batch(
                 continue
             subscriber_id = ids[row.email]
             status = existing.get(subscriber_id)
+            if status in ACTIVE and row.opt_out and subscriber_id not in taken:
+                taken.add(subscriber_id)
+                opted_out[subscriber_id] = row.opt_out
+                continue
             if status == SubscriptionStatus.UNSUBSCRIBED and row.status != "unsubscribed":
                 report.left_unsubscribed += 1
                 report.note(
@@ -304,6 +203,8 @@ async def _write_batch(
                         row.confirmed_at,
                         row.unsubscribed_at,
                         _source_url(row.consent_source),
+                        row.optin_ip,
+                        row.confirm_ip,
                     ),
                 )
             )
@@ -318,18 +219,30 @@ async def _write_batch(
             emails=emails,
             now=now,
         )
-    queued = 0
-    for _, imported in new:
-        status = added.get(imported.subscriber_id)
-        if status is None:  # subscribed at this very moment by other means
-            report.unchanged += 1
-        elif status == SubscriptionStatus.UNSUBSCRIBED:
-            report.unsubscribed += 1
-        elif status == SubscriptionStatus.CONFIRMED:
-            report.confirmed += 1
-        else:
-            report.confirmation_sent += 1
-            queued += 1
+        unsubscribed = await unsubscribe_by_import(
+            session,
+            mailing_list,
+            opted_out,
+            admin=options.admin,
+            source=options.source,
+            now=now,
+        )
+        report.unsubscribed_by_file += len(unsubscribed)
+        report.unchanged += len(opted_out) - len(unsubscribed)  # unsubscribed meanwhile
+        queued = 0
+        for _, imported in new:
+            status = added.get(imported.subscriber_id)
+            if status is None:  # subscribed at this very moment by other means
+                report.unchanged += 1
+            elif status == SubscriptionStatus.UNSUBSCRIBED:
+                report.unsubscribed += 1
+            elif status == SubscriptionStatus.CONFIRMED:
+                report.confirmed += 1
+            else:
+                report.confirmation_sent += 1
+                queued += 1
+        if options.dry_run:
+            raise _DryRun  # rolls the transaction back: nothing written, the counts kept
     return queued
 
 
@@ -337,25 +250,35 @@ async def import_rows(
     db: Database,
     emails: Emails | None,
     mailing_list: MailingList,
-    lines: Iterable[str],
+    data: bytes,
     options: ImportOptions,
     *,
     on_mail_queued: Callable[[], None] = lambda: None,
-    on_batch: Callable[[], None] = lambda: None,
+    on_batch: Callable[[int, int], None] = lambda done, total: None,
 ) -> ImportReport:
-    """Import the CSV text ``lines`` into ``mailing_list``; what happened to each row."""
-    report = ImportReport()
+    """Import the CSV file ``data`` into ``mailing_list``; what happened to each row.
+
+    The whole file is read and checked before anything is written: ImportFileError (and
+    nothing stored) if it cannot be read.
+    """
+    report = ImportReport(dry_run=options.dry_run)
+    text, report.encoding = decode(data)
+    rows = list(read_csv(text, report))
+    del text
     seen: dict[str, int] = {}
     batch: list[ImportRow] = []
+    done = 0
 
     async def flush() -> None:
+        nonlocal done
+        done += len(batch)
         if batch:
             if await _write_batch(db, emails, mailing_list, batch, options, report):
                 on_mail_queued()
             batch.clear()
-        on_batch()
+        on_batch(done, len(rows))
 
-    for item in read_csv(lines, report):
+    for item in rows:
         if isinstance(item, tuple):
             report.error(*item)
             continue

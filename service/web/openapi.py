@@ -439,8 +439,12 @@ PATHS: dict[str, Any] = {
                 "description": "Accepts this service's export, Mailchimp's and listmonk's. "
                 "New addresses get a confirmation email (mode double-opt-in) or are "
                 "subscribed at once on the caller's word (mode confirmed, with a reason kept "
-                "in the consent record). Existing subscriptions are left unchanged and erased "
-                "addresses stay suppressed, so repeating an import changes nothing.",
+                "in the consent record). Existing subscriptions are left unchanged, except "
+                "that one the file marks as opted out (unsubscribed, cleaned, blocklisted) is "
+                "unsubscribed; erased addresses stay suppressed, so repeating an import "
+                "changes nothing. The whole file is checked before anything is written: a "
+                "file that cannot be read writes nothing. dry_run reports what would change "
+                "and writes nothing.",
                 "parameters": [
                     SLUG,
                     {
@@ -458,6 +462,12 @@ PATHS: dict[str, Any] = {
                         "in": "query",
                         "required": False,
                         "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "dry_run",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["", "0", "1", "true", "false"]},
                     },
                 ],
                 "requestBody": {
@@ -478,6 +488,7 @@ PATHS: dict[str, Any] = {
                                         "enum": ["double-opt-in", "confirmed"],
                                     },
                                     "reason": {"type": "string"},
+                                    "dry_run": {"type": "string"},
                                 },
                             }
                         },
@@ -489,7 +500,8 @@ PATHS: dict[str, Any] = {
                     "413": _error("The file is too large."),
                     "415": _error("Not CSV or a multipart form."),
                     "422": _error(
-                        "No usable header row, not UTF-8, or no reason for a confirmed import."
+                        "No usable header row, a line that cannot be decoded or parsed (named), "
+                        "or no reason for a confirmed import; nothing was written."
                     ),
                 },
             },
@@ -668,6 +680,13 @@ SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "enum": ["newsletter", "mailchimp", "listmonk", "csv"],
             },
+            "dry_run": {"type": "boolean"},
+            "encoding": {
+                "type": "string",
+                "enum": ["UTF-8", "UTF-8 with BOM", "UTF-16", "Windows-1252"],
+            },
+            "delimiter": {"type": "string", "enum": [",", ";", "\t"]},
+            "columns_not_kept": {"type": "array", "items": {"type": "string"}},
             **{
                 name: {"type": "integer"}
                 for name in (
@@ -675,6 +694,7 @@ SCHEMAS: dict[str, Any] = {
                     "confirmed",
                     "confirmation_sent",
                     "unsubscribed",
+                    "unsubscribed_by_file",
                     "unchanged",
                     "left_unsubscribed",
                     "suppressed",

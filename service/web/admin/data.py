@@ -7,7 +7,6 @@ upload is spooled to a temporary file by the form parser (or by ``_spool`` for a
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -137,6 +136,7 @@ def _options(fields: Mapping[str, Any], principal: Principal, source: str) -> Im
             admin=principal.username,
             reason=str(fields.get("reason", ""))[:500],
             source=PurePath(source.replace("\\", "/")).name[:100] or "upload",
+            dry_run=str(fields.get("dry_run", "")).lower() in {"1", "true", "yes", "on"},
         )
     except ValueError as exc:
         raise Refusal(str(exc), status=422) from None
@@ -148,18 +148,14 @@ async def _run_import(
     mailing_list = await get_list(request.state["db"], slug)
     if mailing_list is None:
         raise Refusal(f"There is no list {slug!r}.", status=404)
-    text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
-    try:
-        return await import_rows(
-            request.state["db"],
-            request.state["emails"],
-            mailing_list,
-            text,
-            options,
-            on_mail_queued=request.state["worker"].wake,
-        )
-    finally:
-        text.detach()
+    return await import_rows(
+        request.state["db"],
+        request.state["emails"],
+        mailing_list,
+        binary.read(),  # read and checked whole before anything is written
+        options,
+        on_mail_queued=request.state["worker"].wake,
+    )
 
 
 async def upload(request: AppRequest, principal: Principal) -> Response:
