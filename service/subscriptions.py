@@ -48,7 +48,7 @@ from service.models import (
     utcnow,
 )
 from service.settings import Settings
-from service.suppressions import AddressKeys, email_hash
+from service.suppressions import AddressKeys
 from service.tokens import InvalidToken, Purpose, TokenSigner
 from service.wakeup import Wakeup
 
@@ -402,6 +402,11 @@ class Subscriptions:
         """Erase a person (see `erase`)."""
         return await erase(self._db, subscriber_id, admin, self._addresses)
 
+    @property
+    def addresses(self) -> AddressKeys:
+        """The keyed hashes of inboxes: tombstones and counters (``service.suppressions``)."""
+        return self._addresses
+
 
 # The admin's side ------------------------------------------------------------------------
 
@@ -423,19 +428,14 @@ async def unsubscribe_by_admin(db: Database, subscription_id: int, admin: str) -
 
 
 async def erase(db: Database, subscriber_id: int, admin: str, addresses: AddressKeys) -> bool:
-    """Delete the person and all their data; keep only a keyed hash of their inbox.
-
-    The import still reads tombstones by the exact address's unsalted hash
-    (``service.transfer.imports``), so that one is written too, until it checks through
-    `service.suppressions.suppressed` like every other door.
-    """
+    """Delete the person and all their data; keep only a keyed hash of their inbox."""
     async with db.write() as session:
         subscriber = await session.get(Subscriber, subscriber_id)
         if subscriber is None:
             return False
-        for digest in (addresses.tombstone(subscriber.email), email_hash(subscriber.email)):
-            if await session.get(Suppression, digest) is None:
-                session.add(Suppression(email_hash=digest, reason=f"erased by admin {admin}"))
+        digest = addresses.tombstone(subscriber.email)
+        if await session.get(Suppression, digest) is None:
+            session.add(Suppression(email_hash=digest, reason=f"erased by admin {admin}"))
         sub_ids = select(Subscription.id).where(Subscription.subscriber_id == subscriber_id)
         await session.execute(
             delete(OutboxMessage).where(OutboxMessage.subscription_id.in_(sub_ids))

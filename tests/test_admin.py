@@ -537,3 +537,16 @@ async def test_an_erased_inbox_stays_suppressed_under_every_spelling(
     assert not any("web.de" in k for k in kept)
     other = AddressKeys("another key, also long enough to sign links")
     assert other.tombstone("name@web.de") != keys.tombstone("name@web.de"), "keyed"
+    # An import cannot bring the inbox back under another spelling.
+    token = await create_token(admin.db, "alice", "tests")
+    imported = await admin.client.post(
+        "/api/v1/admin/lists/daily/imports",
+        params={"confirmed": "true", "reason": "moving tools"},
+        content=b"email\r\nname+news@web.de\r\nfresh@example.com\r\n",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["suppressed"] == 1
+    async with admin.db.read() as session:
+        emails = set(await session.scalars(select(Subscriber.email)))
+    assert emails == {"fresh@example.com"}

@@ -146,6 +146,7 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
         from service.emails import Emails
         from service.keys import signing_key
         from service.mail import EmailRenderer
+        from service.suppressions import AddressKeys
         from service.templating import make_environment
         from service.tokens import TokenSigner
 
@@ -153,7 +154,8 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
         if mailing_list is None:
             print(f"error: there is no list {args.list!r}", file=sys.stderr)
             return 1
-        signer = TokenSigner(await signing_key(settings, db))
+        key = await signing_key(settings, db)
+        signer = TokenSigner(key)
         emails = Emails(settings, signer, EmailRenderer(make_environment()))
         progress = Progress("importing", 0, "rows")
 
@@ -162,7 +164,15 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
             progress.update(done)
 
         try:
-            report = await import_rows(db, emails, mailing_list, data, options, on_batch=advance)
+            report = await import_rows(
+                db,
+                emails,
+                mailing_list,
+                data,
+                options,
+                addresses=AddressKeys(key),
+                on_batch=advance,
+            )
         except ImportFileError as exc:
             progress.close()
             print(f"error: {exc}", file=sys.stderr)

@@ -50,11 +50,11 @@ from service.models import (
     Subscriber,
     Subscription,
     SubscriptionStatus,
-    Suppression,
     utcnow,
 )
 from service.subscriptions import Imported, add_imported, unsubscribe_by_import
-from service.suppressions import email_hash
+from service.suppressions import AddressKeys
+from service.suppressions import suppressed as suppressed_of
 from service.transfer.reading import (
     ImportFileError,
     ImportReport,
@@ -108,10 +108,11 @@ async def _write_batch(
     rows: list[ImportRow],
     options: ImportOptions,
     report: ImportReport,
+    addresses: AddressKeys,
 ) -> int:
     """Write one batch in one transaction; the number of confirmation emails queued."""
     try:
-        return await _write(db, emails, mailing_list, rows, options, report)
+        return await _write(db, emails, mailing_list, rows, options, report, addresses)
     except _DryRun:
         return 0
 
@@ -127,16 +128,12 @@ async def _write(
     rows: list[ImportRow],
     options: ImportOptions,
     report: ImportReport,
+    addresses: AddressKeys,
 ) -> int:
     now = utcnow()
     async with db.write() as session:
-        hashes = {email_hash(r.email): r.email for r in rows}
-        suppressed = {
-            hashes[h]
-            for h in await session.scalars(
-                select(Suppression.email_hash).where(Suppression.email_hash.in_(list(hashes)))
-            )
-        }
+        # Erased inboxes stay out, under any spelling of the address (as at every door).
+        suppressed = await suppressed_of(session, addresses, [r.email for r in rows])
         fresh = [r for r in rows if r.email not in suppressed]
         if fresh:
             await session.execute(
@@ -253,6 +250,7 @@ async def import_rows(
     data: bytes,
     options: ImportOptions,
     *,
+    addresses: AddressKeys,
     on_mail_queued: Callable[[], None] = lambda: None,
     on_batch: Callable[[int, int], None] = lambda done, total: None,
 ) -> ImportReport:
@@ -273,7 +271,7 @@ async def import_rows(
         nonlocal done
         done += len(batch)
         if batch:
-            if await _write_batch(db, emails, mailing_list, batch, options, report):
+            if await _write_batch(db, emails, mailing_list, batch, options, report, addresses):
                 on_mail_queued()
             batch.clear()
         on_batch(done, len(rows))

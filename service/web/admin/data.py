@@ -154,6 +154,7 @@ async def _run_import(
         mailing_list,
         binary.read(),  # read and checked whole before anything is written
         options,
+        addresses=request.state["subscriptions"].addresses,
         on_mail_queued=request.state["worker"].wake,
     )
 
