@@ -18,6 +18,7 @@ from sqlalchemy import (
     and_,
     case,
     exists,
+    func,
     literal,
     or_,
     select,
@@ -76,20 +77,31 @@ class Row:
     name: str | None
     created_at: datetime
     lists: list[tuple[str, str]] = field(default_factory=list)  # (slug, status)
+    # The earliest subscription date among the subscriptions the filters match (all of
+    # them without list, status or date filters): the date the date filter reads.
+    subscribed_at: datetime | None = None
 
 
 @dataclass
 class Page:
     rows: list[Row]
     next_after: int | None
+    total: int = 0  # people matching the filters, on every page
+    first: int = 0  # the position of the page's first row among them (1-based; 0: none)
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.rows) - 1 if self.rows else 0
 
 
-def _filtered(filters: SearchFilters) -> Select[Subscriber]:
-    query = select(Subscriber)
-    if filters.query:
-        needle = f"%{filters.query.strip().lower()}%"
-        query = query.where(or_(Subscriber.email.like(needle), Subscriber.name.ilike(needle)))
-    conditions = [Subscription.subscriber_id == Subscriber.id]
+def _escape_like(text: str) -> str:
+    """``text`` as a LIKE pattern that matches itself only (``\\`` is the escape)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _subscription_conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:
+    """What a subscription must be for the list, status and date filters."""
+    conditions: list[ColumnElement[bool]] = []
     if filters.list_slug:
         conditions.append(
             Subscription.list_id
@@ -101,6 +113,21 @@ def _filtered(filters: SearchFilters) -> Select[Subscriber]:
         conditions.append(Subscription.subscribed_at >= filters.since)
     if filters.until:
         conditions.append(Subscription.subscribed_at < filters.until)
+    return conditions
+
+
+def _filtered(filters: SearchFilters) -> Select[Subscriber]:
+    query = select(Subscriber)
+    if filters.query:
+        needle = f"%{_escape_like(filters.query.strip().lower())}%"
+        query = query.where(
+            or_(
+                Subscriber.email.like(needle, escape="\\"),
+                Subscriber.name.ilike(needle, escape="\\"),
+            )
+        )
+    conditions = [Subscription.subscriber_id == Subscriber.id]
+    conditions += _subscription_conditions(filters)
     if len(conditions) > 1:
         query = query.where(exists(select(Subscription.id).where(and_(*conditions))))
     return query
@@ -112,12 +139,29 @@ async def search(
     query = _filtered(filters).order_by(Subscriber.id.desc()).limit(limit + 1)
     if after is not None:
         query = query.where(Subscriber.id < after)
+    matching = _filtered(filters).with_only_columns(func.count(Subscriber.id))
     async with db.read() as session:
         found = list((await session.scalars(query)).all())
         more = len(found) > limit
         found = found[:limit]
+        total = int(await session.scalar(matching) or 0)
+        first = 0
+        if found:
+            before = (
+                int(await session.scalar(matching.where(Subscriber.id > found[0].id)) or 0)
+                if after is not None
+                else 0
+            )
+            first = before + 1
         rows = {s.id: Row(s.id, s.email, s.name, s.created_at) for s in found}
         if rows:
+            earliest = await session.execute(
+                select(Subscription.subscriber_id, func.min(Subscription.subscribed_at))
+                .where(Subscription.subscriber_id.in_(rows), *_subscription_conditions(filters))
+                .group_by(Subscription.subscriber_id)
+            )
+            for subscriber_id, subscribed_at in earliest:
+                rows[subscriber_id].subscribed_at = subscribed_at
             memberships = await session.execute(
                 select(Subscription.subscriber_id, MailingList.slug, shown_status())
                 .join(MailingList, MailingList.id == Subscription.list_id)
@@ -127,7 +171,7 @@ async def search(
             for subscriber_id, slug, status in memberships:
                 rows[subscriber_id].lists.append((slug, str(status)))
     ordered = [rows[s.id] for s in found]
-    return Page(ordered, ordered[-1].id if more and ordered else None)
+    return Page(ordered, ordered[-1].id if more and ordered else None, total, first)
 
 
 @dataclass

@@ -5,12 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, type_coerce
+from sqlalchemy.types import String
 
 from service.db import Database
-from service.models import MailingList, Subscription, utcnow
+from service.models import (
+    MailingList,
+    OutboxMessage,
+    OutboxStatus,
+    Subscriber,
+    Subscription,
+    utcnow,
+)
+from service.people import shown_status
 
-__all__ = ["Daily", "ListCounts", "daily_activity", "list_counts"]
+__all__ = ["Daily", "ListCounts", "PeopleCounts", "daily_activity", "list_counts", "people_counts"]
 
 
 @dataclass
@@ -38,6 +47,48 @@ async def list_counts(db: Database) -> list[ListCounts]:
         for list_id, status, count in rows:
             lists[list_id].counts[str(status)] = count
     return list(lists.values())
+
+
+@dataclass
+class PeopleCounts:
+    """People (distinct subscribers), not subscriptions: someone on three lists is one.
+
+    ``by_status`` counts the people with at least one subscription in that status, so a
+    person confirmed on one list and unsubscribed from another is in both; ``failed``
+    counts the people with a subscription that reads ``failed`` (its latest email could
+    not be delivered).
+    """
+
+    total: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    failed: int = 0
+
+
+async def people_counts(db: Database) -> PeopleCounts:
+    counts = PeopleCounts(by_status={"pending": 0, "confirmed": 0, "unsubscribed": 0})
+    async with db.read() as session:
+        counts.total = int(await session.scalar(select(func.count(Subscriber.id))) or 0)
+        rows = await session.execute(
+            select(
+                Subscription.status, func.count(func.distinct(Subscription.subscriber_id))
+            ).group_by(Subscription.status)
+        )
+        for status, count in rows:
+            counts.by_status[str(status)] = count
+        # Only subscriptions with a failed email can read failed: look at those alone.
+        ever_failed = select(OutboxMessage.subscription_id).where(
+            OutboxMessage.status == OutboxStatus.FAILED
+        )
+        counts.failed = int(
+            await session.scalar(
+                select(func.count(func.distinct(Subscription.subscriber_id))).where(
+                    Subscription.id.in_(ever_failed),
+                    type_coerce(shown_status(), String) == "failed",
+                )
+            )
+            or 0
+        )
+    return counts
 
 
 @dataclass

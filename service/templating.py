@@ -27,6 +27,11 @@ def _template_dir() -> Path:
 TEMPLATE_DIR = _template_dir()
 
 
+def thousands(number: int) -> str:
+    """A count with thousands separators: 1,234,567."""
+    return f"{number:,}"
+
+
 def make_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -37,4 +42,5 @@ def make_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.globals["fill"] = fill
+    env.filters["thousands"] = thousands
     return env

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import io
 import json
 import logging
 import re
+from datetime import UTC, datetime
+from typing import Any
 
+import httpx
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select, update
@@ -31,6 +35,9 @@ from service.keys import signing_key
 from service.models import (
     AdminUser,
     ConsentRecord,
+    MailingList,
+    OutboxMessage,
+    OutboxStatus,
     Subscriber,
     Subscription,
     SubscriptionStatus,
@@ -554,3 +561,170 @@ async def test_an_erased_inbox_stays_suppressed_under_every_spelling(
     async with admin.db.read() as session:
         emails = set(await session.scalars(select(Subscriber.email)))
     assert emails == {"fresh@example.com"}
+
+
+def _text(response: httpx.Response) -> str:
+    """A page's text without its tags, each run of white space one space."""
+    body = re.sub(r"<style.*?</style>|<script.*?</script>", " ", response.text, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
+
+
+async def _seed(admin: Running, people: list[dict[str, Any]]) -> dict[str, int]:
+    """Subscribers with subscriptions written directly: each entry has ``email``, and
+    optionally ``name``, ``created_at``, ``subs`` (list slug, status, subscribed_at) and
+    ``failed`` (the latest email to each of their subscriptions failed)."""
+    ids: dict[str, int] = {}
+    async with admin.db.write() as session:
+        list_ids = dict((await session.execute(select(MailingList.slug, MailingList.id))).all())
+        for person in people:
+            extra = {"created_at": person["created_at"]} if "created_at" in person else {}
+            subscriber = Subscriber(
+                email=person["email"], name=person.get("name"), attributes={}, **extra
+            )
+            session.add(subscriber)
+            await session.flush()
+            ids[str(person["email"])] = subscriber.id
+            for slug, status, at in person.get("subs", []):
+                sub = Subscription(
+                    list_id=list_ids[slug],
+                    subscriber_id=subscriber.id,
+                    status=SubscriptionStatus(status),
+                    confirm_nonce="n",
+                    subscribed_at=at,
+                )
+                session.add(sub)
+                await session.flush()
+                if person.get("failed"):
+                    session.add(
+                        OutboxMessage(
+                            template="confirm",
+                            to_address=str(person["email"]),
+                            subscription_id=sub.id,
+                            message_id=f"<{sub.id}@test>",
+                            status=OutboxStatus.FAILED,
+                        )
+                    )
+    return ids
+
+
+async def test_search_takes_underscore_and_percent_literally(admin: Running) -> None:
+    headers = await sign_in(admin)
+    await _seed(
+        admin,
+        [
+            {"email": "first_last@example.com"},
+            {"email": "firstlast@example.com"},
+            {"email": "plain@example.com", "name": "Plain"},
+            {"email": "sure@example.com", "name": "100% Sure"},
+        ],
+    )
+    underscore = _text(await admin.client.get("/admin/subscribers?q=_", headers=headers))
+    assert "first_last@example.com" in underscore
+    assert "firstlast@example.com" not in underscore and "plain@" not in underscore
+    percent = _text(await admin.client.get("/admin/subscribers?q=%25", headers=headers))
+    assert "sure@example.com" in percent
+    assert "plain@" not in percent and "first_last@" not in percent
+    backslash = _text(await admin.client.get("/admin/subscribers?q=%5C", headers=headers))
+    assert "No subscribers match." in backslash
+
+
+async def test_slug_and_name_inputs_are_text_fields(admin: Running) -> None:
+    """The admin style sheet styles ``input[type=text]``: an input without a type is
+    missed."""
+    headers = await sign_in(admin)
+    lists = (await admin.client.get("/admin/lists", headers=headers)).text
+    assert '<input type="text" id="slug" name="slug"' in lists
+    assert '<input type="text" id="name" name="name"' in lists
+    editor = (await admin.client.get("/admin/lists/daily", headers=headers)).text
+    assert '<input type="text" id="name" name="name"' in editor
+    for page in (lists, editor):
+        assert not re.search(r"<input (?![^>]*\btype=)", page)
+
+
+async def test_the_subscribers_date_is_the_one_the_date_filter_reads(admin: Running) -> None:
+    await make_list(admin.settings, "weekly", name="The Weekly")
+    headers = await sign_in(admin)
+    await _seed(
+        admin,
+        [
+            {
+                "email": "old@example.com",
+                "created_at": datetime(2020, 1, 2, 3, 4, tzinfo=UTC),
+                "subs": [
+                    ("daily", "confirmed", datetime(2024, 5, 6, 7, 8, tzinfo=UTC)),
+                    ("weekly", "confirmed", datetime(2024, 3, 1, 9, 0, tzinfo=UTC)),
+                ],
+            },
+        ],
+    )
+    everyone = _text(await admin.client.get("/admin/subscribers", headers=headers))
+    assert "Subscribed (UTC)" in everyone and "Since (UTC)" not in everyone
+    assert "2024-03-01 09:00" in everyone and "2020-01-02" not in everyone
+    in_may = _text(
+        await admin.client.get(
+            "/admin/subscribers?since=2024-05-01&until=2024-05-31", headers=headers
+        )
+    )
+    assert "old@example.com" in in_may and "2024-05-06 07:08" in in_may
+    assert "2024-03-01" not in in_may
+    daily = _text(await admin.client.get("/admin/subscribers?list=daily", headers=headers))
+    assert "2024-05-06 07:08" in daily
+
+
+async def test_pages_say_how_many_people_match_and_where_the_page_is(admin: Running) -> None:
+    headers = await sign_in(admin)
+    async with admin.db.write() as session:
+        session.add_all(
+            Subscriber(email=f"p{i:04d}@example.com", attributes={}) for i in range(1234)
+        )
+        session.add(Subscriber(email="other@example.org", attributes={}))
+    first = await admin.client.get("/admin/subscribers?q=example.com", headers=headers)
+    assert "1\N{EN DASH}50 of 1,234 people" in _text(first)
+    found = re.search(r'href="([^"]+)" rel="next"', first.text)
+    assert found
+    second = await admin.client.get(found[1].replace("&amp;", "&"), headers=headers)
+    assert "51\N{EN DASH}100 of 1,234 people" in _text(second)
+    one = await admin.client.get("/admin/subscribers?q=other", headers=headers)
+    assert "1\N{EN DASH}1 of 1 person" in _text(one)
+
+
+async def test_the_dashboard_counts_people_not_subscriptions(admin: Running) -> None:
+    await make_list(admin.settings, "weekly", name="The Weekly")
+    headers = await sign_in(admin)
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    both = [("daily", "confirmed", now), ("weekly", "confirmed", now)]
+    await _seed(
+        admin,
+        [{"email": f"c{i}@example.com", "subs": both} for i in range(1001)]
+        + [
+            {"email": "mixed@example.com", "subs": [("daily", "unsubscribed", now)]},
+            {"email": "bounced@example.com", "subs": both[:1], "failed": True},
+            {"email": "pending@example.com", "subs": [("weekly", "pending", now)]},
+        ],
+    )
+    page = _text(await admin.client.get("/admin/", headers=headers))
+    stat = re.compile(r"(People|Confirmed|Pending|Unsubscribed|Failed addresses) ([\d,]+)")
+    assert dict(stat.findall(page)[:5]) == {
+        "People": "1,004",
+        "Confirmed": "1,002",
+        "Pending": "1",
+        "Unsubscribed": "1",
+        "Failed addresses": "1",
+    }
+    # per list, subscriptions as they are
+    assert re.search(r"daily 1,002 0 1\b", page)
+    assert re.search(r"weekly 1,001 1 0\b", page)
+
+
+async def test_consent_history_keeps_list_slugs_whole(admin: Running, smtp: SMTPServer) -> None:
+    """Table cells break long values anywhere; the slug and time cells must not break."""
+    await admin.client.post(SUBSCRIBE, json={"email": "reader@example.com"})
+    await smtp.wait_for(1)
+    headers = await sign_in(admin)
+    listing = await admin.client.get("/admin/subscribers?q=reader", headers=headers)
+    person = re.search(r'/admin/subscribers/(\d+)"', listing.text)
+    assert person
+    record = (await admin.client.get(f"/admin/subscribers/{person[1]}", headers=headers)).text
+    assert re.search(r"td\.nowrap \{[^}]*white-space:nowrap", record)
+    history = record.split("Consent history", 1)[1].split("</table>", 1)[0]
+    assert '<td class="nowrap">daily</td>' in history

@@ -69,6 +69,18 @@ async def test_editor_session(browser: Browser, settings: Settings, smtp: SMTPSe
         await page.screenshot(path=str(ARTIFACTS / "admin-subscribers.png"), full_page=True)
         await page.get_by_role("link", name="reader3@example.com").click()
         await expect(page.get_by_role("heading", name="Consent history")).to_be_visible()
+        # On a phone, the long user agent and wording take the width: the list's slug
+        # and the time still read on one line each (not "dail y").
+        await page.set_viewport_size({"width": 360, "height": 800})
+        lines = await page.evaluate(
+            """() => [...document.querySelectorAll("td.nowrap")].map((cell) => {
+                const range = document.createRange();
+                range.selectNodeContents(cell);
+                return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+            })"""
+        )
+        assert lines and set(lines) == {1}
+        await page.set_viewport_size({"width": 1280, "height": 900})
 
         # Export the list's pending readers as a download, and import the file elsewhere.
         await page.get_by_role("link", name="Export & import").click()

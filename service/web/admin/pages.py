@@ -23,7 +23,7 @@ from service.people import (
     search,
 )
 from service.state import AppRequest
-from service.stats import Daily, daily_activity, list_counts
+from service.stats import Daily, daily_activity, list_counts, people_counts
 from service.subscriptions import consent_wording, unsubscribe_by_admin
 from service.web.admin.guard import protected
 from service.web.admin.render import admin_page
@@ -74,16 +74,13 @@ def chart(days: list[Daily]) -> Markup:
 async def dashboard(request: AppRequest, principal: Principal) -> Response:
     db = request.state["db"]
     lists = await list_counts(db)
-    totals = {
-        status: sum(lc.counts.get(status, 0) for lc in lists)
-        for status in ("pending", "confirmed", "unsubscribed")
-    }
+    people = await people_counts(db)
     days = await daily_activity(db)
     return admin_page(
         request,
         principal,
         "admin/dashboard.html",
-        {"lists": lists, "totals": totals, "days": days, "chart": chart(days)},
+        {"lists": lists, "people": people, "days": days, "chart": chart(days)},
         section="dashboard",
     )
 
