@@ -664,3 +664,34 @@ async def test_update_existing_names_and_attributes(
     assert done.returncode == 0, done.stderr
     assert b"1 already here: name or attributes updated" in done.stdout
     assert (await people())["u1@example.com"] == ("Cli One", {"city": "Bergen", "plan": "paid"})
+
+
+async def test_import_form_remembers_the_list_and_names_it(admin: Running) -> None:
+    """After an upload the form keeps the chosen list (and options), the summary names the
+    list, and a summary with invalid rows is not shown as a success."""
+    await create_list(admin.db, slug="weekly", name="Weekly digest", origins=[])
+    session = await sign_in(admin)
+    form = {"list": "weekly", "mode": "confirmed", "reason": REASON, "update_existing": "1"}
+    bad = {"file": ("r.csv", b"email\r\nw1@example.com\r\nbad\r\n", "text/csv")}
+    mixed = await admin.client.post("/admin/imports", data=form, files=bad, headers=session)
+    assert mixed.status_code == 200
+    assert "List: Weekly digest (weekly)" in mixed.text
+    assert '<option value="weekly" selected>' in mixed.text
+    assert '<option value="confirmed" selected>' in mixed.text
+    assert 'name="update_existing" value="1" checked' in mixed.text
+    assert "1 invalid row was left out" in mixed.text and "line 3: email:" in mixed.text
+    assert 'class="flash"' not in mixed.text  # not the green box of a success
+
+    good = {"file": ("r.csv", b"email\r\nw2@example.com\r\n", "text/csv")}
+    clean = await admin.client.post("/admin/imports", data=form, files=good, headers=session)
+    assert clean.status_code == 200 and 'class="flash"' in clean.text
+    assert "List: Weekly digest (weekly)" in clean.text and "left out" not in clean.text
+    assert await list_statuses(admin, "weekly") == {
+        "w1@example.com": "confirmed",
+        "w2@example.com": "confirmed",
+    }
+
+    refused = await admin.client.post(
+        "/admin/imports", data={**form, "reason": ""}, files=good, headers=session
+    )
+    assert refused.status_code == 422 and '<option value="weekly" selected>' in refused.text

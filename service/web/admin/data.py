@@ -99,15 +99,34 @@ async def _exports_page(
     summary: str = "",
     error: str = "",
     status: int = 200,
+    invalid: int = 0,
+    chosen: Mapping[str, Any] | None = None,
 ) -> Response:
     return admin_page(
         request,
         principal,
         "admin/exports.html",
-        {"lists": await all_lists(request.state["db"]), "summary": summary, "error": error},
+        {
+            "lists": await all_lists(request.state["db"]),
+            "summary": summary,
+            "error": error,
+            "invalid": invalid,  # rows left out: the import's summary is not a success
+            "chosen": _chosen(chosen or {}),
+        },
         section="exports",
         status=status,
     )
+
+
+def _chosen(form: Mapping[str, Any]) -> dict[str, object]:
+    """What the import form was sent with, to show it again as chosen (not the file)."""
+    return {
+        "list": str(form.get("list", "") or ""),
+        "mode": str(form.get("mode", "") or ""),
+        "reason": str(form.get("reason", "") or "")[:500],
+        "update_existing": _yes(form.get("update_existing", "")),
+        "dry_run": _yes(form.get("dry_run", "")),
+    }
 
 
 async def download(request: AppRequest, principal: Principal) -> Response:
@@ -174,10 +193,18 @@ async def upload(request: AppRequest, principal: Principal) -> Response:
             if not isinstance(file, UploadFile) or not file.filename:
                 raise Refusal("Choose a CSV file to import.", status=422)
             options = _options(request, form, principal, file.filename)
-            report = await _run_import(request, str(form.get("list", "")), file.file, options)
+            slug = str(form.get("list", ""))
+            mailing_list = await get_list(request.state["db"], slug)
+            report = await _run_import(request, slug, file.file, options)
         except Refusal as exc:
-            return await _exports_page(request, principal, error=exc.message, status=exc.status)
-    return await _exports_page(request, principal, summary=report.summary())
+            return await _exports_page(
+                request, principal, error=exc.message, status=exc.status, chosen=form
+            )
+        chosen = _chosen(form)
+    assert mailing_list is not None  # else _run_import refused
+    summary = f"List: {mailing_list.name} ({mailing_list.slug})\n{report.summary()}"
+    invalid = len(report.errors) + report.more_errors
+    return await _exports_page(request, principal, summary=summary, invalid=invalid, chosen=chosen)
 
 
 async def _spool(request: AppRequest) -> IO[bytes]:
