@@ -551,10 +551,10 @@ async def add_imported(
             action = ConsentAction.SUBSCRIBE
             wording = f"Imported by {who}; a confirmation email was queued."
             assert emails is not None
+            # Written as of when the cap lets it go: dated then, its link valid from then.
             message = emails.confirmation(
-                Subscription(id=sub_id, confirm_nonce=nonce), row.email, now, imported=True
+                Subscription(id=sub_id, confirm_nonce=nonce), row.email, next(times), imported=True
             )
-            message.next_attempt_at = next(times)
             if message.next_attempt_at > now:
                 waiting.add(row.subscriber_id)
             session.add(message)

@@ -603,6 +603,10 @@ async def test_imported_confirmations_follow_the_cap(settings: Settings, smtp: S
             assert await run(session, limits.count(limits.CONFIRMATIONS, rate, now)) == 5
             for at, hits in [(next_window, 5), (after, 2)]:  # 5 an hour
                 assert await run(session, limits.count(limits.CONFIRMATIONS, rate, at)) == hits
+        for message in waiting:  # dated when due, its link valid from then
+            due = message.next_attempt_at.replace(tzinfo=UTC)
+            assert message.created_at.replace(tzinfo=UTC) == due
+            assert message.payload["expires_at"] == int(due.timestamp() + capped.confirm_ttl)
         assert sorted(m.next_attempt_at.replace(tzinfo=UTC) for m in waiting) == [
             *[next_window] * 5,
             *[after] * 2,
