@@ -699,3 +699,18 @@ async def test_import_form_remembers_the_list_and_names_it(admin: Running) -> No
         "/admin/imports", data={**form, "reason": ""}, files=good, headers=session
     )
     assert refused.status_code == 422 and '<option value="weekly" selected>' in refused.text
+
+
+async def test_reserve_spreads_hits_over_every_rate(admin: Running) -> None:
+    """Hits the cap has no room for are counted in the earliest windows where every rate
+    has room, and given the time those windows begin."""
+    rates = parse_rates("2/1m,3/1h")
+    now = datetime(2026, 1, 1, 10, 59, 30, tzinfo=UTC)
+    async with admin.db.write() as session:
+        times = await run(session, limits.reserve("test:cap", 6, rates, now))
+        more = await run(session, limits.reserve("test:cap", 1, rates, now))
+    eleven, noon = (datetime(2026, 1, 1, h, 0, tzinfo=UTC) for h in (11, 12))
+    one_past = eleven + timedelta(minutes=1)
+    # 2 now (the minute is full), 2 at 11:00, 1 at 11:01 (the hour is full), 1 at noon.
+    assert times == [now, now, eleven, eleven, one_past, noon]
+    assert more == [noon]  # later hits queue behind the earlier ones
