@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 BATCH = 50  # signups acted on per transaction
 GROUP = 200  # signups taken in per transaction, at most
 JOIN_ROUNDS = 3  # event-loop rounds a write waits for more signups, while more come
-CONFIRMATIONS = "service:confirmations"
+CONFIRMATIONS = limits.CONFIRMATIONS
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,17 @@ from service.models import RateCounter
 from service.settings import Rate
 
 __all__ = [
+    "CONFIRMATIONS",
     "add",
     "add_one",
     "canonical_address",
     "count",
+    "reserve",
 ]
+
+# The service-wide cap on confirmation emails (NEWSLETTER_RATE_LIMIT_CONFIRMATIONS) counts
+# under this key: signups (``service.intake``) and imports alike.
+CONFIRMATIONS = "service:confirmations"
 
 
 def add(
@@ -93,6 +99,33 @@ def count(key: str, rate: Rate, now: datetime) -> Writes[int]:
         .where(RateCounter.window_start == _window(now.timestamp(), rate))
     )
     return int(found.scalar() or 0)
+
+
+def reserve(key: str, hits: int, rates: tuple[Rate, ...], now: datetime) -> Writes[list[datetime]]:
+    """Count ``hits`` on ``key`` at the earliest windows with room; when each may happen.
+
+    The first hits fall in the current windows while every rate has room, the rest in the
+    next windows that do, counted there now: whoever counts in those windows later (a
+    signup, another import) finds them already taken, so the rates hold for all together.
+    One time per hit, in order: ``now`` or the start of a later window.
+    """
+    times: list[datetime] = []
+    at = now
+    while len(times) < hits and rates:
+        room = hits - len(times)
+        for rate in rates:
+            room = min(room, rate.hits - (yield from count(key, rate, at)))
+        if room > 0:
+            waits = (yield from add([(key, room, rates)], at))[key]
+            times.extend(at for wait in waits if wait is None)  # a race may take some
+        ends: list[int] = []  # when the windows that are full now end
+        for rate in rates:
+            if (yield from count(key, rate, at)) >= rate.hits:
+                ends.append(_window(at.timestamp(), rate) + rate.seconds)
+        if ends:
+            at = datetime.fromtimestamp(min(ends), UTC)
+    times.extend([now] * (hits - len(times)))  # no rates: no cap
+    return times
 
 
 def _counter(key: str, rate: Rate) -> str:

@@ -47,7 +47,7 @@ from service.models import (
     Suppression,
     utcnow,
 )
-from service.settings import Settings
+from service.settings import Rate, Settings
 from service.suppressions import AddressKeys
 from service.tokens import InvalidToken, Purpose, TokenSigner
 from service.wakeup import Wakeup
@@ -472,12 +472,17 @@ async def add_imported(
     reason: str,
     emails: Emails | None,
     now: datetime,
-) -> dict[int, SubscriptionStatus]:
-    """Add these subscriptions to the list, in one statement; ``{subscriber id: status}``.
+    cap: tuple[Rate, ...] = (),
+) -> tuple[dict[int, SubscriptionStatus], set[int]]:
+    """Add these subscriptions to the list, in one statement; ``{subscriber id: status}``,
+    and the subscriber ids whose confirmation email waits for the cap.
 
     Rows unsubscribed in the file are recorded as unsubscribed; rows confirmed in the file
     are confirmed if ``confirmed`` (the admin's word: the consent record keeps ``reason``);
-    every other row is pending, with a confirmation email queued. A subscriber already on
+    every other row is pending, with a confirmation email queued. The emails follow the
+    service-wide confirmation cap ``cap``, counted like the signups' (``limits.CONFIRMATIONS``):
+    those the cap has room for now are due now, the others are counted in the next windows
+    with room and wait in the outbox until those begin. A subscriber already on
     the list (even one who joined a moment ago by other means) is left exactly as they are
     and is missing from the answer: adding never changes a subscription, so an opt-out
     wins.
@@ -513,7 +518,7 @@ async def add_imported(
             value.update(confirmation_sent_at=now)
         values.append(value)
     if not values:
-        return {}
+        return {}, set()
     created = {
         subscriber_id: (sub_id, nonce)
         for sub_id, subscriber_id, nonce in await session.execute(
@@ -523,7 +528,14 @@ async def add_imported(
         )
     }
     who = f"admin {admin}, from {source}"
+    pending = sum(
+        1
+        for row, status in zip(rows, statuses, strict=True)
+        if status == SubscriptionStatus.PENDING and row.subscriber_id in created
+    )
+    times = iter(await run(session, limits.reserve(limits.CONFIRMATIONS, pending, cap, now)))
     added: dict[int, SubscriptionStatus] = {}
+    waiting: set[int] = set()
     for row, status in zip(rows, statuses, strict=True):
         found = created.get(row.subscriber_id)
         if found is None:
@@ -537,17 +549,19 @@ async def add_imported(
             wording = f"Imported as confirmed by {who}. Reason given: {reason.strip()}"
         else:
             action = ConsentAction.SUBSCRIBE
-            wording = f"Imported by {who}; a confirmation email was sent."
+            wording = f"Imported by {who}; a confirmation email was queued."
             assert emails is not None
-            session.add(
-                emails.confirmation(
-                    Subscription(id=sub_id, confirm_nonce=nonce), row.email, now, imported=True
-                )
+            # Written as of when the cap lets it go: dated then, its link valid from then.
+            message = emails.confirmation(
+                Subscription(id=sub_id, confirm_nonce=nonce), row.email, next(times), imported=True
             )
+            if message.next_attempt_at > now:
+                waiting.add(row.subscriber_id)
+            session.add(message)
         if status != SubscriptionStatus.PENDING:
             _earlier_consent(session, sub_id, row, source, now)
         session.add(_consent(sub_id, action, now, wording, "import", page_url=row.page_url))
-    return added
+    return added, waiting
 
 
 def _earlier_consent(

@@ -2,34 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from support import (
+    PASSWORD,
     PEOPLE,
     Running,
     SMTPServer,
     add_people,
     bearer,
+    clear_of_window_end,
     cli,
+    make_list,
+    serve_app,
     sign_in,
     snapshot,
 )
 
+from service import limits
 from service.auth.api_tokens import create_token
+from service.auth.users import create_user
+from service.db import run
 from service.lists import create_list
 from service.models import (
     ConsentAction,
     ConsentRecord,
     MailingList,
     OutboxMessage,
+    OutboxStatus,
     Subscriber,
     Subscription,
     SubscriptionStatus,
     Suppression,
+    utcnow,
 )
+from service.settings import Settings, parse_rates
 from service.suppressions import email_hash
 
 REASON = "Signed the paper form at the 2024 book fair"
@@ -559,3 +571,146 @@ async def test_dry_run_writes_nothing(admin: Running, token: str, tmp_path: Path
     assert b"Dry run: nothing was written" in done.stdout
     assert b"1 on the list here but opted out in the file: unsubscribed" in done.stdout
     assert await stored(admin) == before
+
+
+async def test_imported_confirmations_follow_the_cap(settings: Settings, smtp: SMTPServer) -> None:
+    """A double opt-in import sends no more confirmations than the service-wide cap has
+    room for; the rest wait in the outbox, counted in the next window, and go out then."""
+    await make_list(settings)
+    await clear_of_window_end(3600)
+    capped = settings.replace(rate_limit_confirmations=parse_rates("5/1h"))
+    async with serve_app(capped) as app:
+        await create_user(app.db, "alice", PASSWORD)
+        token = await create_token(app.db, "alice", "tests")
+        body = "\r\n".join(["email", *(f"cap{i}@example.com" for i in range(12))]).encode()
+        report = await import_csv(app, token, "daily", body)
+        assert (report["confirmation_sent"], report["confirmation_waiting"]) == (5, 7)
+        assert set((await list_statuses(app, "daily")).values()) == {"pending"}
+        await smtp.wait_for(5)
+        await asyncio.sleep(0.5)  # the worker has had time to send more, if it would
+        assert len(smtp.received) == 5
+
+        now = utcnow()
+        next_window = datetime.fromtimestamp((now.timestamp() // 3600 + 1) * 3600, UTC)
+        after = next_window + timedelta(hours=1)
+        async with app.db.read() as session:
+            waiting = list(
+                await session.scalars(
+                    select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.QUEUED)
+                )
+            )
+            rate = capped.rate_limit_confirmations[0]
+            assert await run(session, limits.count(limits.CONFIRMATIONS, rate, now)) == 5
+            for at, hits in [(next_window, 5), (after, 2)]:  # 5 an hour
+                assert await run(session, limits.count(limits.CONFIRMATIONS, rate, at)) == hits
+        for message in waiting:  # dated when due, its link valid from then
+            due = message.next_attempt_at.replace(tzinfo=UTC)
+            assert message.created_at.replace(tzinfo=UTC) == due
+            assert message.payload["expires_at"] == int(due.timestamp() + capped.confirm_ttl)
+        assert sorted(m.next_attempt_at.replace(tzinfo=UTC) for m in waiting) == [
+            *[next_window] * 5,
+            *[after] * 2,
+        ]
+
+        # When their window comes, the worker sends them: none was lost.
+        async with app.db.write() as session:
+            await session.execute(update(OutboxMessage).values(next_attempt_at=now))
+        received = await smtp.wait_for(12)
+        assert {r.rcpt_tos[0] for r in received} == {f"cap{i}@example.com" for i in range(12)}
+
+
+async def test_update_existing_names_and_attributes(
+    admin: Running, token: str, tmp_path: Path
+) -> None:
+    """On request, people already here get the file's name and attributes; their
+    subscriptions keep their status (an opt-out wins)."""
+    first = "email,name,city,plan\r\nu1@example.com,Old One,Oslo,free\r\nu2@example.com,Two,,\r\n"
+    await import_csv(admin, token, "daily", first.encode(), mode="confirmed", reason=REASON)
+    async with admin.db.write() as session:
+        await session.execute(
+            update(Subscription)
+            .where(Subscription.subscriber_id == 2)
+            .values(status=SubscriptionStatus.UNSUBSCRIBED)
+        )
+    second = "email,name,city\r\nu1@example.com,New One,Bergen\r\nu2@example.com,Two Again,\r\n"
+
+    async def people() -> dict[str, tuple[str | None, dict[str, object]]]:
+        async with admin.db.read() as session:
+            rows = await session.execute(
+                select(Subscriber.email, Subscriber.name, Subscriber.attributes)
+            )
+            return {email: (name, attributes) for email, name, attributes in rows}
+
+    before = await people()
+    plain = await import_csv(admin, token, "daily", second.encode())
+    assert plain["updated"] == 0 and await people() == before  # not asked: nothing changes
+    dry = await import_csv(admin, token, "daily", second.encode(), update_existing="1", dry_run="1")
+    assert dry["updated"] == 2 and await people() == before
+
+    report = await import_csv(admin, token, "daily", second.encode(), update_existing="1")
+    assert report["updated"] == 2 and report["unchanged"] == 1
+    assert report["left_unsubscribed"] == 1 and report["confirmation_sent"] == 0
+    after = await people()
+    assert after["u1@example.com"] == ("New One", {"city": "Bergen", "plan": "free"})
+    assert after["u2@example.com"][0] == "Two Again"
+    assert await list_statuses(admin, "daily") == {
+        "u1@example.com": "confirmed",
+        "u2@example.com": "unsubscribed",  # the opt-out wins over the update
+    }
+    again = await import_csv(admin, token, "daily", second.encode(), update_existing="1")
+    assert again["updated"] == 0  # nothing left to change
+
+    source = tmp_path / "more.csv"
+    source.write_text("email,name,plan\nu1@example.com,Cli One,paid\n")
+    done = await cli(
+        ["import", "--list", "daily", str(source), "--update-existing"], admin.settings
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"1 already here: name or attributes updated" in done.stdout
+    assert (await people())["u1@example.com"] == ("Cli One", {"city": "Bergen", "plan": "paid"})
+
+
+async def test_import_form_remembers_the_list_and_names_it(admin: Running) -> None:
+    """After an upload the form keeps the chosen list (and options), the summary names the
+    list, and a summary with invalid rows is not shown as a success."""
+    await create_list(admin.db, slug="weekly", name="Weekly digest", origins=[])
+    session = await sign_in(admin)
+    form = {"list": "weekly", "mode": "confirmed", "reason": REASON, "update_existing": "1"}
+    bad = {"file": ("r.csv", b"email\r\nw1@example.com\r\nbad\r\n", "text/csv")}
+    mixed = await admin.client.post("/admin/imports", data=form, files=bad, headers=session)
+    assert mixed.status_code == 200
+    assert "List: Weekly digest (weekly)" in mixed.text
+    assert '<option value="weekly" selected>' in mixed.text
+    assert '<option value="confirmed" selected>' in mixed.text
+    assert 'name="update_existing" value="1" checked' in mixed.text
+    assert "1 invalid row was left out" in mixed.text and "line 3: email:" in mixed.text
+    assert 'class="flash"' not in mixed.text  # not the green box of a success
+
+    good = {"file": ("r.csv", b"email\r\nw2@example.com\r\n", "text/csv")}
+    clean = await admin.client.post("/admin/imports", data=form, files=good, headers=session)
+    assert clean.status_code == 200 and 'class="flash"' in clean.text
+    assert "List: Weekly digest (weekly)" in clean.text and "left out" not in clean.text
+    assert await list_statuses(admin, "weekly") == {
+        "w1@example.com": "confirmed",
+        "w2@example.com": "confirmed",
+    }
+
+    refused = await admin.client.post(
+        "/admin/imports", data={**form, "reason": ""}, files=good, headers=session
+    )
+    assert refused.status_code == 422 and '<option value="weekly" selected>' in refused.text
+
+
+async def test_reserve_spreads_hits_over_every_rate(admin: Running) -> None:
+    """Hits the cap has no room for are counted in the earliest windows where every rate
+    has room, and given the time those windows begin."""
+    rates = parse_rates("2/1m,3/1h")
+    now = datetime(2026, 1, 1, 10, 59, 30, tzinfo=UTC)
+    async with admin.db.write() as session:
+        times = await run(session, limits.reserve("test:cap", 6, rates, now))
+        more = await run(session, limits.reserve("test:cap", 1, rates, now))
+    eleven, noon = (datetime(2026, 1, 1, h, 0, tzinfo=UTC) for h in (11, 12))
+    one_past = eleven + timedelta(minutes=1)
+    # 2 now (the minute is full), 2 at 11:00, 1 at 11:01 (the hour is full), 1 at noon.
+    assert times == [now, now, eleven, eleven, one_past, noon]
+    assert more == [noon]  # later hits queue behind the earlier ones

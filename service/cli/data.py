@@ -131,6 +131,8 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
             reason=args.reason or "",
             source=Path(args.file).name,
             dry_run=args.dry_run,
+            update_existing=args.update_existing,
+            confirmation_cap=settings.rate_limit_confirmations,
         )
     except ValueError as exc:
         print(f"error: {exc} Use --reason TEXT with --confirmed.", file=sys.stderr)
@@ -179,10 +181,11 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         progress.close()
         print(report.summary())
-        if report.confirmation_sent:
+        if report.confirmation_sent or report.confirmation_waiting:
             print(
                 "The confirmation emails are queued; the service's worker sends them "
-                "(newsletter serve, or newsletter worker)."
+                "(newsletter serve, or newsletter worker)"
+                + (", as the confirmation cap allows." if report.confirmation_waiting else ".")
             )
         return 1 if report.errors else 0
 
@@ -206,8 +209,13 @@ comma, semicolon or tab separated; UTF-8, UTF-16 with a BOM or Windows-1252. The
 file is checked before anything is written: a file that cannot be read writes nothing.
 Addresses already on the list are left as they are, except that an opt-out in the file
 (unsubscribed, cleaned, blocklisted) unsubscribes them; erased addresses stay
-suppressed; running the same import again changes nothing. Invalid rows are listed with their line
-numbers; the exit status is 1 if there were any.
+suppressed; running the same import again changes nothing. With --update-existing, the
+names and attributes of people already here are updated from the file (a name given
+replaces theirs; attributes are merged, the file's winning), never their subscriptions.
+Confirmation emails follow the service-wide cap (NEWSLETTER_RATE_LIMIT_CONFIRMATIONS),
+shared with signups: those it has room for are sent now, the rest wait in the outbox for
+the worker to send as the cap allows. Invalid rows are listed with their line numbers;
+the exit status is 1 if there were any.
 """
 
 
@@ -275,5 +283,11 @@ def register(commands: Any) -> None:
         "--dry-run",
         action="store_true",
         help="read the file and report what the import would change, writing nothing",
+    )
+    imp.add_argument(
+        "--update-existing",
+        action="store_true",
+        help="update the name and attributes of people already here from the file (never "
+        "their subscription status)",
     )
     imp.set_defaults(handler=_import)

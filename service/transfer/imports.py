@@ -14,12 +14,18 @@ themselves, their consent records and confirmation emails are written by
 
 Importing is idempotent: an address already on the list is left exactly as it is (an
 unsubscribed one stays unsubscribed, and the report says so), an erased address stays
-suppressed, and running the same import again changes nothing. New addresses are either
+suppressed, and running the same import again changes nothing. On request
+(``update_existing``) the names and attributes of people already here are updated from
+the file (a name given replaces theirs, attributes are merged, the file's winning), never
+their subscriptions' status. New addresses are either
 
 - **confirmed** now, on the admin's word: the consent record keeps who imported them,
   from which file, and the reason given (where and how these people consented); or
 - sent a **double opt-in** email: the subscription is pending and the confirmation email
-  is queued in the outbox in the same transaction, for the worker to send.
+  is queued in the outbox in the same transaction, for the worker to send. The emails
+  follow the service-wide confirmation cap (NEWSLETTER_RATE_LIMIT_CONFIRMATIONS), shared
+  with signups: those the cap has room for are sent now, the others wait in the outbox
+  for the windows that have room (``confirmation_waiting`` in the report).
 
 Rows marked unsubscribed in the file (our ``unsubscribed``, Mailchimp's unsubscribed
 export, listmonk's ``blocklisted``) are recorded as unsubscribed, so a migration keeps
@@ -41,7 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Database, insert_or_ignore
 from service.emails import Emails
@@ -52,6 +59,7 @@ from service.models import (
     SubscriptionStatus,
     utcnow,
 )
+from service.settings import Rate
 from service.subscriptions import Imported, add_imported, unsubscribe_by_import
 from service.suppressions import AddressKeys
 from service.suppressions import suppressed as suppressed_of
@@ -83,6 +91,8 @@ class ImportOptions:
     reason: str = ""
     source: str = "upload"  # the file's name, for the consent record
     dry_run: bool = False  # report what would change, write nothing
+    update_existing: bool = False  # update the names and attributes of people already here
+    confirmation_cap: tuple[Rate, ...] = ()  # NEWSLETTER_RATE_LIMIT_CONFIRMATIONS
 
     def __post_init__(self) -> None:
         if self.confirmed and not self.reason.strip():
@@ -135,6 +145,8 @@ async def _write(
         # Erased inboxes stay out, under any spelling of the address (as at every door).
         suppressed = await suppressed_of(session, addresses, [r.email for r in rows])
         fresh = [r for r in rows if r.email not in suppressed]
+        if options.update_existing and fresh:
+            await _update_people(session, fresh, report)
         if fresh:
             await session.execute(
                 insert_or_ignore(session, Subscriber),
@@ -205,7 +217,7 @@ async def _write(
                     ),
                 )
             )
-        added = await add_imported(
+        added, waiting = await add_imported(
             session,
             mailing_list,
             [imported for _, imported in new],
@@ -215,6 +227,7 @@ async def _write(
             reason=options.reason,
             emails=emails,
             now=now,
+            cap=options.confirmation_cap,
         )
         unsubscribed = await unsubscribe_by_import(
             session,
@@ -235,12 +248,40 @@ async def _write(
                 report.unsubscribed += 1
             elif status == SubscriptionStatus.CONFIRMED:
                 report.confirmed += 1
+            elif imported.subscriber_id in waiting:
+                report.confirmation_waiting += 1
+                queued += 1
             else:
                 report.confirmation_sent += 1
                 queued += 1
         if options.dry_run:
             raise _DryRun  # rolls the transaction back: nothing written, the counts kept
     return queued
+
+
+async def _update_people(
+    session: AsyncSession, rows: list[ImportRow], report: ImportReport
+) -> None:
+    """Update the people already here from their rows: a name given replaces theirs, the
+    attributes are merged (the file's winning). Their subscriptions are left as they are."""
+    found = await session.execute(
+        select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.attributes).where(
+            Subscriber.email.in_([r.email for r in rows])
+        )
+    )
+    people = {email: (sid, name, attributes or {}) for sid, email, name, attributes in found}
+    for row in rows:
+        if row.email not in people:
+            continue
+        sid, name, attributes = people[row.email]
+        new_name = row.name or name
+        merged = {**attributes, **row.attributes}
+        if new_name == name and merged == attributes:
+            continue
+        await session.execute(
+            update(Subscriber).where(Subscriber.id == sid).values(name=new_name, attributes=merged)
+        )
+        report.updated += 1
 
 
 async def import_rows(

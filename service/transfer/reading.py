@@ -48,7 +48,9 @@ class ImportReport:
     columns_not_kept: list[str] = field(default_factory=list)
     rows: int = 0
     confirmed: int = 0
-    confirmation_sent: int = 0
+    confirmation_sent: int = 0  # pending, their confirmation email due now
+    confirmation_waiting: int = 0  # pending, their confirmation email waits for the cap
+    updated: int = 0  # already here: name or attributes updated (update_existing)
     unsubscribed: int = 0
     unsubscribed_by_file: int = 0
     unchanged: int = 0
@@ -62,7 +64,11 @@ class ImportReport:
     @property
     def changed(self) -> int:
         return (
-            self.confirmed + self.confirmation_sent + self.unsubscribed + self.unsubscribed_by_file
+            self.confirmed
+            + self.confirmation_sent
+            + self.confirmation_waiting
+            + self.unsubscribed
+            + self.unsubscribed_by_file
         )
 
     more_errors: int = 0
@@ -87,6 +93,8 @@ class ImportReport:
             "rows": self.rows,
             "confirmed": self.confirmed,
             "confirmation_sent": self.confirmation_sent,
+            "confirmation_waiting": self.confirmation_waiting,
+            "updated": self.updated,
             "unsubscribed": self.unsubscribed,
             "unsubscribed_by_file": self.unsubscribed_by_file,
             "unchanged": self.unchanged,
@@ -104,10 +112,17 @@ class ImportReport:
             f"{self.rows} rows read ({self.format or 'unknown'} format, {self.encoding}, "
             f"{DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter))}-separated)",
             f"{self.confirmed} subscribed as confirmed",
-            f"{self.confirmation_sent} sent a confirmation email (pending until they click)",
+            f"{self.confirmation_sent} sent a confirmation email now (pending until they click)",
             f"{self.unsubscribed} recorded as unsubscribed (as in the file)",
             f"{self.unchanged} already on the list, left unchanged",
         ]
+        if self.confirmation_waiting:
+            lines.append(
+                f"{self.confirmation_waiting} pending, their confirmation email queued to be "
+                "sent as the service-wide confirmation cap allows"
+            )
+        if self.updated:
+            lines.append(f"{self.updated} already here: name or attributes updated")
         if self.unsubscribed_by_file:
             lines.append(
                 f"{self.unsubscribed_by_file} on the list here but opted out in the file: "

@@ -444,7 +444,12 @@ PATHS: dict[str, Any] = {
                 "unsubscribed; erased addresses stay suppressed, so repeating an import "
                 "changes nothing. The whole file is checked before anything is written: a "
                 "file that cannot be read writes nothing. dry_run reports what would change "
-                "and writes nothing.",
+                "and writes nothing. update_existing updates the name and merges the "
+                "attributes of people already here from the file, never their subscriptions' "
+                "status. Confirmation emails follow the service-wide confirmation cap "
+                "(NEWSLETTER_RATE_LIMIT_CONFIRMATIONS), shared with signups: "
+                "confirmation_sent counts those sent now, confirmation_waiting those queued "
+                "for the worker to send as the cap allows.",
                 "parameters": [
                     SLUG,
                     {
@@ -469,6 +474,14 @@ PATHS: dict[str, Any] = {
                         "required": False,
                         "schema": {"type": "string", "enum": ["", "0", "1", "true", "false"]},
                     },
+                    {
+                        "name": "update_existing",
+                        "in": "query",
+                        "required": False,
+                        "description": "Update the name and merge the attributes of people "
+                        "already here (never their status).",
+                        "schema": {"type": "string", "enum": ["", "0", "1", "true", "false"]},
+                    },
                 ],
                 "requestBody": {
                     "required": True,
@@ -489,6 +502,7 @@ PATHS: dict[str, Any] = {
                                     },
                                     "reason": {"type": "string"},
                                     "dry_run": {"type": "string"},
+                                    "update_existing": {"type": "string"},
                                 },
                             }
                         },
@@ -702,6 +716,16 @@ SCHEMAS: dict[str, Any] = {
                     "failed_in_file",
                     "invalid",
                 )
+            },
+            "confirmation_waiting": {
+                "type": "integer",
+                "description": "Pending, their confirmation email queued to be sent as the "
+                "service-wide confirmation cap allows.",
+            },
+            "updated": {
+                "type": "integer",
+                "description": "People already here whose name or attributes were updated "
+                "(update_existing).",
             },
             "errors": {
                 "type": "array",

@@ -99,15 +99,34 @@ async def _exports_page(
     summary: str = "",
     error: str = "",
     status: int = 200,
+    invalid: int = 0,
+    chosen: Mapping[str, Any] | None = None,
 ) -> Response:
     return admin_page(
         request,
         principal,
         "admin/exports.html",
-        {"lists": await all_lists(request.state["db"]), "summary": summary, "error": error},
+        {
+            "lists": await all_lists(request.state["db"]),
+            "summary": summary,
+            "error": error,
+            "invalid": invalid,  # rows left out: the import's summary is not a success
+            "chosen": _chosen(chosen or {}),
+        },
         section="exports",
         status=status,
     )
+
+
+def _chosen(form: Mapping[str, Any]) -> dict[str, object]:
+    """What the import form was sent with, to show it again as chosen (not the file)."""
+    return {
+        "list": str(form.get("list", "") or ""),
+        "mode": str(form.get("mode", "") or ""),
+        "reason": str(form.get("reason", "") or "")[:500],
+        "update_existing": _yes(form.get("update_existing", "")),
+        "dry_run": _yes(form.get("dry_run", "")),
+    }
 
 
 async def download(request: AppRequest, principal: Principal) -> Response:
@@ -126,7 +145,9 @@ async def export_endpoint(request: AppRequest, principal: Principal) -> Response
     return stream_export(request, query, fmt, bom)
 
 
-def _options(fields: Mapping[str, Any], principal: Principal, source: str) -> ImportOptions:
+def _options(
+    request: AppRequest, fields: Mapping[str, Any], principal: Principal, source: str
+) -> ImportOptions:
     mode = str(fields.get("mode", "") or "double-opt-in")
     if mode not in {"double-opt-in", "confirmed"}:
         raise Refusal("mode must be double-opt-in or confirmed.", status=422)
@@ -136,10 +157,16 @@ def _options(fields: Mapping[str, Any], principal: Principal, source: str) -> Im
             admin=principal.username,
             reason=str(fields.get("reason", ""))[:500],
             source=PurePath(source.replace("\\", "/")).name[:100] or "upload",
-            dry_run=str(fields.get("dry_run", "")).lower() in {"1", "true", "yes", "on"},
+            dry_run=_yes(fields.get("dry_run", "")),
+            update_existing=_yes(fields.get("update_existing", "")),
+            confirmation_cap=request.state["settings"].rate_limit_confirmations,
         )
     except ValueError as exc:
         raise Refusal(str(exc), status=422) from None
+
+
+def _yes(value: object) -> bool:
+    return str(value).lower() in {"1", "true", "yes", "on"}
 
 
 async def _run_import(
@@ -165,11 +192,19 @@ async def upload(request: AppRequest, principal: Principal) -> Response:
         try:
             if not isinstance(file, UploadFile) or not file.filename:
                 raise Refusal("Choose a CSV file to import.", status=422)
-            options = _options(form, principal, file.filename)
-            report = await _run_import(request, str(form.get("list", "")), file.file, options)
+            options = _options(request, form, principal, file.filename)
+            slug = str(form.get("list", ""))
+            mailing_list = await get_list(request.state["db"], slug)
+            report = await _run_import(request, slug, file.file, options)
         except Refusal as exc:
-            return await _exports_page(request, principal, error=exc.message, status=exc.status)
-    return await _exports_page(request, principal, summary=report.summary())
+            return await _exports_page(
+                request, principal, error=exc.message, status=exc.status, chosen=form
+            )
+        chosen = _chosen(form)
+    assert mailing_list is not None  # else _run_import refused
+    summary = f"List: {mailing_list.name} ({mailing_list.slug})\n{report.summary()}"
+    invalid = len(report.errors) + report.more_errors
+    return await _exports_page(request, principal, summary=summary, invalid=invalid, chosen=chosen)
 
 
 async def _spool(request: AppRequest) -> IO[bytes]:
@@ -189,10 +224,10 @@ async def import_endpoint(request: AppRequest, principal: Principal) -> Response
                 file = form.get("file")
                 if not isinstance(file, UploadFile):
                     raise Refusal("Send the CSV file as the form field 'file'.", status=422)
-                options = _options(form, principal, file.filename or "upload")
+                options = _options(request, form, principal, file.filename or "upload")
                 report = await _run_import(request, slug, file.file, options)
         elif content_type in {"text/csv", "text/plain", "application/csv"}:
-            options = _options(request.query_params, principal, "api upload")
+            options = _options(request, request.query_params, principal, "api upload")
             with await _spool(request) as body:
                 report = await _run_import(request, slug, body, options)
         else:
