@@ -12,7 +12,7 @@ from support import PAGE, PEOPLE, T0, T1, Running, add_people, bearer, cli, sign
 
 from service.cli.data import Progress
 from service.lists import create_list
-from service.models import ConsentAction, ConsentRecord, Subscription
+from service.models import ConsentAction, ConsentRecord, Subscriber, Subscription
 from service.transfer.formats import WRITERS, neutralise, unneutralise
 
 HEADER = (
@@ -116,6 +116,24 @@ def test_neutralising_is_undone_exactly() -> None:
 async def test_ndjson_lines_parse(admin: Running, token: str) -> None:
     await add_people(admin)
     await add_evidence(admin)
+    async with admin.db.write() as session:  # n@ signed up again, later: that one counts
+        pending_id = await session.scalar(
+            select(Subscription.id)
+            .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+            .where(Subscriber.email == "n@example.com")
+        )
+        assert pending_id is not None
+        session.add(
+            ConsentRecord(
+                subscription_id=pending_id,
+                action=ConsentAction.SUBSCRIBE,
+                created_at=T1,
+                ip_address="198.51.100.2",
+                user_agent="Again",
+                wording="Yes again",
+                method="form",
+            )
+        )
     response = await admin.client.get(
         "/api/v1/admin/exports?list=daily&format=ndjson&status=all", headers=bearer(token)
     )
@@ -144,8 +162,13 @@ async def test_ndjson_lines_parse(admin: Running, token: str) -> None:
         "confirm_user_agent": "=cmd|calc",
         "confirm_wording": "Confirm",
     }
-    pending = next(o for o in lines if o["status"] == "pending")
-    assert pending["signup_ip"] == "203.0.113.7"
+    pending = next(o for o in lines if o["email"] == "n@example.com")
+    assert (pending["signup_ip"], pending["signup_user_agent"], pending["signup_wording"]) == (
+        "198.51.100.2",
+        "Again",
+        "Yes again",
+    ), "the latest signup's evidence"
+    assert pending["consent_source"] == PAGE, "still where they first came from"
     assert (pending["confirm_ip"], pending["confirm_user_agent"], pending["confirm_wording"]) == (
         None,
         None,
