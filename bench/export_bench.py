@@ -1,7 +1,8 @@
 """Export throughput and memory, on SQLite, against the sqlite3 command-line tool.
 
 Builds a SQLite database with 1,000,000 subscribers (list ``big``; the first 100,000 are
-also on list ``small``), each with a consent record, then exports each list:
+also on list ``small``), each with a signup and a confirmation consent record (IP
+address, user agent, wording), then exports each list:
 
 - through the HTTP endpoint (``GET /api/v1/admin/exports``) of a ``newsletter serve``
   process, read by a streaming client;
@@ -97,8 +98,12 @@ def build(db: Path, rows: int, small: int) -> None:
                 yield sid, list_id, i, "confirmed", "n", when, when, when, when, when
 
     def consent() -> Iterator[tuple[Any, ...]]:
+        agent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
         for sid in range(1, rows + small + 1):
-            yield sid, "subscribe", when, f"https://news.example.com/a/{sid % 5000}", "form"
+            ip = f"203.0.{sid % 256}.{sid % 253 + 1}"
+            page = f"https://news.example.com/a/{sid % 5000}"
+            yield sid, "subscribe", when, ip, agent, page, "Yes, send me the newsletter", "form"
+            yield sid, "confirm", when, ip, agent, None, "Confirm your subscription", "link"
 
     with conn:
         conn.execute("PRAGMA synchronous=OFF")
@@ -114,8 +119,8 @@ def build(db: Path, rows: int, small: int) -> None:
             subscriptions(),
         )
         conn.executemany(
-            "INSERT INTO consent_records (subscription_id, action, created_at, page_url, "
-            "wording, method) VALUES (?, ?, ?, ?, '', ?)",
+            "INSERT INTO consent_records (subscription_id, action, created_at, ip_address, "
+            "user_agent, page_url, wording, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             consent(),
         )
     conn.execute("ANALYZE")

@@ -7,15 +7,23 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from support import PAGE, PEOPLE, Running, add_people, bearer, cli, sign_in
+from sqlalchemy import select, update
+from support import PAGE, PEOPLE, T0, T1, Running, add_people, bearer, cli, sign_in
 
 from service.cli.data import Progress
 from service.lists import create_list
+from service.models import ConsentAction, ConsentRecord, Subscriber, Subscription
 from service.transfer.formats import WRITERS, neutralise, unneutralise
 
-EXPECTED_CSV = (
+HEADER = (
     "email,name,list,status,subscribed_at,confirmed_at,unsubscribed_at,consent_source,"
-    "attributes\r\n"
+    "attributes,signup_ip,signup_user_agent,signup_wording,confirm_ip,confirm_user_agent,"
+    "confirm_wording\r\n"
+)
+# The latest signup and confirmation records' evidence (add_evidence), each row's last cells;
+# a user agent that starts like a formula is neutralised as a name is.
+EVIDENCE = ",203.0.113.7,Mozilla/5.0 (X11),Yes please,2001:db8::1,'=cmd|calc,Confirm"
+ROWS = (
     'a@example.com,"Smith, Jo",daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,'
     '"https://www.example.com/article?id=1,2","{""city"":""Köln"",""n"":2}"\r\n'
     'b@example.com,"Say ""hi""",daily,confirmed,2025-01-02T03:04:05Z,2025-01-02T03:10:00Z,,'
@@ -40,11 +48,41 @@ EXPECTED_CSV = (
     '"https://www.example.com/article?id=1,2",{}\r\n'
     "k@example.com,''=quoted already,daily,confirmed,2025-01-02T03:04:05Z,"
     '2025-01-02T03:10:00Z,,"https://www.example.com/article?id=1,2",{}\r\n'
+)
+EXPECTED_CSV = (
+    HEADER + "".join(row + EVIDENCE + "\r\n" for row in ROWS.split("\r\n")[:-1])
 ).encode()
+
+
+async def add_evidence(app: Running) -> None:
+    """IP and user agent on every signup record; two confirmations, the latest exported."""
+    async with app.db.write() as session:
+        await session.execute(
+            update(ConsentRecord).values(
+                ip_address="203.0.113.7", user_agent="Mozilla/5.0 (X11)", wording="Yes please"
+            )
+        )
+        confirmed = await session.scalars(
+            select(Subscription.id).where(Subscription.confirmed_at.is_not(None))
+        )
+        for sid in confirmed.all():
+            for when, ip, agent in ((T0, "192.0.2.1", "Old"), (T1, "2001:db8::1", "=cmd|calc")):
+                session.add(
+                    ConsentRecord(
+                        subscription_id=sid,
+                        action=ConsentAction.CONFIRM,
+                        created_at=when,
+                        ip_address=ip,
+                        user_agent=agent,
+                        wording="Confirm",
+                        method="link",
+                    )
+                )
 
 
 async def test_csv_bytes_are_exact_and_neutralise_formulas(admin: Running, token: str) -> None:
     await add_people(admin)
+    await add_evidence(admin)
     response = await admin.client.get("/api/v1/admin/exports?list=daily", headers=bearer(token))
     assert response.status_code == 200
     assert response.content == EXPECTED_CSV
@@ -77,6 +115,25 @@ def test_neutralising_is_undone_exactly() -> None:
 
 async def test_ndjson_lines_parse(admin: Running, token: str) -> None:
     await add_people(admin)
+    await add_evidence(admin)
+    async with admin.db.write() as session:  # n@ signed up again, later: that one counts
+        pending_id = await session.scalar(
+            select(Subscription.id)
+            .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+            .where(Subscriber.email == "n@example.com")
+        )
+        assert pending_id is not None
+        session.add(
+            ConsentRecord(
+                subscription_id=pending_id,
+                action=ConsentAction.SUBSCRIBE,
+                created_at=T1,
+                ip_address="198.51.100.2",
+                user_agent="Again",
+                wording="Yes again",
+                method="form",
+            )
+        )
     response = await admin.client.get(
         "/api/v1/admin/exports?list=daily&format=ndjson&status=all", headers=bearer(token)
     )
@@ -98,7 +155,25 @@ async def test_ndjson_lines_parse(admin: Running, token: str) -> None:
         "unsubscribed_at": None,
         "consent_source": PAGE,
         "attributes": {"city": "Köln", "n": 2},
+        "signup_ip": "203.0.113.7",
+        "signup_user_agent": "Mozilla/5.0 (X11)",
+        "signup_wording": "Yes please",
+        "confirm_ip": "2001:db8::1",
+        "confirm_user_agent": "=cmd|calc",
+        "confirm_wording": "Confirm",
     }
+    pending = next(o for o in lines if o["email"] == "n@example.com")
+    assert (pending["signup_ip"], pending["signup_user_agent"], pending["signup_wording"]) == (
+        "198.51.100.2",
+        "Again",
+        "Yes again",
+    ), "the latest signup's evidence"
+    assert pending["consent_source"] == PAGE, "still where they first came from"
+    assert (pending["confirm_ip"], pending["confirm_user_agent"], pending["confirm_wording"]) == (
+        None,
+        None,
+        None,
+    ), "no confirmation, no evidence of one"
     statuses = {o["email"]: o["status"] for o in lines}
     assert statuses["l@example.com"] == "unsubscribed"
     assert statuses["l@example.com"] == "unsubscribed"
@@ -142,20 +217,27 @@ async def test_filters_by_status_date_and_list(admin: Running, token: str) -> No
 
 async def test_mailchimp_and_listmonk_layouts(admin: Running, token: str) -> None:
     await add_people(admin, people=PEOPLE[:1] + PEOPLE[10:11] + PEOPLE[12:13])
-    header = b"Email Address,First Name,Last Name,TAGS,OPTIN_TIME,CONFIRM_TIME,UNSUB_TIME\r\n"
+    await add_evidence(admin)
+    header = (
+        b"Email Address,First Name,Last Name,TAGS,OPTIN_TIME,OPTIN_IP,CONFIRM_TIME,CONFIRM_IP,"
+        b"UNSUB_TIME\r\n"
+    )
     mailchimp = await admin.client.get(
         "/api/v1/admin/exports?list=daily&format=mailchimp", headers=bearer(token)
     )
     assert mailchimp.content == header + (  # as they are, for Mailchimp's importer
-        b'a@example.com,"Smith,",Jo,daily,2025-01-02 03:04:05,2025-01-02 03:10:00,\r\n'
-        b"=1+2@example.com,,,daily,2025-01-02 03:04:05,2025-01-02 03:10:00,\r\n"
+        b'a@example.com,"Smith,",Jo,daily,2025-01-02 03:04:05,203.0.113.7,'
+        b"2025-01-02 03:10:00,2001:db8::1,\r\n"
+        b"=1+2@example.com,,,daily,2025-01-02 03:04:05,203.0.113.7,"
+        b"2025-01-02 03:10:00,2001:db8::1,\r\n"
     )
     left = await admin.client.get(
         "/api/v1/admin/exports?list=daily&format=mailchimp&status=unsubscribed",
         headers=bearer(token),
     )
     assert left.content == header + (
-        b"l@example.com,Left,,daily,2025-01-02 03:04:05,2025-01-02 03:10:00,2025-03-04 05:06:07\r\n"
+        b"l@example.com,Left,,daily,2025-01-02 03:04:05,203.0.113.7,2025-01-02 03:10:00,"
+        b"2001:db8::1,2025-03-04 05:06:07\r\n"
     )
     assert mailchimp.headers["content-disposition"].endswith(
         "-mailchimp-" + (datetime.now(UTC).date().isoformat()) + '.csv"'
@@ -173,25 +255,27 @@ async def test_mailchimp_and_listmonk_layouts(admin: Running, token: str) -> Non
 def test_mailchimp_names_split_at_the_first_space() -> None:
     """First Name is the first word, Last Name the rest; no formula guard for its importer."""
     _, write = WRITERS["mailchimp"]()
+    empty = (None, None, None, None, "", None, None, None, None, None, None)
     rows = [
-        ("q@example.com", "Quinn van der Berg", "daily", "confirmed", None, None, None, None, ""),
-        ("+t@example.com", "Cher", "daily", "confirmed", None, None, None, None, ""),
-        ("n@example.com", None, "daily", "confirmed", None, None, None, None, ""),
+        ("q@example.com", "Quinn van der Berg", "daily", "confirmed", *empty),
+        ("+t@example.com", "Cher", "daily", "confirmed", *empty),
+        ("n@example.com", None, "daily", "confirmed", *empty),
     ]
     assert write(rows) == (
-        "q@example.com,Quinn,van der Berg,daily,,,\r\n"
-        "+t@example.com,Cher,,daily,,,\r\n"
-        "n@example.com,,,daily,,,\r\n"
+        "q@example.com,Quinn,van der Berg,daily,,,,,\r\n"
+        "+t@example.com,Cher,,daily,,,,,\r\n"
+        "n@example.com,,,daily,,,,,\r\n"
     )
 
 
 def test_attributes_are_always_a_json_object() -> None:
     """Our CSV and listmonk's: ``{}`` when there are none, the object when there are."""
     row = ("a@example.com", "A", "daily", "confirmed", None, None, None, None)
-    for fmt in ("csv", "listmonk"):
+    evidence = (None,) * 6
+    for fmt, tail in (("csv", ",,,,,,\r\n"), ("listmonk", "\r\n")):
         _, write = WRITERS[fmt]()
         for raw, cell in (("{}", "{}"), (None, "{}"), ('{"n": 2}', '"{""n"":2}"')):
-            assert write([(*row, raw)]).endswith(f",{cell}\r\n"), (fmt, raw)
+            assert write([(*row, raw, *evidence)]).endswith(f",{cell}{tail}"), (fmt, raw)
 
 
 async def test_a_mailchimp_export_is_one_status(admin: Running, token: str, tmp_path: Path) -> None:
@@ -215,6 +299,36 @@ async def test_a_mailchimp_export_is_one_status(admin: Running, token: str, tmp_
     )
     assert result.returncode == 2 and b"export one status at a time" in result.stderr
     assert not (tmp_path / "m.csv").exists()
+
+
+async def test_a_listmonk_export_is_one_list_and_one_status(admin: Running, token: str) -> None:
+    """listmonk's import takes the list and subscribe-or-blocklist from whoever imports.
+
+    So opt-outs never sit in a file among subscribers, and nobody is repeated once per list.
+    """
+    await add_people(admin)
+    mixed = await admin.client.get(
+        "/api/v1/admin/exports?list=daily&format=listmonk&status=confirmed,unsubscribed",
+        headers=bearer(token),
+    )
+    assert mixed.status_code == 422
+    assert "listmonk imports one status per file" in mixed.json()["message"]
+    every_list = await admin.client.get(
+        "/api/v1/admin/exports?format=listmonk", headers=bearer(token)
+    )
+    assert every_list.status_code == 422
+    assert "export one list at a time" in every_list.json()["message"]
+    session = await sign_in(admin)
+    page = await admin.client.get(
+        "/admin/exports/download?format=listmonk&status=all", headers=session
+    )
+    assert page.status_code == 422 and b"@example.com" not in page.content
+    left = await admin.client.get(
+        "/api/v1/admin/exports?list=daily&format=listmonk&status=unsubscribed",
+        headers=bearer(token),
+    )
+    assert left.status_code == 200
+    assert left.content == b"email,name,attributes\r\nl@example.com,Left,{}\r\n"
 
 
 async def test_bad_export_requests_say_what_is_wrong(admin: Running, token: str) -> None:
@@ -242,6 +356,7 @@ async def test_nothing_is_exported_without_signing_in(admin: Running) -> None:
 
 async def test_cli_export(admin: Running, token: str, tmp_path: Path) -> None:
     await add_people(admin)
+    await add_evidence(admin)
     target = tmp_path / "out.csv"
     result = await cli(["export", "--list", "daily", "-o", str(target)], admin.settings)
     assert result.returncode == 0, result.stderr

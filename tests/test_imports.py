@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,6 +88,13 @@ async def stored(app: Running) -> dict[str, object]:
 ROUND_TRIP = [p for p in PEOPLE if p[0][0] in "abdefghk=l"]  # names a signup could have
 
 
+def without_evidence(content: bytes) -> list[list[str]]:
+    """An export's CSV rows up to ``attributes``, the consent evidence columns left out."""
+    rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"), newline="")))
+    end = rows[0].index("attributes") + 1
+    return [row[:end] for row in rows]
+
+
 async def test_export_round_trips_through_import(admin: Running, token: str) -> None:
     await add_people(admin, people=ROUND_TRIP)
     exported = await admin.client.get(
@@ -104,7 +113,11 @@ async def test_export_round_trips_through_import(admin: Running, token: str) -> 
         "/api/v1/admin/exports?list=copy&status=confirmed,unsubscribed&bom=1",
         headers=bearer(token),
     )
-    assert again.content == exported.content.replace(b",daily,", b",copy,")
+    # Byte for byte but for the consent evidence, which is the import's own records (the
+    # import does not read the evidence columns): the first nine columns.
+    assert without_evidence(again.content) == without_evidence(
+        exported.content.replace(b",daily,", b",copy,")
+    )
 
     async with admin.db.read() as session:
         record = await session.scalar(

@@ -194,12 +194,16 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
 
 EXPORT_HELP = """\
 Columns (csv, ndjson): email, name, list, status, subscribed_at, confirmed_at,
-unsubscribed_at, consent_source, attributes; one row per subscriber and list.
-mailchimp: Email Address, First Name, Last Name, TAGS, OPTIN_TIME, CONFIRM_TIME,
+unsubscribed_at, consent_source, attributes, then the consent evidence of the latest
+signup and confirmation: signup_ip, signup_user_agent, signup_wording, confirm_ip,
+confirm_user_agent, confirm_wording; one row per subscriber and list. mailchimp: Email
+Address, First Name, Last Name, TAGS, OPTIN_TIME, OPTIN_IP, CONFIRM_TIME, CONFIRM_IP,
 UNSUB_TIME, one status per file (Mailchimp imports one at a time). listmonk: email, name,
-attributes. attributes is a JSON object ({} when there are none). In csv, cells a
-spreadsheet would run as a formula (starting with = + - @, a tab or a carriage return) get
-a leading '; the mailchimp and listmonk layouts are written as they are, for those tools.
+attributes, one list and one status per file (its import takes both from whoever
+imports: subscribe or blocklist). attributes is a JSON object ({} when there are none).
+In csv, cells a spreadsheet would run as a formula (starting with = + - @, a tab or a
+carriage return) get a leading '; the mailchimp and listmonk layouts are written as they
+are, for those tools.
 """
 
 IMPORT_HELP = """\

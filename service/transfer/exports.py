@@ -22,9 +22,10 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.orm import aliased
 
 from service.db import Database, utc_text
-from service.models import ConsentRecord, MailingList, Subscriber, Subscription
+from service.models import ConsentAction, ConsentRecord, MailingList, Subscriber, Subscription
 from service.people import shown_status
 from service.transfer.formats import FORMATS, STATUSES, WRITERS, Row
 
@@ -64,6 +65,9 @@ def check_format(query: ExportQuery, fmt: str) -> None:
 
     Mailchimp's import takes the status of a whole file from the person importing it, so a
     Mailchimp-layout file of several statuses would make everyone in it one status.
+    listmonk's too (its import runs either subscribe or blocklist), and it takes the list
+    from the person importing as well: its layout has no list column, so a listmonk export
+    is of one list, as well as of one status.
     """
     if fmt not in WRITERS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
@@ -72,13 +76,50 @@ def check_format(query: ExportQuery, fmt: str) -> None:
             "Mailchimp imports one status per file: export one status at a time for it "
             f"(one of {', '.join(STATUSES)}), not {', '.join(sorted(query.statuses))} together"
         )
+    if fmt == "listmonk":
+        if len(query.statuses) > 1:
+            raise ValueError(
+                "listmonk imports one status per file (subscribe or blocklist): export one "
+                f"status at a time for it (one of {', '.join(STATUSES)}), not "
+                f"{', '.join(sorted(query.statuses))} together"
+            )
+        if query.list_slug is None:
+            raise ValueError(
+                "listmonk's layout has no list column (its import asks for the list): "
+                "export one list at a time for it"
+            )
 
 
 # Query -----------------------------------------------------------------------------------
 
 
+def _latest(action: ConsentAction) -> Any:
+    """The subscription's latest consent record of ``action`` (a join, None if there is none).
+
+    A correlated subquery in the join's ON clause picks one record's id, so the evidence
+    columns cost one index lookup per kind, the same SQL on SQLite and PostgreSQL.
+    """
+    record = aliased(ConsentRecord, name=f"{action.value}_record")
+    latest = (
+        select(ConsentRecord.id)
+        .where(
+            ConsentRecord.subscription_id == Subscription.id,
+            ConsentRecord.action == action,
+        )
+        .order_by(ConsentRecord.created_at.desc(), ConsentRecord.id.desc())
+        .limit(1)
+        .correlate(Subscription)
+        .scalar_subquery()
+    )
+    return record, record.id == latest
+
+
 def export_sql(query: ExportQuery) -> Select[Any]:
-    """The export's SELECT; its columns are ``formats.COLUMNS``, all text, in that order."""
+    """The export's SELECT; its columns are ``formats.COLUMNS``, all text, in that order.
+
+    The consent evidence is the latest signup record's and the latest confirmation
+    record's (IP address, user agent, wording shown), one row per subscription still.
+    """
     status = shown_status()
     consent_source = (
         select(func.coalesce(ConsentRecord.page_url, ConsentRecord.method))
@@ -87,6 +128,8 @@ def export_sql(query: ExportQuery) -> Select[Any]:
         .limit(1)
         .scalar_subquery()
     )
+    signup, signup_on = _latest(ConsentAction.SUBSCRIBE)
+    confirm, confirm_on = _latest(ConsentAction.CONFIRM)
     sql = (
         select(
             Subscriber.email,
@@ -98,10 +141,18 @@ def export_sql(query: ExportQuery) -> Select[Any]:
             utc_text(Subscription.unsubscribed_at),
             consent_source,
             cast(Subscriber.attributes, Text),
+            signup.ip_address,
+            signup.user_agent,
+            signup.wording,
+            confirm.ip_address,
+            confirm.user_agent,
+            confirm.wording,
         )
         .select_from(Subscription)
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
         .join(MailingList, MailingList.id == Subscription.list_id)
+        .outerjoin(signup, signup_on)
+        .outerjoin(confirm, confirm_on)
         .order_by(Subscription.subscriber_id, Subscription.list_id)
     )
     if query.list_slug is not None:

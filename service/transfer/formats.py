@@ -6,11 +6,15 @@ its rows is read back by an import. ``service.transfer.exports`` and
 
 An export row, whatever the format, comes from the database as ``COLUMNS``, all text:
 ``email, name, list, status, subscribed_at, confirmed_at, unsubscribed_at,
-consent_source, attributes``. ``status`` is ``pending``, ``confirmed``, ``unsubscribed``,
-or ``failed`` when the latest email to that subscription could not be delivered.
-``consent_source`` is the page the person signed up on, or how they came (``form``,
-``import``, ``admin``). An imported row becomes the fields of an ``ImportRow``: ``name``,
-``attributes``, ``status`` (one of ``STATUSES``) and the times the file gives.
+consent_source, attributes``, then the consent evidence: ``signup_ip, signup_user_agent,
+signup_wording`` from the subscription's latest signup record and ``confirm_ip,
+confirm_user_agent, confirm_wording`` from its latest confirmation record (empty when
+there is none; the times are ``subscribed_at`` and ``confirmed_at``). ``status`` is
+``pending``, ``confirmed``, ``unsubscribed``, or ``failed`` when the latest email to
+that subscription could not be delivered. ``consent_source`` is the page the person
+signed up on, or how they came (``form``, ``import``, ``admin``). An imported row becomes
+the fields of an ``ImportRow``: ``name``, ``attributes``, ``status`` (one of
+``STATUSES``) and the times the file gives.
 
 CSV follows RFC 4180 (header row, CRLF, quotes doubled, fields with commas, quotes or line
 breaks quoted) and is safe to open in a spreadsheet: a cell starting with ``=``, ``+``,
@@ -61,6 +65,12 @@ COLUMNS = (
     "unsubscribed_at",
     "consent_source",
     "attributes",
+    "signup_ip",
+    "signup_user_agent",
+    "signup_wording",
+    "confirm_ip",
+    "confirm_user_agent",
+    "confirm_wording",
 )
 STATUSES = ("pending", "confirmed", "unsubscribed", "failed")
 FORMATS = ("csv", "ndjson", "mailchimp", "listmonk")
@@ -158,15 +168,26 @@ def _ours_csv() -> tuple[str, Writer]:
 
     def write(rows: Iterable[Row]) -> str:
         cells = []
-        # The hot loop of a large export: checks inlined, most cells pass untouched.
-        for e, n, s, st, a, b, c, src, attrs in rows:
+        # The hot loop of a large export: checks inlined, most cells pass untouched. The
+        # user agents and wordings are someone else's text as much as a name is.
+        for e, n, s, st, a, b, c, src, attrs, sip, sua, sw, cip, cua, cw in rows:
             if e[:1] in risky:
                 e = neutralise(e)
             if n and n[0] in risky:
                 n = neutralise(n)
             if src and src[0] in risky:
                 src = neutralise(src)
-            cells.append((e, n, s, st, a, b, c, src, _attributes_text(attrs)))
+            if sua and sua[0] in risky:
+                sua = neutralise(sua)
+            if sw and sw[0] in risky:
+                sw = neutralise(sw)
+            if cua and cua[0] in risky:
+                cua = neutralise(cua)
+            if cw and cw[0] in risky:
+                cw = neutralise(cw)
+            cells.append(
+                (e, n, s, st, a, b, c, src, _attributes_text(attrs), sip, sua, sw, cip, cua, cw)
+            )
         out.writer.writerows(cells)
         return out.take()
 
@@ -189,10 +210,16 @@ def _ndjson() -> tuple[str, Writer]:
                     "unsubscribed_at": c,
                     "consent_source": src,
                     "attributes": _attributes(attrs),
+                    "signup_ip": sip,
+                    "signup_user_agent": sua,
+                    "signup_wording": sw,
+                    "confirm_ip": cip,
+                    "confirm_user_agent": cua,
+                    "confirm_wording": cw,
                 }
             )
             + "\n"
-            for e, n, s, st, a, b, c, src, attrs in rows
+            for e, n, s, st, a, b, c, src, attrs, sip, sua, sw, cip, cua, cw in rows
         )
 
     return "", write
@@ -216,7 +243,9 @@ def _read_ours(cells: dict[str, str]) -> dict[str, Any]:
 
 # Mailchimp -------------------------------------------------------------------------------
 # Its audience export: one file per status; the unsubscribed one has UNSUB_TIME filled in,
-# the cleaned one (addresses that bounced) has a CLEAN_TIME column.
+# the cleaned one (addresses that bounced) has a CLEAN_TIME column. OPTIN_IP and
+# CONFIRM_IP are its own names for the signup's and the confirmation's addresses, which
+# its import keeps as the contact's consent evidence.
 
 MAILCHIMP_COLUMNS = (
     "Email Address",
@@ -224,7 +253,9 @@ MAILCHIMP_COLUMNS = (
     "Last Name",
     "TAGS",
     "OPTIN_TIME",
+    "OPTIN_IP",
     "CONFIRM_TIME",
+    "CONFIRM_IP",
     "UNSUB_TIME",
 )
 
@@ -245,7 +276,7 @@ def _mailchimp_csv() -> tuple[str, Writer]:
     header = out.take()
 
     def write(rows: Iterable[Row]) -> str:
-        for e, n, slug, _st, a, b, c, _src, _attrs in rows:
+        for e, n, slug, _st, a, b, c, _src, _attrs, sip, _sua, _sw, cip, _cua, _cw in rows:
             first, last = _split_name(n)
             out.writer.writerow(  # as they are: for Mailchimp's importer, not a spreadsheet
                 (
@@ -254,7 +285,9 @@ def _mailchimp_csv() -> tuple[str, Writer]:
                     last,
                     slug,
                     _mailchimp_time(a),
+                    sip or "",
                     _mailchimp_time(b),
+                    cip or "",
                     _mailchimp_time(c),
                 )
             )
@@ -298,7 +331,9 @@ def _ip(value: str) -> str | None:
 
 # listmonk --------------------------------------------------------------------------------
 # Its subscriber import and export: email, name, attributes (JSON); a blocklisted
-# subscriber has opted out of everything.
+# subscriber has opted out of everything. Its import takes the list and the mode
+# (subscribe or blocklist) from the person importing, for the whole file, so an export in
+# this layout is of one list and one status (``exports.check_format``).
 
 LISTMONK_COLUMNS = ("email", "name", "attributes")
 
@@ -311,7 +346,7 @@ def _listmonk_csv() -> tuple[str, Writer]:
     def write(rows: Iterable[Row]) -> str:
         out.writer.writerows(
             (e, n or "", _attributes_text(attrs))  # as they are: for listmonk's importer
-            for e, n, _s, _st, _a, _b, _c, _src, attrs in rows
+            for e, n, _s, _st, _a, _b, _c, _src, attrs, *_evidence in rows
         )
         return out.take()
 

@@ -379,7 +379,10 @@ PATHS: dict[str, Any] = {
                 "CRLF; in format csv, cells starting with = + - @ TAB or CR get a leading ' "
                 "so that spreadsheets do not run them as formulas (the mailchimp and listmonk "
                 "layouts, read by those tools' importers, are written as they are). "
-                "attributes is always a JSON object. mailchimp takes one status per file.",
+                "attributes is always a JSON object. csv and ndjson carry the consent "
+                "evidence (signup_ip, signup_user_agent, signup_wording, confirm_ip, "
+                "confirm_user_agent, confirm_wording); mailchimp has OPTIN_IP and CONFIRM_IP. "
+                "mailchimp takes one status per file; listmonk one status and one list.",
                 "parameters": [
                     {"name": name, "in": "query", "required": False, "schema": schema}
                     for name, schema in (
