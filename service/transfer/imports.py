@@ -111,22 +111,6 @@ def _source_url(value: str | None) -> str | None:
     return None
 
 
-async def _write_batch(
-    db: Database,
-    emails: Emails | None,
-    mailing_list: MailingList,
-    rows: list[ImportRow],
-    options: ImportOptions,
-    report: ImportReport,
-    addresses: AddressKeys,
-) -> int:
-    """Write one batch in one transaction; the number of confirmation emails queued."""
-    try:
-        return await _write(db, emails, mailing_list, rows, options, report, addresses)
-    except _DryRun:
-        return 0
-
-
 class _DryRun(Exception):
     """Raised at the end of a dry run's transaction, to roll it back."""
 
@@ -140,122 +124,128 @@ async def _write(
     report: ImportReport,
     addresses: AddressKeys,
 ) -> int:
+    """Write one batch in one transaction; the number of confirmation emails queued (a dry
+    run rolls its transaction back: nothing written, the counts kept)."""
     now = utcnow()
-    async with db.write() as session:
-        # Erased inboxes stay out, under any spelling of the address (as at every door).
-        suppressed = await suppressed_of(session, addresses, [r.email for r in rows])
-        fresh = [r for r in rows if r.email not in suppressed]
-        if options.update_existing and fresh:
-            await _update_people(session, fresh, report)
-        if fresh:
-            await session.execute(
-                insert_or_ignore(session, Subscriber),
-                [
-                    {
-                        "email": r.email,
-                        "name": r.name,
-                        "attributes": r.attributes,
-                        "created_at": now,
-                    }
-                    for r in fresh
-                ],
+    try:
+        async with db.write() as session:
+            # Erased inboxes stay out, under any spelling of the address (as at every door).
+            suppressed = await suppressed_of(session, addresses, [r.email for r in rows])
+            fresh = [r for r in rows if r.email not in suppressed]
+            if options.update_existing and fresh:
+                await _update_people(session, fresh, report)
+            if fresh:
+                await session.execute(
+                    insert_or_ignore(session, Subscriber),
+                    [
+                        {
+                            "email": r.email,
+                            "name": r.name,
+                            "attributes": r.attributes,
+                            "created_at": now,
+                        }
+                        for r in fresh
+                    ],
+                )
+            known = await session.execute(
+                select(Subscriber.email, Subscriber.id).where(
+                    Subscriber.email.in_([r.email for r in fresh])
+                )
             )
-        known = await session.execute(
-            select(Subscriber.email, Subscriber.id).where(
-                Subscriber.email.in_([r.email for r in fresh])
+            ids: dict[str, int] = {email: subscriber_id for email, subscriber_id in known}
+            on_list = await session.execute(
+                select(Subscription.subscriber_id, Subscription.status).where(
+                    Subscription.list_id == mailing_list.id,
+                    Subscription.subscriber_id.in_(list(ids.values())),
+                )
             )
-        )
-        ids: dict[str, int] = {email: subscriber_id for email, subscriber_id in known}
-        on_list = await session.execute(
-            select(Subscription.subscriber_id, Subscription.status).where(
-                Subscription.list_id == mailing_list.id,
-                Subscription.subscriber_id.in_(list(ids.values())),
-            )
-        )
-        existing: dict[int, SubscriptionStatus] = {sid: status for sid, status in on_list}
-        taken: set[int] = set()  # subscribers this batch already adds
-        opted_out: dict[int, str] = {}  # on the list here, opted out in the file
-        new: list[tuple[ImportRow, Imported]] = []
-        for row in rows:
-            if row.email in suppressed:
-                report.suppressed += 1
-                report.note(row.line, f"{row.email} was erased earlier and stays suppressed")
-                continue
-            subscriber_id = ids[row.email]
-            status = existing.get(subscriber_id)
-            if status in ACTIVE and row.opt_out and subscriber_id not in taken:
+            existing: dict[int, SubscriptionStatus] = {sid: status for sid, status in on_list}
+            taken: set[int] = set()  # subscribers this batch already adds
+            opted_out: dict[int, str] = {}  # on the list here, opted out in the file
+            new: list[tuple[ImportRow, Imported]] = []
+            for row in rows:
+                if row.email in suppressed:
+                    report.suppressed += 1
+                    report.note(row.line, f"{row.email} was erased earlier and stays suppressed")
+                    continue
+                subscriber_id = ids[row.email]
+                status = existing.get(subscriber_id)
+                if status in ACTIVE and row.opt_out and subscriber_id not in taken:
+                    taken.add(subscriber_id)
+                    opted_out[subscriber_id] = row.opt_out
+                    continue
+                if status == SubscriptionStatus.UNSUBSCRIBED and row.status != "unsubscribed":
+                    report.left_unsubscribed += 1
+                    report.note(
+                        row.line,
+                        f"{row.email} unsubscribed from this list earlier: left unsubscribed",
+                    )
+                    continue
+                if status is not None or subscriber_id in taken:
+                    report.unchanged += 1
+                    continue
+                if row.status == "failed":
+                    report.failed_in_file += 1
+                    report.note(row.line, f"{row.email} is marked undeliverable in the file")
+                    continue
                 taken.add(subscriber_id)
-                opted_out[subscriber_id] = row.opt_out
-                continue
-            if status == SubscriptionStatus.UNSUBSCRIBED and row.status != "unsubscribed":
-                report.left_unsubscribed += 1
-                report.note(
-                    row.line, f"{row.email} unsubscribed from this list earlier: left unsubscribed"
+                new.append(
+                    (
+                        row,
+                        Imported(
+                            subscriber_id,
+                            row.email,
+                            row.status,
+                            row.subscribed_at,
+                            row.confirmed_at,
+                            row.unsubscribed_at,
+                            _source_url(row.consent_source),
+                            row.optin_ip,
+                            row.confirm_ip,
+                        ),
+                    )
                 )
-                continue
-            if status is not None or subscriber_id in taken:
-                report.unchanged += 1
-                continue
-            if row.status == "failed":
-                report.failed_in_file += 1
-                report.note(row.line, f"{row.email} is marked undeliverable in the file")
-                continue
-            taken.add(subscriber_id)
-            new.append(
-                (
-                    row,
-                    Imported(
-                        subscriber_id,
-                        row.email,
-                        row.status,
-                        row.subscribed_at,
-                        row.confirmed_at,
-                        row.unsubscribed_at,
-                        _source_url(row.consent_source),
-                        row.optin_ip,
-                        row.confirm_ip,
-                    ),
-                )
+            added, waiting = await add_imported(
+                session,
+                mailing_list,
+                [imported for _, imported in new],
+                confirmed=options.confirmed,
+                admin=options.admin,
+                source=options.source,
+                reason=options.reason,
+                emails=emails,
+                now=now,
+                cap=options.confirmation_cap,
             )
-        added, waiting = await add_imported(
-            session,
-            mailing_list,
-            [imported for _, imported in new],
-            confirmed=options.confirmed,
-            admin=options.admin,
-            source=options.source,
-            reason=options.reason,
-            emails=emails,
-            now=now,
-            cap=options.confirmation_cap,
-        )
-        unsubscribed = await unsubscribe_by_import(
-            session,
-            mailing_list,
-            opted_out,
-            admin=options.admin,
-            source=options.source,
-            now=now,
-        )
-        report.unsubscribed_by_file += len(unsubscribed)
-        report.unchanged += len(opted_out) - len(unsubscribed)  # unsubscribed meanwhile
-        queued = 0
-        for _, imported in new:
-            status = added.get(imported.subscriber_id)
-            if status is None:  # subscribed at this very moment by other means
-                report.unchanged += 1
-            elif status == SubscriptionStatus.UNSUBSCRIBED:
-                report.unsubscribed += 1
-            elif status == SubscriptionStatus.CONFIRMED:
-                report.confirmed += 1
-            elif imported.subscriber_id in waiting:
-                report.confirmation_waiting += 1
-                queued += 1
-            else:
-                report.confirmation_sent += 1
-                queued += 1
-        if options.dry_run:
-            raise _DryRun  # rolls the transaction back: nothing written, the counts kept
+            unsubscribed = await unsubscribe_by_import(
+                session,
+                mailing_list,
+                opted_out,
+                admin=options.admin,
+                source=options.source,
+                now=now,
+            )
+            report.unsubscribed_by_file += len(unsubscribed)
+            report.unchanged += len(opted_out) - len(unsubscribed)  # unsubscribed meanwhile
+            queued = 0
+            for _, imported in new:
+                status = added.get(imported.subscriber_id)
+                if status is None:  # subscribed at this very moment by other means
+                    report.unchanged += 1
+                elif status == SubscriptionStatus.UNSUBSCRIBED:
+                    report.unsubscribed += 1
+                elif status == SubscriptionStatus.CONFIRMED:
+                    report.confirmed += 1
+                elif imported.subscriber_id in waiting:
+                    report.confirmation_waiting += 1
+                    queued += 1
+                else:
+                    report.confirmation_sent += 1
+                    queued += 1
+            if options.dry_run:
+                raise _DryRun  # rolls the transaction back: nothing written, the counts kept
+    except _DryRun:
+        return 0
     return queued
 
 
@@ -312,7 +302,7 @@ async def import_rows(
         nonlocal done
         done += len(batch)
         if batch:
-            if await _write_batch(db, emails, mailing_list, batch, options, report, addresses):
+            if await _write(db, emails, mailing_list, batch, options, report, addresses):
                 on_mail_queued()
             batch.clear()
         on_batch(done, len(rows))
