@@ -572,26 +572,28 @@ def _earlier_consent(
     subscription."""
     said = f"as {source} records it (the previous mailing tool's export)"
     if row.optin_ip:
-        record = _consent(
-            sub_id,
-            ConsentAction.SUBSCRIBE,
-            row.subscribed_at or now,
-            f"Opted in, {said}.",
-            "import",
-            page_url=row.page_url,
+        session.add(
+            _consent(
+                sub_id,
+                ConsentAction.SUBSCRIBE,
+                row.subscribed_at or now,
+                f"Opted in, {said}.",
+                "import",
+                RequestOrigin(ip=row.optin_ip, user_agent=None),
+                row.page_url,
+            )
         )
-        record.ip_address = row.optin_ip
-        session.add(record)
     if row.confirm_ip:
-        record = _consent(
-            sub_id,
-            ConsentAction.CONFIRM,
-            row.confirmed_at or now,
-            f"Confirmed, {said}.",
-            "import",
+        session.add(
+            _consent(
+                sub_id,
+                ConsentAction.CONFIRM,
+                row.confirmed_at or now,
+                f"Confirmed, {said}.",
+                "import",
+                RequestOrigin(ip=row.confirm_ip, user_agent=None),
+            )
         )
-        record.ip_address = row.confirm_ip
-        session.add(record)
 
 
 async def unsubscribe_by_import(

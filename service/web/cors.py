@@ -20,6 +20,7 @@ __all__ = [
     "REFUSED_HEADERS",
     "OriginRefused",
     "allowed_list",
+    "check_origin",
     "origin_allowed",
     "own_origin",
     "response_headers",
@@ -75,6 +76,12 @@ async def allowed_list(request: AppRequest) -> MailingList:
     mailing_list = await request.state["lists"].get(slug)
     if mailing_list is None:
         raise Refusal(f"There is no list {slug!r}.", status=404)
+    check_origin(request, mailing_list)
+    return mailing_list
+
+
+def check_origin(request: AppRequest, mailing_list: MailingList) -> None:
+    """OriginRefused unless the calling page may use the list."""
     if not origin_allowed(request, mailing_list):
         origin = request.headers.get("origin", "")[:200]
         log.warning(
@@ -87,4 +94,3 @@ async def allowed_list(request: AppRequest) -> MailingList:
             f"{mailing_list.slug!r}. Add it to the list's allowed origins.",
             mailing_list,
         )
-    return mailing_list

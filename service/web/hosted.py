@@ -106,7 +106,7 @@ async def subscribe(request: AppRequest) -> Response:
     mailing_list = await _list(request)
     fields: dict[str, Any] = {}
     try:
-        await cors.allowed_list(request)
+        cors.check_origin(request, mailing_list)
         fields = await read_fields(request)
         await request.state["signups"].take(mailing_list, fields, caller(request))
     except Refusal as refusal:
