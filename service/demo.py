@@ -8,7 +8,6 @@ site would be) with the one-line snippet embedded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import sys
 import tempfile
@@ -114,10 +113,9 @@ def port_in_use(port: int) -> bool:
 
 
 def run_demo(settings: Settings, port: int, article_port: int) -> int:
-    import uvicorn
 
     from service.app import create_app
-    from service.server import Server
+    from service.server import serve
 
     if port == article_port:
         print(
@@ -153,14 +151,5 @@ def run_demo(settings: Settings, port: int, article_port: int) -> int:
                 "  Press Ctrl+C to stop (the demo's data goes with it).\n",
                 flush=True,
             )
-            config = uvicorn.Config(
-                create_app(settings),
-                host="127.0.0.1",
-                port=port,
-                log_config=None,
-                access_log=False,
-                server_header=False,
-            )
-            with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how it stops
-                Server(config).run()
+            serve(create_app(settings), "127.0.0.1", port)
     return 0

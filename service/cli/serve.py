@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -17,10 +16,9 @@ __all__ = ["register"]
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
 
     from service.app import create_app
-    from service.server import Server
+    from service.server import serve
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -39,18 +37,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("service").info(
         "serving on http://%s:%s (public URL %s)", host, port, settings.base_url
     )
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,  # keep our logging setup
-        access_log=False,  # ours redacts link tokens; uvicorn's would print them
-        server_header=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=30,
-    )
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how a server is stopped
-        Server(config).run()
+    serve(create_app(settings), host, port)
     return 0
 
 
