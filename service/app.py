@@ -26,6 +26,8 @@ from service.web import metrics as metrics_routes
 from service.web.admin import api as admin_api
 from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
+from service.web.admin import security as admin_security
+from service.web.admin import security_api as admin_security_api
 from service.web.admin import signin
 from service.web.admin.data import body_limit
 from service.web.middleware import (
@@ -111,6 +113,8 @@ def create_app(settings: Settings) -> Starlette:
         *admin_pages.routes,
         *admin_api.routes,
         *admin_data.routes,
+        *admin_security.routes,
+        *admin_security_api.routes,
     ]
     if settings.uses_mail_catcher:
         routes += devmail.routes

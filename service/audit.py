@@ -4,8 +4,8 @@ An entry is written in the same transaction as the action it records, so the log
 claims what did not happen and never misses what did. Actions written in this package's
 own admin functions add their row to their transaction directly; actions that live in
 other modules (lists, the subscription state machine) run inside ``along_with``, which
-adds the row to the first write transaction committed in that block. An action that
-commits nothing (refused, or nothing to change) leaves no entry. Reads (exports) and
+adds the row to the first transaction committed in that block that wrote something. An
+action that writes nothing (refused, or nothing to change) leaves no entry. Reads (exports) and
 actions made of many transactions (imports) get an entry of their own.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from service.db import Database
 from service.models import AuditEvent, utcnow
@@ -110,10 +110,26 @@ def along_with(row: AuditEvent) -> Iterator[None]:
         _riding.reset(token)
 
 
+@event.listens_for(Session, "do_orm_execute")
+def _note_write(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info["audit_wrote"] = True
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flush(session: Session, context: object) -> None:
+    session.info["audit_wrote"] = True
+
+
 @event.listens_for(Session, "before_commit")
 def _add_riding(session: Session) -> None:
+    """A transaction that wrote something takes the waiting row; an empty one (the action
+    found nothing to do) does not."""
     waiting = _riding.get()
-    if waiting:
+    wrote = (
+        session.info.pop("audit_wrote", False) or session.new or session.dirty or session.deleted
+    )
+    if waiting and wrote:
         session.add(waiting.pop())
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "check_token",
     "create_token",
     "expiry_from_days",
+    "issue_token",
     "list_tokens",
     "revoke_token",
     "token_scopes",
@@ -79,7 +80,23 @@ async def create_token(
     expires_at: datetime | None = None,
     actor: Actor | None = None,
 ) -> str:
-    """A new token of ``username``'s (printed once). ValueError for a bad name or scope,
+    """A new token of ``username``'s, to be shown once (see ``issue_token``)."""
+    value, _ = await issue_token(
+        db, username, name, scopes=scopes, expires_at=expires_at, actor=actor
+    )
+    return value
+
+
+async def issue_token(
+    db: Database,
+    username: str,
+    name: str,
+    *,
+    scopes: Sequence[object] = LEGACY_SCOPES,
+    expires_at: datetime | None = None,
+    actor: Actor | None = None,
+) -> tuple[str, ApiToken]:
+    """A new token of ``username``'s and its row. ValueError for a bad name or scope,
     LookupError for an unknown or disabled admin; ``actor`` is recorded in the audit log."""
     chosen = parse_scopes(scopes)
     name = name.strip()
@@ -110,7 +127,7 @@ async def create_token(
                     expires_at=expires_at.isoformat() if expires_at else None,
                 )
             )
-    return value
+    return value, token
 
 
 async def check_token(db: Database, value: str) -> Principal | None:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
-from service.audit import Actor
+from service.audit import Actor, entry
 from service.auth.roles import SCOPES, role_scopes
 from service.db import Database
 from service.models import AdminSession, AdminUser, utcnow
@@ -158,7 +158,9 @@ async def list_sessions(db: Database, user_id: int | None = None) -> Sequence[Se
     ]
 
 
-async def revoke_session(db: Database, session_id: str, *, user_id: int | None) -> str | None:
+async def revoke_session(
+    db: Database, session_id: str, *, user_id: int | None, actor: Actor | None = None
+) -> str | None:
     """End the session named by its id hash; only ``user_id``'s unless None (an owner).
     The name of the admin whose session it was, or None when there is no such session."""
     if len(session_id) != 64:
@@ -174,4 +176,6 @@ async def revoke_session(db: Database, session_id: str, *, user_id: int | None) 
         username = await session.scalar(query)
         if username is not None:
             await session.execute(delete(AdminSession).where(AdminSession.id_hash == session_id))
+            if actor is not None:
+                session.add(entry(actor, "session.revoke", f"a session of {username}"))
     return username
