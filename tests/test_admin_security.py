@@ -3,6 +3,7 @@ admins, sessions, and the audit log, through the API, the pages and the command 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -13,7 +14,7 @@ from sqlalchemy import text
 from support import SAME_SITE, Running, add_people, bearer, cli, sign_in, visible
 
 from service.auth.api_tokens import check_token, create_token
-from service.auth.users import create_user
+from service.auth.users import create_user, list_users, set_disabled, set_role
 from service.db import Database
 from service.models import utcnow
 from service.settings import Settings
@@ -49,6 +50,9 @@ async def test_every_admin_endpoint_refuses_a_token_without_its_scope(admin: Run
         scope: await create_token(admin.db, "alice", scope, scopes=[scope]) for scope in SCOPES
     }
     for method, path, needed in ENDPOINTS:
+        for headers in ({}, bearer("nlt_unknown")):
+            anonymous = await admin.client.request(method, path, headers=headers, json={})
+            assert anonymous.status_code == 401, (method, path)
         for scope, token in tokens.items():
             response = await admin.client.request(method, path, headers=bearer(token), json={})
             if scope == needed:
@@ -234,6 +238,18 @@ async def test_the_last_active_owner_stays_an_owner(admin: Running) -> None:
     assert demoted.json()["role"] == "editor"
     # The token's admin scope went with the role.
     assert (await admin.client.get("/api/v1/admin/admins", headers=auth)).status_code == 403
+
+
+async def test_two_owners_demoting_each_other_at_once_leave_one_owner(admin: Running) -> None:
+    await create_user(admin.db, "carol", EDITOR_PASSWORD, role="owner")
+    results = await asyncio.gather(
+        set_role(admin.db, "alice", "editor"),
+        set_disabled(admin.db, "carol", True),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["LastOwner", "bool"], results
+    owners = [u for u in await list_users(admin.db) if u.role == "owner" and not u.disabled_at]
+    assert len(owners) == 1
 
 
 async def test_admin_changes_refuse_what_makes_no_sense(admin: Running) -> None:
