@@ -10,8 +10,6 @@ import contextvars
 import logging
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
-
 __all__ = [
     "configure_logging",
     "request_id_var",
@@ -31,6 +29,8 @@ class RequestIdFilter(logging.Filter):
 
 def _formatter(fmt: str) -> logging.Formatter:
     if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter  # only JSON logs pay for its import
+
         return JsonFormatter(
             "{asctime}{levelname}{name}{message}{request_id}",
             style="{",

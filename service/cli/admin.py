@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from service.auth.api_tokens import create_token, list_tokens, revoke_token
-from service.auth.users import UserExists, create_user, set_password
 from service.cli._common import run_with_db
-from service.db import Database
-from service.models import AdminUser
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.db import Database
 
 __all__ = ["register"]
 
@@ -34,6 +31,7 @@ def _create(settings: Settings, args: argparse.Namespace) -> int:
     password = _read_password()
     if password is None:
         return 1
+    from service.auth.users import UserExists, create_user
 
     async def job(db: Database) -> int:
         try:
@@ -51,6 +49,7 @@ def _password(settings: Settings, args: argparse.Namespace) -> int:
     password = _read_password()
     if password is None:
         return 1
+    from service.auth.users import set_password
 
     async def job(db: Database) -> int:
         try:
@@ -78,6 +77,11 @@ def _password(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from service.auth.api_tokens import create_token
+    from service.models import AdminUser
+
     async def job(db: Database) -> int:
         username = args.user
         if username is None:
@@ -108,6 +112,8 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token_list(settings: Settings, args: argparse.Namespace) -> int:
+    from service.auth.api_tokens import list_tokens
+
     async def job(db: Database) -> int:
         for token, username in await list_tokens(db):
             state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "active"
@@ -119,6 +125,8 @@ def _token_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from service.auth.api_tokens import revoke_token
+
     async def job(db: Database) -> int:
         if await revoke_token(db, args.id):
             print(f"token {args.id} revoked")

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 from typing import Any
 
-from service.db import Database, SchemaError
 from service.settings import Settings
 
 __all__ = ["register"]
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
 
     from service.app import create_app
     from service.server import serve
@@ -43,6 +42,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _schema_problem(settings: Settings) -> str | None:
     """Migrate if that is on; else why the schema cannot be used (None: it can)."""
+    from service.db import Database, SchemaError
+
     db = Database.from_url(settings.database_url)
     try:
         await db.prepare_schema(migrate=settings.migrates_on_start)
