@@ -18,6 +18,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from service.app import create_app
     from service.server import serve
+    from service.logs import configure_logging
+
+    # A line per request: written in batches, not one write each.
+    configure_logging(settings.log_level, settings.log_format, batched=True)
 
     host = args.host or settings.host
     port = args.port or settings.port
