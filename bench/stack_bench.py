@@ -141,6 +141,7 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
                     spent = await slice_time(target, path, state, args.requests)
                     times.setdefault((case, name), []).append(spent)
         service_logger.setLevel(logging.INFO)
+    handler.flush()
     log_file.close()
     lines = sum(1 for _ in (folder / "access.log").open())
     print(f"{args.requests} requests a slice, best of {args.rounds} slices, {args.format} logs")

@@ -24,6 +24,8 @@ __all__ = [
     "JsonLinesFormatter",
     "TextFormatter",
     "configure_logging",
+    "fast_line_handler",
+    "info_line",
     "request_id_var",
     "silence_server_access_log",
 ]
@@ -39,32 +41,51 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class _StampOncePerSecond(logging.Formatter):
-    """``formatTime`` that formats the date and time once a second, not once a line."""
+class _LineFormatter(logging.Formatter):
+    """A formatter that also makes a line without a record (``line``), the same as
+    ``format`` would make of a record with those values: the access log's fast path.
+
+    The date and time are formatted once a second, not once a line.
+    """
 
     _stamp: tuple[int, str] = (-1, "")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
+        return self._time(record.created, datefmt)
+
+    def _time(self, created: float, datefmt: str | None) -> str:
+        second = int(created)
         cached, stamp = self._stamp
         if cached != second:
             stamp = time.strftime(datefmt or self.default_time_format, self.converter(second))
             self._stamp = (second, stamp)  # one assignment: threads see a matching pair
         if datefmt:
             return stamp
-        return f"{stamp},{int(record.msecs):03d}"
+        return f"{stamp},{int((created - second) * 1000):03d}"
+
+    def line(
+        self, created: float, level: str, name: str, request_id: str, message: str,
+        fields: dict[str, Any],
+    ) -> str:  # fmt: skip
+        raise NotImplementedError
 
 
-class TextFormatter(_StampOncePerSecond):
+class TextFormatter(_LineFormatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s")
+
+    def line(
+        self, created: float, level: str, name: str, request_id: str, message: str,
+        fields: dict[str, Any],
+    ) -> str:  # fmt: skip
+        return f"{self._time(created, None)} {level:<7} {name} [{request_id}] {message}"
 
 
 # What every record has; anything else on a record came as ``extra=`` and is a field.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
 
 
-class JsonLinesFormatter(_StampOncePerSecond):
+class JsonLinesFormatter(_LineFormatter):
     """One JSON object per line: time, level, logger, message, request_id, then the
     ``extra`` fields (the access log's method, path, status, duration_ms, client)."""
 
@@ -85,6 +106,20 @@ class JsonLinesFormatter(_StampOncePerSecond):
             data["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:
             data["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+    def line(
+        self, created: float, level: str, name: str, request_id: str, message: str,
+        fields: dict[str, Any],
+    ) -> str:  # fmt: skip
+        data = {
+            "time": self._time(created, self.DATEFMT),
+            "level": level,
+            "logger": name,
+            "message": message,
+            "request_id": request_id,
+            **fields,
+        }
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
@@ -113,6 +148,13 @@ class BatchedStreamHandler(logging.StreamHandler[IO[str]]):
         except Exception:
             self.handleError(record)
 
+    def add_line(self, line: str) -> None:
+        """A line made without a record (``_LineFormatter.line``), batched like the rest."""
+        with self.lock:  # type: ignore[union-attr]  # made in Handler.__init__
+            self._lines.append(line)
+            if len(self._lines) >= self.size:
+                self._write()
+
     def _write(self) -> None:
         if self._lines:
             lines, self._lines = self._lines, []
@@ -134,6 +176,48 @@ class BatchedStreamHandler(logging.StreamHandler[IO[str]]):
         self._stopped.set()
         self.flush()
         super().close()
+
+
+def fast_line_handler(logger: logging.Logger) -> BatchedStreamHandler | None:
+    """The handler an INFO line of ``logger`` can go to straight away, as a line: when the
+    only handler on its way is the server's batched one, with its own filter and format.
+
+    Anywhere else (another handler added, a filter, a test capturing records) the line
+    must be a record, and this is None.
+    """
+    current: logging.Logger | None = logger
+    while current is not None and current is not logging.root:
+        if current.handlers or current.filters or current.disabled:
+            return None
+        current = current.parent if current.propagate else None
+    if current is None or current.filters:
+        return None
+    handlers = current.handlers
+    if len(handlers) != 1:
+        return None
+    handler = handlers[0]
+    if (
+        type(handler) is not BatchedStreamHandler
+        or handler.level > logging.INFO
+        or len(handler.filters) != 1
+        or not isinstance(handler.formatter, _LineFormatter)
+    ):
+        return None
+    return handler
+
+
+def info_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+    """Log ``message`` at INFO with ``fields`` (as ``extra``), under the current request's
+    id; as a ready-made line when ``fast_line_handler`` allows (a few microseconds, not
+    the tens a record takes), else as a record. The output is the same either way."""
+    handler = fast_line_handler(logger)
+    if handler is None:
+        logger.info("%s", message, extra=fields)
+        return
+    formatter = handler.formatter
+    assert isinstance(formatter, _LineFormatter)
+    request_id = request_id_var.get() or "-"
+    handler.add_line(formatter.line(time.time(), "INFO", logger.name, request_id, message, fields))
 
 
 def _formatter(fmt: str) -> logging.Formatter:

@@ -17,8 +17,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
     from service.app import create_app
-    from service.server import serve
     from service.logs import configure_logging
+    from service.server import serve
 
     # A line per request: written in batches, not one write each.
     configure_logging(settings.log_level, settings.log_format, batched=True)

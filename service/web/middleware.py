@@ -15,7 +15,7 @@ from random import getrandbits
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import request_id_var
+from service.logs import info_line, request_id_var
 from service.metrics import Metrics
 
 __all__ = [
@@ -232,13 +232,10 @@ class AccessLogMiddleware:
             if access_log.isEnabledFor(logging.INFO):
                 path = redact_path(scope["path"])
                 client = scope.get("client")
-                access_log.info(
-                    "%s %s %s %.1fms",
-                    method,
-                    path,
-                    status,
-                    elapsed * 1000,
-                    extra={
+                info_line(
+                    access_log,
+                    f"{method} {path} {status} {elapsed * 1000:.1f}ms",
+                    {
                         "method": method,
                         "path": path,
                         "status": status,

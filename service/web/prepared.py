@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers as StarletteHeaders
 from starlette.responses import Response
 
-__all__ = ["Prepared", "accepts_gzip", "etag_matches"]
+__all__ = ["Headers", "Prepared", "accepts_gzip", "etag_matches"]
 
 
-def accepts_gzip(headers: Headers) -> bool:
+def accepts_gzip(headers: StarletteHeaders) -> bool:
     """Whether the client takes gzip (``Accept-Encoding``; ``gzip;q=0`` refuses it)."""
     value = headers.get("accept-encoding", "")
     if "gzip" not in value and "*" not in value:
@@ -40,6 +39,19 @@ def etag_matches(header: str, etag: str) -> bool:
     return etag in {tag.strip().removeprefix("W/") for tag in header.split(",")}
 
 
+Headers = tuple[tuple[str, str], ...]  # fixed header sets: the keys of prepared ones
+
+
+class _Ready(Response):
+    """A response whose status line, headers and body were all made beforehand."""
+
+    def __init__(self, status: int, raw: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status_code = status
+        self.raw_headers = list(raw)  # middleware may add to its own copy
+        self.body = body
+        self.background = None
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A body in both encodings, with the strong ETag of each."""
@@ -49,6 +61,10 @@ class Prepared:
     etag: str
     gzip_etag: str
     media_type: str
+    # The header lines of each answer (200 or 304, encoding, header set), made once.
+    _raw: dict[tuple[bool, bool, Headers], list[tuple[bytes, bytes]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, body: bytes, media_type: str, *, tag: str = "", level: int = 6) -> Prepared:
@@ -57,22 +73,39 @@ class Prepared:
         gzipped = gzip.compress(body, level, mtime=0)
         return cls(body, gzipped, f'"{tag}"', f'"{tag}-gz"', media_type)
 
-    def answer(self, request_headers: Headers, headers: Mapping[str, str]) -> Response:
+    def answer(self, request_headers: StarletteHeaders, headers: Headers) -> Response:
         """200 with the encoding the client takes, or 304 when it has these bytes.
 
         ``headers`` (caching, CORS) go on both; ``Vary`` gains ``Accept-Encoding``.
         """
         compressed = accepts_gzip(request_headers)
         etag = self.gzip_etag if compressed else self.etag
-        vary = headers.get("Vary")
-        sent = {
-            **headers,
-            "ETag": etag,
+        unchanged = etag_matches(request_headers.get("if-none-match", ""), etag)
+        key = (compressed, unchanged, headers)
+        raw = self._raw.get(key)
+        if raw is None:
+            raw = self._raw[key] = self._header_lines(compressed, unchanged, headers)
+        if unchanged:
+            return _Ready(304, raw, b"")
+        return _Ready(200, raw, self.gzipped if compressed else self.body)
+
+    def _header_lines(
+        self, compressed: bool, unchanged: bool, headers: Headers
+    ) -> list[tuple[bytes, bytes]]:
+        given = dict(headers)
+        vary = given.pop("Vary", "")
+        lines = {
+            **given,
+            "ETag": self.gzip_etag if compressed else self.etag,
             "Vary": f"{vary}, Accept-Encoding" if vary else "Accept-Encoding",
         }
-        if etag_matches(request_headers.get("if-none-match", ""), etag):
-            return Response(status_code=304, headers=sent)
-        if compressed:
-            sent["Content-Encoding"] = "gzip"
-            return Response(self.gzipped, media_type=self.media_type, headers=sent)
-        return Response(self.body, media_type=self.media_type, headers=sent)
+        if not unchanged:
+            body = self.gzipped if compressed else self.body
+            lines["Content-Type"] = self.media_type
+            lines["Content-Length"] = str(len(body))
+            if compressed:
+                lines["Content-Encoding"] = "gzip"
+        return [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in lines.items()
+        ]

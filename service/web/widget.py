@@ -39,16 +39,15 @@ __all__ = ["routes"]
 SHORT_CACHE = "public, max-age=300, stale-while-revalidate=86400"
 LONG_CACHE = "public, max-age=31536000, immutable"
 SETTINGS_CACHE = "public, max-age=60, stale-while-revalidate=600"
-SCRIPT_HEADERS = {
-    # A public script: any page may load it, including with crossorigin="anonymous".
-    "Access-Control-Allow-Origin": "*",
-    "Cross-Origin-Resource-Policy": "cross-origin",
-}
-SETTINGS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Vary": "Origin",
-    "Cache-Control": SETTINGS_CACHE,
-}
+# A public script: any page may load it, including with crossorigin="anonymous".
+_SCRIPT = (("Access-Control-Allow-Origin", "*"), ("Cross-Origin-Resource-Policy", "cross-origin"))
+SCRIPT_HEADERS = (*_SCRIPT, ("Cache-Control", SHORT_CACHE))
+VERSIONED_SCRIPT_HEADERS = (*_SCRIPT, ("Cache-Control", LONG_CACHE))
+SETTINGS_HEADERS = (
+    ("Access-Control-Allow-Origin", "*"),
+    ("Vary", "Origin"),
+    ("Cache-Control", SETTINGS_CACHE),
+)
 
 # Settings answers by list: keyed by the list object the cache holds, so a newly read
 # list (changed or not) starts afresh and a dropped one takes its answers with it.
@@ -70,25 +69,30 @@ def _script() -> Prepared:
 
 
 async def widget_js(request: Request) -> Response:
-    script = _script()
-    versioned = request.query_params.get("v") == widget_asset().version
-    headers = {**SCRIPT_HEADERS, "Cache-Control": LONG_CACHE if versioned else SHORT_CACHE}
-    return script.answer(request.headers, headers)
+    versioned = bool(request.scope["query_string"]) and (
+        request.query_params.get("v") == widget_asset().version
+    )
+    return _script().answer(
+        request.headers, VERSIONED_SCRIPT_HEADERS if versioned else SCRIPT_HEADERS
+    )
 
 
 async def widget_config(request: AppRequest) -> Response:
     slug = request.path_params["slug"]
-    mailing_list = await request.state["lists"].get(slug)
+    state = request.state
+    mailing_list = await state["lists"].get(slug)
     if mailing_list is None:
         return api_error(
             404,
             f"There is no list {slug!r}.",
             headers={"Access-Control-Allow-Origin": "*", "Vary": "Origin"},
         )
-    language = request.query_params.get("lang", mailing_list.language)
-    if language not in LANGUAGES:
-        language = mailing_list.language
-    base_url = request.state["settings"].base_url
+    language = mailing_list.language
+    if request.scope["query_string"]:
+        language = request.query_params.get("lang", language)
+        if language not in LANGUAGES:
+            language = mailing_list.language
+    base_url = state["settings"].base_url
     key = (language, origin_allowed(request, mailing_list), base_url)
     answers = _answers.setdefault(mailing_list, {})
     prepared = answers.get(key)
