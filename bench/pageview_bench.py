@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from subscribe_bench import free_port, wait_healthy  # noqa: E402  (the shared helpers)
+from subscribe_bench import free_port, wait_healthy
 
 SECRET = "bench-secret-key-that-is-long-enough-0123456789"  # noqa: S105 - a bench's own
 ORIGIN = "https://www.example.com"
@@ -74,7 +74,12 @@ app = Starlette(routes=[
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_config=None,
             access_log=False, server_header=False, proxy_headers=False)
 """
-KEPT_HEADERS = ("content-type", "content-encoding", "cache-control", "vary", "etag")
+# What the service's stack adds to every answer (its middleware) or the server adds (the
+# date, the length): the bare endpoint answers with everything else, as the endpoint sent it.
+STACK_HEADERS = (
+    "x-content-type-options", "strict-transport-security", "x-request-id",
+    "date", "server", "content-length", "connection",
+)  # fmt: skip
 
 
 # The load generator (runs in its own process) -------------------------------------------
@@ -124,7 +129,15 @@ class Client(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def load(port: int, request: bytes, clients: int, warmup: float, seconds: float) -> Any:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(
+    port: int, pid: int, request: bytes, clients: int, warmup: float, seconds: float
+) -> Any:
     loop = asyncio.get_running_loop()
     warm: dict[int, int] = {}
     counts: dict[int, int] = {}
@@ -136,15 +149,22 @@ async def load(port: int, request: bytes, clients: int, warmup: float, seconds: 
     await asyncio.sleep(warmup)
     for client in protocols:
         client.counts = counts
-    cpu0 = time.process_time()
+    cpu0, server0 = time.process_time(), cpu_seconds(pid)
     await asyncio.sleep(seconds)
     snapshot = dict(counts)
+    server = cpu_seconds(pid) - server0
     cpu = (time.process_time() - cpu0) / seconds
     for client in protocols:
         client.stopping = True
     await asyncio.wait([c.done for c in protocols], timeout=5)
     total = sum(snapshot.values())
-    return {"rps": total / seconds, "statuses": snapshot, "generator_cpu": cpu}
+    return {
+        "rps": total / seconds,
+        "statuses": snapshot,
+        "generator_cpu": cpu,
+        "server_cpu": server / seconds,
+        "cpu_us": server / max(total, 1) * 1e6,  # the server's CPU per answer
+    }
 
 
 def generate(args: argparse.Namespace) -> None:
@@ -154,7 +174,8 @@ def generate(args: argparse.Namespace) -> None:
         + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         + "\r\n"
     ).encode()
-    print(json.dumps(asyncio.run(load(args.port, request, args.clients, args.warmup, args.seconds))))
+    result = load(args.port, args.pid, request, args.clients, args.warmup, args.seconds)
+    print(json.dumps(asyncio.run(result)))
 
 
 # The orchestration ------------------------------------------------------------------------
@@ -184,14 +205,17 @@ def start(command: list[str], port: int, env: dict[str, str], log: Path) -> subp
 
 
 def fetch(port: int, path: str, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)  # noqa: S310
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
     with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310
         return reply.read(), {k.lower(): v for k, v in reply.headers.items()}
 
 
-def run_generator(port: int, path: str, headers: dict[str, str], args: argparse.Namespace) -> Any:
+def run_generator(
+    port: int, pid: int, path: str, headers: dict[str, str], args: argparse.Namespace
+) -> Any:
     command = [
-        sys.executable, __file__, "--generate", "--port", str(port), "--path", path,
+        sys.executable, __file__, "--generate", "--port", str(port), "--pid", str(pid),
+        "--path", path,
         "--headers", json.dumps(headers), "--clients", str(args.clients),
         "--seconds", str(args.seconds), "--warmup", str(args.warmup),
     ]  # fmt: skip
@@ -230,7 +254,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                 print(f"{path}: {len(body)} bytes, {headers.get('content-encoding', 'identity')}")
                 answers[path] = {
                     "body": body.hex(),
-                    "headers": {k: v for k, v in headers.items() if k in KEPT_HEADERS},
+                    "headers": {k: v for k, v in headers.items() if k not in STACK_HEADERS},
                 }
                 etags[path] = headers.get("etag", "")
             (folder / "answers.json").write_text(json.dumps(answers))
@@ -249,20 +273,25 @@ def orchestrate(args: argparse.Namespace) -> int:
             ]
             if etags[SETTINGS_PATH]:
                 cases.append(
-                    ("settings 304", SETTINGS_PATH, {**browser, "If-None-Match": etags[SETTINGS_PATH]})
+                    (
+                        "settings 304",
+                        SETTINGS_PATH,
+                        {**browser, "If-None-Match": etags[SETTINGS_PATH]},
+                    )
                 )
-            results: dict[tuple[str, str], list[float]] = {}
+            results: dict[tuple[str, str], list[dict[str, Any]]] = {}
             for round_ in range(1, args.rounds + 1):
                 for case, path, headers in cases:
                     for stack in stacks:
                         for kind in ("bare", "service"):
-                            port = servers[f"{kind}/{stack}"][0]
-                            got = run_generator(port, path, headers, args)
-                            results.setdefault((f"{kind}/{stack}", case), []).append(got["rps"])
+                            port, proc = servers[f"{kind}/{stack}"]
+                            got = run_generator(port, proc.pid, path, headers, args)
+                            results.setdefault((f"{kind}/{stack}", case), []).append(got)
                             print(
                                 f"round {round_} {case:13} {kind:7} {stack:9} "
-                                f"{got['rps']:7.0f} req/s  statuses {got['statuses']}  "
-                                f"generator cpu {got['generator_cpu']:.2f}",
+                                f"{got['rps']:7.0f} req/s, server {got['cpu_us']:5.1f} us CPU "
+                                f"an answer ({got['server_cpu']:.2f} of a core)  statuses "
+                                f"{got['statuses']}  generator cpu {got['generator_cpu']:.2f}",
                                 flush=True,
                             )
         finally:
@@ -271,26 +300,42 @@ def orchestrate(args: argparse.Namespace) -> int:
             for _, proc in servers.values():
                 proc.wait(timeout=30)
     print()
+    # Two figures per case. Throughput (req/s) is what the machine gave the server, on a
+    # shared machine as much the neighbours' doing as its own. CPU per answer is what the
+    # server spent, whoever else was running: a one-process server's peak throughput is
+    # 1 / (CPU per answer), so bare CPU / service CPU is the throughput ratio on an idle
+    # machine. The verdict is on that one.
     met = True
+
+    def median(key: str, kind: str, case: str) -> float:
+        return statistics.median(r[key] for r in results[(kind, case)])
+
     for stack in stacks:
         for case, _, _ in cases:
             service = results[(f"service/{stack}", case)]
             bare = results[(f"bare/{stack}", case)]
-            ratios = [s / b for s, b in zip(service, bare, strict=True)]
-            ratio = statistics.median(ratios)
-            shown = ", ".join(f"{r:.2f}" for r in ratios)
+            by_cpu = [b["cpu_us"] / s["cpu_us"] for s, b in zip(service, bare, strict=True)]
+            by_rps = [s["rps"] / b["rps"] for s, b in zip(service, bare, strict=True)]
+            ratio = statistics.median(by_cpu)
             print(
-                f"{case:13} {stack:9} service {statistics.median(service):7.0f} req/s, bare "
-                f"{statistics.median(bare):7.0f}: {ratio:.2f} of bare (rounds: {shown})"
+                f"{case:13} {stack:9} service {median('cpu_us', f'service/{stack}', case):5.1f} "
+                f"us CPU an answer, bare {median('cpu_us', f'bare/{stack}', case):5.1f}: "
+                f"{ratio:.2f} of bare (rounds: {', '.join(f'{r:.2f}' for r in by_cpu)}); "
+                f"req/s {median('rps', f'service/{stack}', case):.0f} vs "
+                f"{median('rps', f'bare/{stack}', case):.0f}: "
+                f"{statistics.median(by_rps):.2f}"
             )
             if case != "settings 304":
                 met = met and ratio >= 0.8
     if len(stacks) == 2:
         for case, _, _ in cases:
             for kind in ("service", "bare"):
-                fast = statistics.median(results[(f"{kind}/installed", case)])
-                plain = statistics.median(results[(f"{kind}/plain", case)])
-                print(f"{case:13} {kind:7} installed stack / plain: {fast / plain:.2f}x")
+                fast = median("cpu_us", f"{kind}/installed", case)
+                plain = median("cpu_us", f"{kind}/plain", case)
+                print(
+                    f"{case:13} {kind:7} CPU an answer, installed stack vs plain: "
+                    f"{fast:5.1f} vs {plain:5.1f} us: {plain / fast:.2f}x the capacity"
+                )
     print(f"target (settings and widget.js >= 0.8 of bare, medians): {'met' if met else 'MISSED'}")
     return 0 if met else 1
 
@@ -304,6 +349,7 @@ def main() -> int:
     parser.add_argument("--stack", choices=("installed", "plain", "both"), default="installed")
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--headers", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -151,7 +151,9 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
         bare_us = best["bare"]
         for name, spent in best.items():
             print(f"{case:10} {name:24} {spent:6.1f} us/request  ({spent - bare_us:+6.1f} vs bare)")
-        print(f"{case:10} access log line: {best['service'] - best['service, access log off']:.1f} us")
+        print(
+            f"{case:10} access log line: {best['service'] - best['service, access log off']:.1f} us"
+        )
 
 
 def main() -> int:

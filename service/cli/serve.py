@@ -18,7 +18,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from service.app import create_app
     from service.logs import configure_logging
-    from service.server import serve
+    from service.server import serve, server_stack
 
     # A line per request: written in batches, not one write each.
     configure_logging(settings.log_level, settings.log_format, batched=True)
@@ -38,7 +38,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"newsletter: {problem}", file=sys.stderr)
         return 1
     logging.getLogger("service").info(
-        "serving on http://%s:%s (public URL %s)", host, port, settings.base_url
+        "serving on http://%s:%s (public URL %s; event loop %s, HTTP parser %s)",
+        host,
+        port,
+        settings.base_url,
+        *server_stack(),
     )
     serve(create_app(settings), host, port)
     return 0

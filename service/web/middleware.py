@@ -335,16 +335,16 @@ class SecurityHeadersMiddleware:
         async def add_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 raw = list(message.get("headers", ()))
-                present = set()
+                present = {name.lower() for name, _ in raw}
                 kind = self.DATA if message["status"] == 304 else self.RESOURCE
-                for name, value in raw:
-                    name = name.lower()
-                    present.add(name)
-                    if name == b"content-type" and kind != self.DATA:
-                        if value.startswith(b"text/html"):
-                            kind = self.PAGE
-                        elif value.startswith(DATA_TYPES):
-                            kind = self.DATA
+                if kind != self.DATA and b"content-type" in present:
+                    for name, value in raw:
+                        if name.lower() == b"content-type":
+                            if value.startswith(b"text/html"):
+                                kind = self.PAGE
+                            elif value.startswith(DATA_TYPES):
+                                kind = self.DATA
+                            break
                 for header in self._headers[kind]:
                     if header[0] not in present:
                         raw.append(header)

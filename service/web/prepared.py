@@ -12,18 +12,20 @@ import gzip
 import hashlib
 from dataclasses import dataclass, field
 
-from starlette.datastructures import Headers as StarletteHeaders
 from starlette.responses import Response
+from starlette.types import Scope
 
 __all__ = ["Headers", "Prepared", "accepts_gzip", "etag_matches"]
 
 
-def accepts_gzip(headers: StarletteHeaders) -> bool:
-    """Whether the client takes gzip (``Accept-Encoding``; ``gzip;q=0`` refuses it)."""
-    value = headers.get("accept-encoding", "")
+def accepts_gzip(value: str) -> bool:
+    """Whether an ``Accept-Encoding`` value takes gzip (``gzip;q=0`` refuses it)."""
+    value = value.lower()
     if "gzip" not in value and "*" not in value:
         return False
-    for part in value.lower().split(","):
+    if ";" not in value:  # no weights: what browsers send
+        return True
+    for part in value.split(","):
         coding, _, params = part.strip().partition(";")
         if coding.strip() in {"gzip", "*"} and params.replace(" ", "") not in {"q=0", "q=0.0"}:
             return True
@@ -73,14 +75,20 @@ class Prepared:
         gzipped = gzip.compress(body, level, mtime=0)
         return cls(body, gzipped, f'"{tag}"', f'"{tag}-gz"', media_type)
 
-    def answer(self, request_headers: StarletteHeaders, headers: Headers) -> Response:
+    def answer(self, scope: Scope, headers: Headers) -> Response:
         """200 with the encoding the client takes, or 304 when it has these bytes.
 
         ``headers`` (caching, CORS) go on both; ``Vary`` gains ``Accept-Encoding``.
         """
-        compressed = accepts_gzip(request_headers)
+        accept, if_none_match = b"", b""
+        for name, value in scope["headers"]:
+            if name == b"accept-encoding":
+                accept = value
+            elif name == b"if-none-match":
+                if_none_match = value
+        compressed = bool(accept) and accepts_gzip(accept.decode("latin-1"))
         etag = self.gzip_etag if compressed else self.etag
-        unchanged = etag_matches(request_headers.get("if-none-match", ""), etag)
+        unchanged = bool(if_none_match) and etag_matches(if_none_match.decode("latin-1"), etag)
         key = (compressed, unchanged, headers)
         raw = self._raw.get(key)
         if raw is None:

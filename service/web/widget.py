@@ -73,7 +73,7 @@ async def widget_js(request: Request) -> Response:
         request.query_params.get("v") == widget_asset().version
     )
     return _script().answer(
-        request.headers, VERSIONED_SCRIPT_HEADERS if versioned else SCRIPT_HEADERS
+        request.scope, VERSIONED_SCRIPT_HEADERS if versioned else SCRIPT_HEADERS
     )
 
 
@@ -98,7 +98,7 @@ async def widget_config(request: AppRequest) -> Response:
     prepared = answers.get(key)
     if prepared is None:
         prepared = answers[key] = _settings_answer(mailing_list, *key)
-    return prepared.answer(request.headers, SETTINGS_HEADERS)
+    return prepared.answer(request.scope, SETTINGS_HEADERS)
 
 
 def _settings_answer(
