@@ -43,3 +43,21 @@ def test_help_loads_no_database_web_or_migration_library(args: list[str]) -> Non
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
     assert heavy == []
     assert "service.app" not in modules and "service.db" not in modules
+
+
+def test_serve_uses_uvloop_and_httptools_when_installed_else_asyncio_and_h11(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from service.server import server_stack
+
+    for name in ("uvloop", "httptools"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    assert server_stack() == ("asyncio", "h11")
+    monkeypatch.undo()
+    loop, http = server_stack()
+    try:
+        import httptools  # noqa: F401
+        import uvloop  # noqa: F401
+    except ImportError:
+        pytest.skip("the [fast] extra is not installed")
+    assert (loop, http) == ("uvloop", "httptools")
