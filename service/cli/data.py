@@ -126,6 +126,12 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()  # read and checked whole before anything is written
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
     from service.lists import get_list
     from service.transfer.imports import ImportFileError, ImportOptions, import_rows
 
@@ -141,12 +147,6 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"error: {exc} Use --reason TEXT with --confirmed.", file=sys.stderr)
-        return 2
-    path = Path(args.file)
-    try:
-        data = path.read_bytes()  # read and checked whole before anything is written
-    except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
 
     async def job(db: Database) -> int:
