@@ -108,7 +108,7 @@ def bare_app(answers: dict[str, tuple[bytes, list[tuple[bytes, bytes]]]]) -> Sta
 async def run(args: argparse.Namespace, folder: Path) -> None:
     os.environ.update(
         NEWSLETTER_DATABASE_URL=f"sqlite:///{folder / 'bench.db'}",
-        NEWSLETTER_SECRET_KEY="bench-secret-key-that-is-long-enough-0123456789",
+        NEWSLETTER_SECRET_KEY="bench-secret-key-that-is-long-enough-0123456789",  # noqa: S106
         NEWSLETTER_RUN_WORKER="false",
         NEWSLETTER_MIGRATE_ON_START="true",
         NEWSLETTER_BASE_URL="https://news.example.com",
