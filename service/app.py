@@ -102,11 +102,11 @@ def create_app(settings: Settings) -> Starlette:
             await db.dispose()
 
     routes: list[BaseRoute] = [
+        *widget.routes,  # first: the router tries routes in order, and every page view asks
+        *api.routes,
         *health.routes,
         *metrics_routes.routes,
-        *api.routes,
         *openapi.routes,
-        *widget.routes,
         *pages.routes,
         *hosted.routes,
         *signin.routes,

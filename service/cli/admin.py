@@ -5,32 +5,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from service.audit import CLI
-from service.auth.api_tokens import (
-    create_token,
-    expiry_from_days,
-    list_tokens,
-    revoke_token,
-    token_scopes,
-)
 from service.auth.roles import LEGACY_SCOPES, ROLES, SCOPES
-from service.auth.users import (
-    LastOwner,
-    UserExists,
-    create_user,
-    list_users,
-    set_disabled,
-    set_password,
-    set_role,
-)
 from service.cli._common import run_with_db
-from service.db import Database
-from service.models import AdminUser, utcnow
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.db import Database
 
 __all__ = ["register"]
 
@@ -47,6 +29,9 @@ def _read_password() -> str | None:
 
 
 def _create(settings: Settings, args: argparse.Namespace) -> int:
+    from service.audit import CLI
+    from service.auth.users import UserExists, create_user
+
     password = _read_password()
     if password is None:
         return 1
@@ -66,6 +51,9 @@ def _create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _password(settings: Settings, args: argparse.Namespace) -> int:
+    from service.audit import CLI
+    from service.auth.users import set_password
+
     password = _read_password()
     if password is None:
         return 1
@@ -96,6 +84,12 @@ def _password(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from service.audit import CLI
+    from service.auth.api_tokens import create_token, expiry_from_days
+    from service.models import AdminUser
+
     async def job(db: Database) -> int:
         username = args.user
         if username is None:
@@ -134,6 +128,9 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token_list(settings: Settings, args: argparse.Namespace) -> int:
+    from service.auth.api_tokens import list_tokens, token_scopes
+    from service.models import utcnow
+
     async def job(db: Database) -> int:
         now = utcnow()
         for token, username in await list_tokens(db):
@@ -154,6 +151,9 @@ def _token_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from service.audit import CLI
+    from service.auth.api_tokens import revoke_token
+
     async def job(db: Database) -> int:
         if await revoke_token(db, args.id, actor=CLI):
             print(f"token {args.id} revoked")
@@ -165,6 +165,8 @@ def _token_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
+    from service.auth.users import list_users
+
     async def job(db: Database) -> int:
         for user in await list_users(db):
             state = f"disabled {user.disabled_at:%Y-%m-%d}" if user.disabled_at else "active"
@@ -177,6 +179,8 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
 
 def _change(settings: Settings, args: argparse.Namespace) -> int:
     """disable, enable, or role: one change to one admin."""
+    from service.audit import CLI
+    from service.auth.users import LastOwner, set_disabled, set_role
 
     async def job(db: Database) -> int:
         try:
