@@ -308,6 +308,13 @@ async def test_the_audit_log_says_who_did_what_from_where(admin: Running) -> Non
     assert (
         await admin.client.get("/api/v1/admin/exports?list=daily", headers=auth)
     ).status_code == 200
+    for dry_run in ("1", ""):
+        imported = await admin.client.post(
+            f"/api/v1/admin/lists/daily/imports?dry_run={dry_run}",
+            headers={**auth, "Content-Type": "text/csv"},
+            content=b"email\r\nnew@example.com\r\n",
+        )
+        assert imported.json()["confirmation_sent"] == 1, imported.text
     erased_email = "a@example.com"
     assert (
         await admin.client.delete("/api/v1/admin/subscribers/1", headers=auth)
@@ -319,12 +326,14 @@ async def test_the_audit_log_says_who_did_what_from_where(admin: Running) -> Non
     assert actions == [
         ("token.create", "alice", "token 2 (ci)"),
         ("subscriber.erase", "alice", "subscriber 1"),
+        ("import", "alice", "daily"),  # the dry run before it wrote, and records, nothing
         ("export", "alice", "daily"),
         ("list.create", "alice", "weekly"),
         ("signin", "alice", ""),
         ("signin.failed", "alice", ""),
     ]
     assert log["events"][1]["via"] == "token"
+    assert log["events"][2]["detail"]["changed"] == 1
     assert log["events"][-1]["detail"] == {"reason": "wrong password"}
     assert all(e["client"] for e in log["events"])
     assert erased_email not in str(log)  # an erasure's record does not keep the address
@@ -336,7 +345,7 @@ async def test_the_audit_log_says_who_did_what_from_where(admin: Running) -> Non
     rest = await admin.client.get(
         f"/api/v1/admin/audit?limit=10&before={first['next_before']}", headers=auth
     )
-    assert rest.json()["events"][0]["action"] == "export"
+    assert rest.json()["events"][0]["action"] == "import"
     for query in ("action=nothing", "limit=0", "limit=x", "before=-1", "format=xml"):
         bad_query = await admin.client.get(f"/api/v1/admin/audit?{query}", headers=auth)
         assert bad_query.status_code == 422, query
