@@ -24,6 +24,7 @@ from service.templating import make_environment
 from service.web import api, devmail, health, hosted, openapi, pages, widget
 from service.web import metrics as metrics_routes
 from service.web.admin import api as admin_api
+from service.web.admin import blocklist as admin_blocklist
 from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
 from service.web.admin import signin
@@ -111,6 +112,7 @@ def create_app(settings: Settings) -> Starlette:
         *admin_pages.routes,
         *admin_api.routes,
         *admin_data.routes,
+        *admin_blocklist.routes,
     ]
     if settings.uses_mail_catcher:
         routes += devmail.routes

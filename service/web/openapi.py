@@ -715,6 +715,7 @@ SCHEMAS: dict[str, Any] = {
                     "unchanged",
                     "left_unsubscribed",
                     "suppressed",
+                    "blocklisted",
                     "duplicates",
                     "failed_in_file",
                     "invalid",
@@ -743,6 +744,75 @@ SCHEMAS: dict[str, Any] = {
             "notes": {"type": "array", "items": {"type": "object"}},
         },
     },
+}
+
+
+# The blocklist, and editing people (service.web.admin.blocklist, service.web.admin.people).
+BLOCKLIST_ENTRY = _object(
+    {
+        "id": {"type": "integer"},
+        "value": STRING,
+        "kind": {"type": "string", "enum": ["address", "domain"]},
+        "note": STRING,
+        "created_by": STRING,
+        "created_at": TIME,
+    }
+)
+ENTRY_ID = {**SUBSCRIBER_ID, "name": "entry_id"}
+PATHS["/api/v1/admin/blocklist"] = {
+    "get": _admin(
+        {
+            "summary": "The blocklist (addresses and domains no signup or import adds)",
+            "parameters": [{"name": "q", "in": "query", "required": False, "schema": STRING}],
+            "responses": {
+                "200": _json(_object({"items": {"type": "array", "items": BLOCKLIST_ENTRY}}))
+            },
+        }
+    ),
+    "post": _admin(
+        {
+            "summary": "Block addresses and domains",
+            "description": "An address blocks every spelling of its inbox (case, +tags, "
+            "Gmail's dots); a domain blocks its subdomains. Entries already there are "
+            "left as they are. A bad entry refuses the whole request.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {
+                                "entries": {
+                                    "type": "array",
+                                    "items": STRING,
+                                    "minItems": 1,
+                                    "maxItems": 1000,
+                                    "example": ["spam.example", "someone@example.com"],
+                                }
+                            },
+                            note={"type": "string", "maxLength": 200},
+                        )
+                    }
+                },
+            },
+            "responses": {
+                "201": _json(
+                    _object({"added": {"type": "array", "items": BLOCKLIST_ENTRY}}), "Blocked."
+                ),
+                "422": _error("An entry is neither an address nor a domain."),
+            },
+        },
+        changes=True,
+    ),
+}
+PATHS["/api/v1/admin/blocklist/{entry_id}"] = {
+    "delete": _admin(
+        {
+            "summary": "Unblock an entry",
+            "parameters": [ENTRY_ID],
+            "responses": {"204": {"description": "Removed."}, "404": _error("No such entry.")},
+        },
+        changes=True,
+    ),
 }
 
 
