@@ -27,6 +27,7 @@ from service.web.admin import api as admin_api
 from service.web.admin import blocklist as admin_blocklist
 from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
+from service.web.admin import people as admin_people
 from service.web.admin import signin
 from service.web.admin.data import body_limit
 from service.web.middleware import (
@@ -109,6 +110,7 @@ def create_app(settings: Settings) -> Starlette:
         *pages.routes,
         *hosted.routes,
         *signin.routes,
+        *admin_people.routes,  # before admin_pages: /admin/subscribers/new is no id
         *admin_pages.routes,
         *admin_api.routes,
         *admin_data.routes,
