@@ -124,7 +124,9 @@ async def subscribers_endpoint(request: AppRequest, principal: Principal) -> Res
         }
         for r in page.rows
     ]
-    return JSONResponse({"items": items, "next_after": page.next_after}, headers=NO_STORE)
+    return JSONResponse(
+        {"items": items, "total": page.total, "next_after": page.next_after}, headers=NO_STORE
+    )
 
 
 def _id(request: AppRequest) -> int | None:
