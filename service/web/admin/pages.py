@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from service.auth.sessions import Principal
 from service.i18n import LANGUAGES
-from service.lists import ListExists, all_lists, create_list, get_list, update_list
+from service.lists import ListErrors, ListExists, all_lists, create_list, get_list, update_list
 from service.people import (
     SHOWN_STATUSES,
     PersonRecord,
@@ -26,6 +26,7 @@ from service.state import AppRequest
 from service.stats import Daily, daily_activity, list_counts, people_counts
 from service.subscriptions import consent_wording, unsubscribe_by_admin
 from service.web.admin.guard import protected
+from service.web.admin.list_form import editor_values
 from service.web.admin.render import admin_page
 from service.web.assets import snippet
 from service.web.middleware import content_security_policy, csp_nonce
@@ -137,6 +138,8 @@ async def list_edit(request: AppRequest, principal: Principal) -> Response:
     db = request.state["db"]
     slug = request.path_params["slug"]
     error = ""
+    errors: dict[str, str] = {}  # by field: shown at the field, every edit kept
+    posted: dict[str, str] | None = None
     if request.method == "POST":
         data = await request.form(max_files=0, max_fields=60)
         changes: dict[str, str] = {}
@@ -150,6 +153,9 @@ async def list_edit(request: AppRequest, principal: Principal) -> Response:
             request.state["lists"].clear()
         except LookupError:
             raise HTTPException(404, f"There is no list {slug!r}.") from None
+        except ListErrors as exc:
+            errors, posted = exc.fields, changes
+            error = "Nothing was saved: correct the marked fields (your other changes are kept)."
         except ValueError as exc:
             error = str(exc)
         else:
@@ -165,6 +171,8 @@ async def list_edit(request: AppRequest, principal: Principal) -> Response:
         "languages": LANGUAGES,
         "default_consent": consent_wording(mailing_list) if not mailing_list.consent_text else "",
         "error": error,
+        "errors": errors,
+        "values": editor_values(mailing_list, posted),
     }
     return admin_page(
         request,
