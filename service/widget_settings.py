@@ -21,9 +21,9 @@ __all__ = [
     "DEFAULTS",
     "TEXT_KEYS",
     "WIDGET_TEXTS",
+    "check_changes",
     "effective",
     "parse_flag",
-    "check_changes",
     "validate_changes",
 ]
 
