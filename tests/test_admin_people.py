@@ -284,3 +284,22 @@ async def test_bulk_erase_in_the_admin_asks_with_the_count(admin: Running) -> No
     assert again.status_code == 409 and "matches 0 people, not 1" in visible(again)
     unused = cli  # the command line has no bulk actions: the admin pages and API do
     del unused
+
+
+async def test_the_dashboard_shows_unsubscribes_beside_signups(
+    admin: Running, token: str, smtp: SMTPServer
+) -> None:
+    for email in ("one@example.com", "two@example.com"):
+        await post(admin, token, ADD, {"email": email, "lists": ["daily"], "evidence": "fair"})
+    await post(admin, token, ADD, {"email": "three@example.com", "lists": ["daily"]})
+    await post(
+        admin, token, BULK, {"action": "unsubscribe", "filters": {"q": "two@"}, "expected": 1}
+    )
+    stats = (await admin.client.get("/api/v1/admin/stats", headers=bearer(token))).json()
+    today = stats["daily"][-1]
+    assert (today["signups"], today["confirmations"], today["unsubscribes"]) == (3, 2, 1)
+    headers = await sign_in(admin)
+    page = await admin.client.get("/admin/", headers=headers)
+    assert f"<title>{today['day']}: 1 unsubscribes</title>" in page.text
+    assert f"<title>{today['day']}: 3 signups</title>" in page.text
+    assert "Signups, confirmations and unsubscribes, last 30 days" in page.text

@@ -687,6 +687,7 @@ SCHEMAS: dict[str, Any] = {
                         "day": {"type": "string", "format": "date"},
                         "signups": {"type": "integer"},
                         "confirmations": {"type": "integer"},
+                        "unsubscribes": {"type": "integer"},
                     }
                 ),
             },

@@ -172,7 +172,12 @@ async def stats_endpoint(request: AppRequest, principal: Principal) -> Response:
                 {"list": lc.slug, "name": lc.name, **lc.counts} for lc in await list_counts(db)
             ],
             "daily": [
-                {"day": d.day.isoformat(), "signups": d.signups, "confirmations": d.confirmations}
+                {
+                    "day": d.day.isoformat(),
+                    "signups": d.signups,
+                    "confirmations": d.confirmations,
+                    "unsubscribes": d.unsubscribes,
+                }
                 for d in await daily_activity(db)
             ],
         },

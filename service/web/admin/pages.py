@@ -37,28 +37,34 @@ from service.widget_settings import TEXT_KEYS, effective, validate_changes
 __all__ = ["routes"]
 
 
+SERIES = (  # (attribute, colour): the dashboard chart's bars, in order
+    ("signups", "#1a56db"),
+    ("confirmations", "#059669"),
+    ("unsubscribes", "#d97706"),
+)
+
+
 def chart(days: list[Daily]) -> Markup:
-    """Signups and confirmations per day as an inline SVG bar chart (no script needed)."""
+    """Signups, confirmations and unsubscribes per day as an inline SVG bar chart (no
+    script needed)."""
     width, height, pad = 720, 180, 24
-    top = max([d.signups for d in days] + [d.confirmations for d in days] + [1])
+    top = max([getattr(d, name) for d in days for name, _ in SERIES] + [1])
     slot = (width - pad) / len(days)
-    bar = max(1.0, slot / 2 - 1)
+    bar = max(1.0, slot / len(SERIES) - 1)
     parts = [
         f'<svg viewBox="0 0 {width} {height + 20}" role="img" width="100%" '
-        f'aria-label="Signups and confirmations per day">'
+        f'aria-label="Signups and confirmations per day, with unsubscribes">'
     ]
-    parts.append(f'<text x="0" y="12" font-size="11" fill="currentColor">{top}</text>')
+    parts.append(f'<text x="0" y="12" font-size="11" fill="currentColor">{top:,}</text>')
     for i, d in enumerate(days):
         x = pad + i * slot
-        for offset, value, colour in (
-            (0.0, d.signups, "#1a56db"),
-            (bar + 1, d.confirmations, "#059669"),
-        ):
+        for n, (name, colour) in enumerate(SERIES):
+            value = getattr(d, name)
             h = (height - 16) * value / top
             parts.append(
-                f'<rect x="{x + offset:.1f}" y="{height - h:.1f}" width="{bar:.1f}" '
-                f'height="{h:.1f}" fill="{colour}"><title>{d.day.isoformat()}: {value}'
-                "</title></rect>"
+                f'<rect x="{x + n * (bar + 1):.1f}" y="{height - h:.1f}" width="{bar:.1f}" '
+                f'height="{h:.1f}" fill="{colour}"><title>{d.day.isoformat()}: {value:,} '
+                f"{name}</title></rect>"
             )
         if i % 7 == 0 or (i == len(days) - 1 and i % 7 >= 3):
             parts.append(
