@@ -146,6 +146,10 @@ class Imported:
     page_url: str | None = None  # where the person signed up, when the file says
     optin_ip: str | None = None  # where from, when the file says (Mailchimp's OPTIN_IP)
     confirm_ip: str | None = None  # and where from they confirmed (CONFIRM_IP)
+    optin_user_agent: str | None = None  # our own export's evidence columns, read back
+    optin_wording: str | None = None
+    confirm_user_agent: str | None = None
+    confirm_wording: str | None = None
 
 
 class Outcome(enum.Enum):
@@ -697,34 +701,41 @@ async def add_imported(
     return added, waiting
 
 
+# The method of a consent record carried over from an imported file: the person's own
+# signup or confirmation as the file records it, at the time it gives (exports prefer these
+# to the import's own records, see ``service.transfer.exports``).
+CARRIED = "imported-record"
+
+
 def _earlier_consent(
     session: AsyncSession, sub_id: int, row: Imported, source: str, now: datetime
 ) -> None:
-    """The opt-in and confirmation the file records with an IP address (Mailchimp's
-    OPTIN_IP and CONFIRM_IP), at the times it gives; the times alone are kept on the
-    subscription."""
+    """The opt-in and confirmation the file records evidence of (an IP address, a user
+    agent, the wording shown: Mailchimp's OPTIN_IP and CONFIRM_IP, our own export's
+    evidence columns), at the times it gives; without evidence, the times alone are kept
+    on the subscription."""
     said = f"as {source} records it (the previous mailing tool's export)"
-    if row.optin_ip:
+    if row.optin_ip or row.optin_user_agent or row.optin_wording:
         session.add(
             _consent(
                 sub_id,
                 ConsentAction.SUBSCRIBE,
                 row.subscribed_at or now,
-                f"Opted in, {said}.",
-                "import",
-                RequestOrigin(ip=row.optin_ip, user_agent=None),
+                row.optin_wording or f"Opted in, {said}.",
+                CARRIED,
+                RequestOrigin(ip=row.optin_ip, user_agent=row.optin_user_agent),
                 row.page_url,
             )
         )
-    if row.confirm_ip:
+    if row.confirm_ip or row.confirm_user_agent or row.confirm_wording:
         session.add(
             _consent(
                 sub_id,
                 ConsentAction.CONFIRM,
                 row.confirmed_at or now,
-                f"Confirmed, {said}.",
-                "import",
-                RequestOrigin(ip=row.confirm_ip, user_agent=None),
+                row.confirm_wording or f"Confirmed, {said}.",
+                CARRIED,
+                RequestOrigin(ip=row.confirm_ip, user_agent=row.confirm_user_agent),
             )
         )
 

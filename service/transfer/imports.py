@@ -210,6 +210,10 @@ async def _write(
                             _source_url(row.consent_source),
                             row.optin_ip,
                             row.confirm_ip,
+                            row.optin_user_agent,
+                            row.optin_wording,
+                            row.confirm_user_agent,
+                            row.confirm_wording,
                         ),
                     )
                 )

@@ -169,6 +169,10 @@ class ImportRow:
     consent_source: str | None = None
     optin_ip: str | None = None
     confirm_ip: str | None = None
+    optin_user_agent: str | None = None  # our export's consent evidence, read back
+    optin_wording: str | None = None
+    confirm_user_agent: str | None = None
+    confirm_wording: str | None = None
 
 
 # Reading ---------------------------------------------------------------------------------
