@@ -106,7 +106,7 @@ async def add(db: Database, texts: Iterable[str], *, admin: str, note: str = "")
     parsed = [parse(text) for text in texts if text.strip()]
     if not parsed:
         raise ValueError("an entry is an address (name@example.com) or a domain (example.com)")
-    note = " ".join(note.split())[:MAX_NOTE]
+    note = "".join(ch for ch in " ".join(note.split()) if ch.isprintable())[:MAX_NOTE]
     added: list[Entry] = []
     async with db.write() as session:
         present = set(

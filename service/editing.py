@@ -17,6 +17,7 @@ Status changes are made by ``service.subscriptions``; this module says what is a
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,10 @@ MAX_EVIDENCE = 500
 ACTIVE = (SubscriptionStatus.PENDING, SubscriptionStatus.CONFIRMED)
 
 
+def _controls(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
 def parse_attributes(value: Any) -> dict[str, Any]:
     """Attributes as a flat JSON object (or its text); ValueError saying what is wrong."""
     if isinstance(value, str):
@@ -67,8 +72,12 @@ def parse_attributes(value: Any) -> dict[str, Any]:
     if len(value) > MAX_ATTRIBUTES:
         raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
     for key, item in value.items():
-        if not key.strip() or len(key) > MAX_KEY:
-            raise ValueError(f"a name is 1 to {MAX_KEY} characters ({key!r} is not)")
+        if not key.strip() or len(key) > MAX_KEY or _controls(key):
+            raise ValueError(
+                f"a name is 1 to {MAX_KEY} characters, no control characters ({key!r} is not)"
+            )
+        if isinstance(item, str) and "\x00" in item:
+            raise ValueError(f"{key}: must not contain NUL characters")
         if isinstance(item, (dict, list)):
             raise ValueError(f"{key}: must be text, a number, true/false or null")
         if isinstance(item, str) and len(item) > MAX_VALUE:
@@ -114,6 +123,8 @@ def _checked(edit: Edit) -> Edit:
             errors["name"] = exc.fields.get("name", f"at most {MAX_NAME} characters")
     if len(edit.evidence) > MAX_EVIDENCE:
         errors["evidence"] = f"must be at most {MAX_EVIDENCE} characters"
+    elif _controls(edit.evidence.replace("\n", "").replace("\r", "").replace("\t", "")):
+        errors["evidence"] = "must not contain control characters"
     if errors:
         raise Refusal(FIX_FIELDS, status=422, fields=errors)
     return Edit(name, edit.attributes, edit.lists, edit.evidence.strip())

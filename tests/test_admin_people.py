@@ -106,6 +106,12 @@ async def test_adding_refuses_what_it_must_and_says_which_field(admin: Running, 
         ({"email": "a@example.com", "lists": ["daily"], "name": "x\ny"}, 422, "name"),
         ({"email": 5, "lists": ["daily"]}, 422, "email"),
         ({"email": "a@example.com", "lists": ["daily"], "evidence": "e" * 501}, 422, "evidence"),
+        ({"email": "a@example.com", "lists": ["daily"], "evidence": "a\x00b"}, 422, "evidence"),
+        (
+            {"email": "a@example.com", "lists": ["daily"], "attributes": {"k": "\x00"}},
+            422,
+            "attributes",
+        ),
     ):
         response = await post(admin, token, ADD, body)
         assert response.status_code == status, (body, response.text)
@@ -243,6 +249,9 @@ async def test_bulk_actions_say_how_many_first_and_do_no_more(
     async with admin.db.read() as session:
         assert await session.scalar(select(func.count()).select_from(Subscriber)) == 14
 
+    # NUL is no character anyone's address or name holds: a search for it finds everyone.
+    nul = await bulk(action="unsubscribe", filters={"q": "\x00", "list": "\x00daily"})
+    assert nul.status_code == 200 and nul.json()["matching"] == 14, nul.text
     for body, field in (
         ({"action": "explode"}, "action"),
         ({"action": "add", "target": "nope"}, "target"),

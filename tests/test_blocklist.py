@@ -102,7 +102,8 @@ async def test_bad_entries_are_refused_whole(admin: Running, token: str) -> None
     listed = await admin.client.get("/api/v1/admin/blocklist", headers=bearer(token))
     assert listed.json()["items"] == [], "nothing of a refused request was added"
     # Adding the same entry twice is harmless: the second time adds nothing.
-    assert len(await block(admin, token, "Über.example")) == 1
+    [noted] = await block(admin, token, "Über.example", note="a\x00b\nc")
+    assert noted["note"] == "ab c" and noted["value"] == "über.example"
     assert await block(admin, token, "@über.EXAMPLE", "*.über.example") == []
     wrong = await admin.client.post(
         "/api/v1/admin/blocklist", content=b"spam.example", headers=bearer(token)
