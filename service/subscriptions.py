@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import limits
+from service import blocklist, limits
 from service.db import Database, insert_or_ignore, run
 from service.emails import Emails
 from service.i18n import texts
@@ -334,6 +334,10 @@ class Subscriptions:
             sub, mailing_list, target = found
             if sub.status != SubscriptionStatus.UNSUBSCRIBED:
                 return target
+            if await blocklist.blocked(session, [target.email]):
+                # As for any blocked signup: the usual answer, nothing done or sent.
+                log.info("subscription %s not renewed: the address is blocklisted", sub.id)
+                return LinkTarget(**{**target.__dict__, "changed": True})
             signup = Signup(email=target.email, name=None, page_url=None)
             outcome = await self.subscribe(
                 session,

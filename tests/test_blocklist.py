@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from support import (
     SUBSCRIBE,
     Running,
@@ -17,7 +17,7 @@ from support import (
     visible,
 )
 
-from service.models import Subscriber
+from service.models import OutboxMessage, Subscriber
 
 ORIGIN = {"Origin": "https://www.example.com"}
 
@@ -175,3 +175,21 @@ async def test_the_blocklist_command(admin: Running) -> None:
     assert removed.returncode == 0 and b"removed address x@example.com" in removed.stdout
     shown = await cli(["blocklist", "list"], admin.settings)
     assert b"x@example.com" not in shown.stdout
+
+
+async def test_an_old_link_of_a_blocked_address_subscribes_no_one_again(
+    admin: Running, token: str, smtp: SMTPServer
+) -> None:
+    await admin.client.post(SUBSCRIBE, json={"email": "back@example.com"}, headers=ORIGIN)
+    [first] = await smtp.wait_for(1)
+    confirm = admin.local(first.links["confirm"])
+    await admin.client.post(confirm)
+    await admin.client.post(admin.local(first.links["unsubscribe"]))
+    await block(admin, token, "back@example.com")
+    again = await admin.client.post(confirm)
+    assert again.status_code == 303 and "/thanks" in again.headers["location"]  # as usual
+    found = await admin.client.get("/api/v1/admin/subscribers?q=back", headers=bearer(token))
+    assert found.json()["items"][0]["lists"] == [{"list": "daily", "status": "unsubscribed"}]
+    async with admin.db.read() as session:
+        queued = await session.scalar(select(func.count()).select_from(OutboxMessage))
+    assert queued == 1, "no new confirmation email"
