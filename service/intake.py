@@ -25,7 +25,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
-from service import limits
+from service import blocklist, limits
 from service.bots import Stamp
 from service.db import Database, Write, Writes, insert_or_ignore, run
 from service.metrics import Metrics
@@ -217,10 +217,11 @@ class Intake:
                 ).all()
             )
             rows.sort(key=lambda r: r.id)
+            barred = await blocklist.blocked(session, {r.email for r in rows if not r.verdict})
             for row in rows:
                 try:
                     async with session.begin_nested():
-                        outcomes.append(await self._act(session, row))
+                        outcomes.append(await self._act(session, row, row.email in barred))
                 except Exception:
                     # One bad row must not hold back the others forever: it is dropped.
                     log.exception("signup %s could not be acted on; dropped", row.id)
@@ -243,10 +244,14 @@ class Intake:
             log.warning("service-wide confirmation cap reached; signups wait for the next window")
         return room
 
-    async def _act(self, session: AsyncSession, row: SignupRequest) -> Outcome:
+    async def _act(self, session: AsyncSession, row: SignupRequest, barred: bool) -> Outcome:
         mailing_list = await session.get(MailingList, row.list_id)
         if row.verdict or mailing_list is None:
             log.info("signup %s dropped (%s)", row.id, row.verdict or "list deleted")
+            return Outcome.NOTHING
+        if barred:  # answered like any signup; nothing is written or sent (service.blocklist)
+            log.info("signup %s dropped: the address or its domain is blocklisted", row.id)
+            self._metrics.signups_dropped.labels("blocklist").inc()
             return Outcome.NOTHING
         outcome = await self._subscriptions.subscribe(
             session,

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULTS",
     "TEXT_KEYS",
     "WIDGET_TEXTS",
+    "check_changes",
     "effective",
     "parse_flag",
     "validate_changes",
@@ -143,20 +144,26 @@ BOX_SETTINGS = tuple(_CHECKS)
 
 def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     """Checked values, or ValueError naming every bad one."""
+    clean, problems = check_changes(changes)
+    if problems:
+        raise ValueError("; ".join(f"{name}: {problem}" for name, problem in problems.items()))
+    return clean
+
+
+def check_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(checked values, {setting: what is wrong with it}) for every setting given."""
     clean: dict[str, Any] = {}
-    problems: list[str] = []
+    problems: dict[str, str] = {}
     for name, value in changes.items():
         check = _CHECKS.get(name)
         if check is None:
-            problems.append(f"{name}: unknown setting")
+            problems[name] = "unknown setting"
             continue
         try:
             clean[name] = check(value)
         except ValueError as exc:
-            problems.append(f"{name}: {exc}")
-    if problems:
-        raise ValueError("; ".join(problems))
-    return clean
+            problems[name] = str(exc)
+    return clean, problems
 
 
 def setting(mailing_list: MailingList, name: str) -> Any:

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service._version import __version__
+from service.bulk import ACTIONS as BULK_ACTIONS
 from service.challenges import SOLUTION_PATTERN
 from service.i18n import LANGUAGES
 from service.lists import SLUG_PATTERN
@@ -624,6 +625,7 @@ SCHEMAS: dict[str, Any] = {
                     }
                 ),
             },
+            "total": {"type": "integer", "description": "People matching, on every page."},
             "next_after": {
                 "type": ["integer", "null"],
                 "description": "Pass as `after` for the next page; null on the last.",
@@ -696,6 +698,7 @@ SCHEMAS: dict[str, Any] = {
                         "day": {"type": "string", "format": "date"},
                         "signups": {"type": "integer"},
                         "confirmations": {"type": "integer"},
+                        "unsubscribes": {"type": "integer"},
                     }
                 ),
             },
@@ -726,6 +729,7 @@ SCHEMAS: dict[str, Any] = {
                     "unchanged",
                     "left_unsubscribed",
                     "suppressed",
+                    "blocklisted",
                     "duplicates",
                     "failed_in_file",
                     "invalid",
@@ -754,6 +758,212 @@ SCHEMAS: dict[str, Any] = {
             "notes": {"type": "array", "items": {"type": "object"}},
         },
     },
+}
+
+
+# The blocklist, and editing people (service.web.admin.blocklist, service.web.admin.people).
+BLOCKLIST_ENTRY = _object(
+    {
+        "id": {"type": "integer"},
+        "value": STRING,
+        "kind": {"type": "string", "enum": ["address", "domain"]},
+        "note": STRING,
+        "created_by": STRING,
+        "created_at": TIME,
+    }
+)
+ENTRY_ID = {**SUBSCRIBER_ID, "name": "entry_id"}
+PATHS["/api/v1/admin/blocklist"] = {
+    "get": _admin(
+        {
+            "summary": "The blocklist (addresses and domains no signup or import adds)",
+            "parameters": [{"name": "q", "in": "query", "required": False, "schema": STRING}],
+            "responses": {
+                "200": _json(_object({"items": {"type": "array", "items": BLOCKLIST_ENTRY}}))
+            },
+        }
+    ),
+    "post": _admin(
+        {
+            "summary": "Block addresses and domains",
+            "description": "An address blocks every spelling of its inbox (case, +tags, "
+            "Gmail's dots); a domain blocks its subdomains. Entries already there are "
+            "left as they are. A bad entry refuses the whole request.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {
+                                "entries": {
+                                    "type": "array",
+                                    "items": STRING,
+                                    "minItems": 1,
+                                    "maxItems": 1000,
+                                    "example": ["spam.example", "someone@example.com"],
+                                }
+                            },
+                            note={"type": "string", "maxLength": 200},
+                        )
+                    }
+                },
+            },
+            "responses": {
+                "201": _json(
+                    _object({"added": {"type": "array", "items": BLOCKLIST_ENTRY}}), "Blocked."
+                ),
+                "422": _error("An entry is neither an address nor a domain."),
+            },
+        },
+        changes=True,
+    ),
+}
+PATHS["/api/v1/admin/blocklist/{entry_id}"] = {
+    "delete": _admin(
+        {
+            "summary": "Unblock an entry",
+            "parameters": [ENTRY_ID],
+            "responses": {"204": {"description": "Removed."}, "404": _error("No such entry.")},
+        },
+        changes=True,
+    ),
+}
+
+
+ATTRIBUTES = {
+    "type": "object",
+    "maxProperties": 50,
+    "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+    "description": "Flat: text, numbers, true/false or null values.",
+}
+EVIDENCE = {
+    "type": "string",
+    "maxLength": 500,
+    "description": "Where, when and how the person consented: given, the lists added "
+    "confirm them at once and it is kept in their consent record; else each list added "
+    "sends a confirmation email.",
+}
+EDITED = _object(
+    {
+        "id": {"type": "integer"},
+        "added": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "enum": ["pending", "confirmed"]},
+        },
+        "removed": {"type": "array", "items": STRING},
+        "not_added": {
+            "type": "object",
+            "additionalProperties": STRING,
+            "description": "Lists not added, and why (unsubscribed earlier, blocklisted).",
+        },
+    }
+)
+SLUGS = {"type": "array", "items": STRING, "example": ["daily"]}
+PATHS["/api/v1/admin/subscribers"]["post"] = _admin(
+    {
+        "summary": "Add a person by hand",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": _object(
+                        {
+                            "email": {"type": "string", "format": "email"},
+                            "lists": {**SLUGS, "minItems": 1},
+                        },
+                        name={"type": "string", "maxLength": MAX_NAME},
+                        attributes=ATTRIBUTES,
+                        evidence=EVIDENCE,
+                    )
+                }
+            },
+        },
+        "responses": {
+            "201": _json(EDITED, "Added."),
+            "409": _error("The address is here already."),
+            "422": _error("A field is invalid, or the address is erased or blocklisted."),
+        },
+    },
+    changes=True,
+)
+PATHS["/api/v1/admin/subscribers/{subscriber_id}"]["patch"] = _admin(
+    {
+        "summary": "Edit a person: name, attributes, lists",
+        "description": "Fields left out stay as they are. `lists` is every list the person "
+        "is to be on: lists missing from it are unsubscribed; a list they unsubscribed from "
+        "is not subscribed again (only they can).",
+        "parameters": [SUBSCRIBER_ID],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string", "maxLength": MAX_NAME},
+                            "attributes": ATTRIBUTES,
+                            "lists": SLUGS,
+                            "evidence": EVIDENCE,
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": _json(EDITED),
+            "404": _error("No such person."),
+            "422": _error("A field is invalid."),
+        },
+    },
+    changes=True,
+)
+PATHS["/api/v1/admin/subscribers/bulk"] = {
+    "post": _admin(
+        {
+            "summary": "Act on everyone a search matches (unsubscribe, erase, add, move)",
+            "description": "Without `expected`, says how many people the search matches "
+            "and what the action would do, changing nothing. With it, does it, unless the "
+            "search now matches another number (409, nothing done).",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {"action": {"type": "string", "enum": list(BULK_ACTIONS)}},
+                            filters={
+                                "type": "object",
+                                "properties": {
+                                    key: {"type": "string"}
+                                    for key in ("q", "list", "status", "since", "until")
+                                },
+                                "description": "As for GET /api/v1/admin/subscribers; "
+                                "`move` needs `list`.",
+                            },
+                            target={"type": "string", "description": "add, move: the list"},
+                            evidence=EVIDENCE,
+                            expected={"type": "integer", "minimum": 0},
+                        )
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(
+                    _object(
+                        {
+                            "done": {"type": "boolean"},
+                            "matching": {"type": "integer"},
+                            "description": STRING,
+                        },
+                        changed={"type": "integer"},
+                        left={"type": "integer"},
+                    )
+                ),
+                "409": _error("The search matches another number of people now."),
+                "422": _error("Unknown action, missing or unknown list."),
+            },
+        },
+        changes=True,
+    ),
 }
 
 
