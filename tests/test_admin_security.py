@@ -40,6 +40,12 @@ ENDPOINTS = [
     ("GET", "/api/v1/admin/admins/alice", "admin"),
     ("PATCH", "/api/v1/admin/admins/alice", "admin"),
     ("GET", "/api/v1/admin/audit", "admin"),
+    ("POST", "/api/v1/admin/subscribers", "write"),
+    ("PATCH", "/api/v1/admin/subscribers/1", "write"),
+    ("POST", "/api/v1/admin/subscribers/bulk", "write"),
+    ("GET", "/api/v1/admin/blocklist", "read"),
+    ("POST", "/api/v1/admin/blocklist", "write"),
+    ("DELETE", "/api/v1/admin/blocklist/999", "write"),
 ]
 SCOPES = ("read", "export", "write", "erase", "admin")
 EDITOR_PASSWORD = "plum kettle orbit sunday"
@@ -473,3 +479,35 @@ async def test_the_token_page_says_what_is_wrong(admin: Running) -> None:
     none = await admin.client.post("/admin/tokens", headers=owner, data={"name": "x"})
     assert none.status_code == 422
     assert "at least one scope" in visible(none)
+
+
+async def test_bulk_erasure_needs_the_erase_scope_and_bulk_actions_are_audited(
+    admin: Running,
+) -> None:
+    await add_people(admin)
+    writer = bearer(await create_token(admin.db, "alice", "writer", scopes=["read", "write"]))
+    owner = bearer(await create_token(admin.db, "alice", "owner", scopes=list(SCOPES)))
+    erase = {"action": "erase", "filters": {"list": "daily"}}
+    refused = await admin.client.post("/api/v1/admin/subscribers/bulk", headers=writer, json=erase)
+    assert refused.status_code == 403
+    assert "'erase' scope" in refused.json()["message"]
+    planned = await admin.client.post("/api/v1/admin/subscribers/bulk", headers=owner, json=erase)
+    assert planned.status_code == 200 and planned.json()["done"] is False
+    matching = planned.json()["matching"]
+    assert matching > 0
+    unsubscribe = {"action": "unsubscribe", "filters": {"list": "daily"}, "expected": matching}
+    done = await admin.client.post(
+        "/api/v1/admin/subscribers/bulk", headers=writer, json=unsubscribe
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["changed"] + done.json()["left"] == matching
+    blocked = await admin.client.post(
+        "/api/v1/admin/blocklist", headers=writer, json={"entries": ["spam.example"]}
+    )
+    assert blocked.status_code == 201, blocked.text
+
+    log = (await admin.client.get("/api/v1/admin/audit", headers=owner)).json()
+    actions = [(e["action"], e["via"]) for e in log["events"]]
+    assert actions[:2] == [("blocklist.add", "token"), ("bulk.unsubscribe", "token")]
+    assert log["events"][1]["detail"] == {"expected": matching}
+    assert not any(e["action"] == "bulk.erase" for e in log["events"])

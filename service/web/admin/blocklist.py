@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from service import blocklist
+from service.audit import along_with, entry
 from service.auth.sessions import Principal
 from service.errors import Refusal
 from service.state import AppRequest
@@ -42,7 +43,8 @@ async def blocklist_page(request: AppRequest, principal: Principal) -> Response:
         try:
             if len(lines) > MAX_ENTRIES:
                 raise ValueError(f"at most {MAX_ENTRIES} entries at a time")
-            added = len(await blocklist.add(db, lines, admin=principal.username, note=note))
+            with along_with(entry(principal.actor, "blocklist.add", entries=len(lines))):
+                added = len(await blocklist.add(db, lines, admin=principal.username, note=note))
         except ValueError as exc:
             error = str(exc)
         else:
@@ -69,7 +71,8 @@ async def blocklist_page(request: AppRequest, principal: Principal) -> Response:
 
 async def blocklist_remove(request: AppRequest, principal: Principal) -> Response:
     entry_id = row_id(str(request.path_params["entry_id"]))
-    removed = await blocklist.remove(request.state["db"], entry_id) if entry_id else None
+    with along_with(entry(principal.actor, "blocklist.remove", str(entry_id or ""))):
+        removed = await blocklist.remove(request.state["db"], entry_id) if entry_id else None
     # Removing twice (a reload, a second tab) is harmless: the page simply lacks the entry.
     return RedirectResponse(f"/admin/blocklist?removed={1 if removed else 0}", status_code=303)
 
@@ -97,7 +100,8 @@ async def blocklist_endpoint(request: AppRequest, principal: Principal) -> Respo
     if not isinstance(note, str):
         raise Refusal("note must be text.", status=422, fields={"note": "must be text"})
     try:
-        added = await blocklist.add(db, texts, admin=principal.username, note=note)
+        with along_with(entry(principal.actor, "blocklist.add", entries=len(texts))):
+            added = await blocklist.add(db, texts, admin=principal.username, note=note)
     except ValueError as exc:
         raise Refusal(f"{exc}.", status=422, fields={"entries": str(exc)}) from None
     return JSONResponse(
@@ -107,7 +111,8 @@ async def blocklist_endpoint(request: AppRequest, principal: Principal) -> Respo
 
 async def blocklist_entry_endpoint(request: AppRequest, principal: Principal) -> Response:
     entry_id = row_id(str(request.path_params["entry_id"]))
-    removed = await blocklist.remove(request.state["db"], entry_id) if entry_id else None
+    with along_with(entry(principal.actor, "blocklist.remove", str(entry_id or ""))):
+        removed = await blocklist.remove(request.state["db"], entry_id) if entry_id else None
     if removed is None:
         raise Refusal("No such blocklist entry.", status=404)
     return Response(status_code=204)

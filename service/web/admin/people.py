@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from service import bulk
+from service.audit import along_with, entry
 from service.auth.sessions import Principal
 from service.editing import Edit, EditResult, add_person, edit_person, parse_attributes
 from service.errors import Refusal
@@ -93,17 +94,18 @@ async def new_subscriber_page(request: AppRequest, principal: Principal) -> Resp
     if request.method == "POST":
         form = _posted(await request.form(max_files=0, max_fields=200))
         try:
-            result = await add_person(
-                request.state["db"],
-                request.state["emails"],
-                request.state["subscriptions"].addresses,
-                form,
-                form["lists"],
-                attributes=_attributes(form["attributes"]),
-                evidence=form["evidence"],
-                admin=principal.username,
-                cap=request.state["settings"].rate_limit_confirmations,
-            )
+            with along_with(entry(principal.actor, "subscriber.add", lists=list(form["lists"]))):
+                result = await add_person(
+                    request.state["db"],
+                    request.state["emails"],
+                    request.state["subscriptions"].addresses,
+                    form,
+                    form["lists"],
+                    attributes=_attributes(form["attributes"]),
+                    evidence=form["evidence"],
+                    admin=principal.username,
+                    cap=request.state["settings"].rate_limit_confirmations,
+                )
         except Refusal as exc:
             return await _form_page(
                 request,
@@ -140,19 +142,20 @@ async def edit_subscriber_page(request: AppRequest, principal: Principal) -> Res
         posted = _posted(await request.form(max_files=0, max_fields=200))
         form.update({k: posted[k] for k in ("name", "attributes", "lists", "evidence")})
         try:
-            result = await edit_person(
-                db,
-                request.state["emails"],
-                subscriber_id,
-                Edit(
-                    name=posted["name"],
-                    attributes=_attributes(posted["attributes"]),
-                    lists=frozenset(posted["lists"]),
-                    evidence=posted["evidence"],
-                ),
-                admin=principal.username,
-                cap=request.state["settings"].rate_limit_confirmations,
-            )
+            with along_with(entry(principal.actor, "subscriber.edit", str(subscriber_id))):
+                result = await edit_person(
+                    db,
+                    request.state["emails"],
+                    subscriber_id,
+                    Edit(
+                        name=posted["name"],
+                        attributes=_attributes(posted["attributes"]),
+                        lists=frozenset(posted["lists"]),
+                        evidence=posted["evidence"],
+                    ),
+                    admin=principal.username,
+                    cap=request.state["settings"].rate_limit_confirmations,
+                )
         except Refusal as exc:
             return await _form_page(
                 request,
@@ -210,15 +213,16 @@ async def bulk_page(request: AppRequest, principal: Principal) -> Response:
         asked = _allowed(principal, _bulk_from(fields))
         if fields.get("confirm") == "yes":
             expected = number(fields.get("expected", ""), most=2**31)
-            outcome = await bulk.run(
-                request.state["db"],
-                request.state["emails"],
-                request.state["subscriptions"].addresses,
-                asked,
-                expected=expected if expected is not None else -1,
-                admin=principal.username,
-                cap=request.state["settings"].rate_limit_confirmations,
-            )
+            with along_with(entry(principal.actor, f"bulk.{asked.action}", expected=expected)):
+                outcome = await bulk.run(
+                    request.state["db"],
+                    request.state["emails"],
+                    request.state["subscriptions"].addresses,
+                    asked,
+                    expected=expected if expected is not None else -1,
+                    admin=principal.username,
+                    cap=request.state["settings"].rate_limit_confirmations,
+                )
             request.state["worker"].wake()
             context.update(step="done", outcome=outcome)
         else:
@@ -261,17 +265,18 @@ def _slugs(data: Mapping[str, Any]) -> list[str] | None:
 async def add_endpoint(request: AppRequest, principal: Principal) -> Response:
     data = await _json_body(request, '{"email": "reader@example.com", "lists": ["daily"]}')
     email, name = _text(data, "email"), _text(data, "name")
-    result = await add_person(
-        request.state["db"],
-        request.state["emails"],
-        request.state["subscriptions"].addresses,
-        {"email": email, "name": name},
-        _slugs(data) or [],
-        attributes=_attributes(data.get("attributes") or {}),
-        evidence=_text(data, "evidence") or "",
-        admin=principal.username,
-        cap=request.state["settings"].rate_limit_confirmations,
-    )
+    with along_with(entry(principal.actor, "subscriber.add", lists=_slugs(data) or [])):
+        result = await add_person(
+            request.state["db"],
+            request.state["emails"],
+            request.state["subscriptions"].addresses,
+            {"email": email, "name": name},
+            _slugs(data) or [],
+            attributes=_attributes(data.get("attributes") or {}),
+            evidence=_text(data, "evidence") or "",
+            admin=principal.username,
+            cap=request.state["settings"].rate_limit_confirmations,
+        )
     request.state["worker"].wake()
     return JSONResponse(_result_json(result), status_code=201, headers=NO_STORE)
 
@@ -287,18 +292,19 @@ async def edit_endpoint(request: AppRequest, principal: Principal) -> Response:
         lists=frozenset(slugs) if slugs is not None else None,
         evidence=_text(data, "evidence") or "",
     )
-    result = (
-        await edit_person(
-            request.state["db"],
-            request.state["emails"],
-            subscriber_id,
-            edit,
-            admin=principal.username,
-            cap=request.state["settings"].rate_limit_confirmations,
+    with along_with(entry(principal.actor, "subscriber.edit", str(subscriber_id))):
+        result = (
+            await edit_person(
+                request.state["db"],
+                request.state["emails"],
+                subscriber_id,
+                edit,
+                admin=principal.username,
+                cap=request.state["settings"].rate_limit_confirmations,
+            )
+            if subscriber_id is not None
+            else None
         )
-        if subscriber_id is not None
-        else None
-    )
     if result is None:
         raise Refusal("No such subscriber.", status=404)
     if result.added:
@@ -330,15 +336,16 @@ async def bulk_endpoint(request: AppRequest, principal: Principal) -> Response:
             {"done": False, "matching": planned.count, "description": planned.text},
             headers=NO_STORE,
         )
-    outcome = await bulk.run(
-        request.state["db"],
-        request.state["emails"],
-        request.state["subscriptions"].addresses,
-        asked,
-        expected=expected,
-        admin=principal.username,
-        cap=request.state["settings"].rate_limit_confirmations,
-    )
+    with along_with(entry(principal.actor, f"bulk.{asked.action}", expected=expected)):
+        outcome = await bulk.run(
+            request.state["db"],
+            request.state["emails"],
+            request.state["subscriptions"].addresses,
+            asked,
+            expected=expected,
+            admin=principal.username,
+            cap=request.state["settings"].rate_limit_confirmations,
+        )
     request.state["worker"].wake()
     return JSONResponse(
         {
