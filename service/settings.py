@@ -463,8 +463,9 @@ SETTINGS: tuple[Spec, ...] = (
         "The public endpoints keep a list's settings this long, then renew them in the "
         "background (one read per list, while the old settings still answer for up to as long "
         "again); a change made by another process (the CLI, another app server) applies within "
-        "twice this time, one made through this process's admin side at once. 0 turns the "
-        "cache off.",
+        "twice this time, one made through this process's admin side at once. A list's and "
+        "a client's recent signup rates (the proof of work a surge asks) are kept as long. "
+        "0 turns the cache off.",
         parse_duration,
     ),
     Spec(

@@ -11,8 +11,8 @@ are counted, so the level settles where the flood can pay, and falls when it sto
 
 The rates come from the counters the intake keeps (``service.limits``, shared by every
 process of a deployment), over the last window of the surge rate; each process keeps what
-it read for a second, so a flood of hundreds a second costs a small read a second per list
-(and one per new client address).
+it read for ``NEWSLETTER_LIST_CACHE_TTL`` (2 s), so a flood of hundreds a second costs a
+small read every two seconds per list (and one per new client address).
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ from service.db import Database, run
 from service.models import utcnow
 from service.settings import Rate, Settings
 
-__all__ = ["CACHE_SECONDS", "Surge", "bits", "counting", "least"]
+__all__ = ["Surge", "bits", "counting", "least"]
 
-CACHE_SECONDS = 1.0  # how long a process keeps a rate it read
 _CACHE_SIZE = 10_000  # entries kept before the expired ones are swept
 _COUNT_ONLY = sys.maxsize  # a count no window reaches: counted, never refused
 
@@ -99,5 +98,5 @@ class Surge:
                 self._seen = {k: v for k, v in self._seen.items() if v[0] > clock}
             for keys in missing.values():
                 for key in keys:
-                    self._seen[key] = (clock + CACHE_SECONDS, found[key])
+                    self._seen[key] = (clock + self._settings.list_cache_ttl, found[key])
         return found
