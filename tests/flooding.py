@@ -89,14 +89,20 @@ class Flood:
     async def _post(
         self, client: httpx.AsyncClient, headers: dict[str, str], fields: dict[str, str]
     ) -> httpx.Response:
-        return await client.post(
-            f"/api/v1/lists/{self.slug}/subscriptions", data=fields, headers=headers
-        )
+        path = f"/api/v1/lists/{self.slug}/subscriptions"
+        try:
+            return await client.post(path, data=fields, headers=headers)
+        except httpx.TransportError:  # a kept-alive connection the server closed: once more
+            return await client.post(path, data=fields, headers=headers)
 
     async def _challenge(
         self, client: httpx.AsyncClient, headers: dict[str, str]
     ) -> dict[str, object]:
-        reply = await client.get(f"/api/v1/lists/{self.slug}/challenge", headers=headers)
+        path = f"/api/v1/lists/{self.slug}/challenge"
+        try:
+            reply = await client.get(path, headers=headers)
+        except httpx.TransportError:  # as above
+            reply = await client.get(path, headers=headers)
         body: dict[str, object] = reply.json()
         return body
 

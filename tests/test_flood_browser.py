@@ -123,8 +123,8 @@ async def test_readers_get_through_a_flood_that_pays_for_every_signup(
     # kept (half a second).
     assert len(unpaid) <= 3 * SURGE.hits, len(unpaid)
     # With work, it got in what it paid for: every accepted signup carried a solution, the
-    # price rose to the ceiling, and the hashes computed cover what was asked.
+    # price rose with the rate, and the hashes computed cover what was asked.
     assert len(paid) <= flood.solved
-    assert max(s.difficulty for s in paid) == flooded.pow_difficulty_max
+    assert max(s.difficulty for s in paid) > flooded.pow_difficulty
     asked = sum(2**s.difficulty for s in paid)
     assert flood.hashes >= asked / 4, (flood.hashes, asked)
