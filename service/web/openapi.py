@@ -569,7 +569,9 @@ SCHEMAS: dict[str, Any] = {
             "expires_in": {"type": "number", "description": "Seconds it stays valid."},
             "required": {
                 "type": "boolean",
-                "description": "Whether the list asks every signup for proof of work.",
+                "description": "Whether a signup from this client must carry this proof of "
+                "work now: the list asks every signup for one, or it (or the client) is taking "
+                "signups fast enough that a surge does.",
             },
             "form_stamp": {
                 "type": "string",
