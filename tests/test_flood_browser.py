@@ -38,12 +38,13 @@ async def sign_up(browser: Browser, service: str, url: str, n: int) -> str:
     await context.route(f"{service}/**", from_home)
     try:
         page = await context.new_page()
+        page.set_default_timeout(90_000)  # a busy machine; the flood itself is bounded
         await page.goto(url)
         box = page.locator("div[data-newsletter] .box")
         await box.locator("input[type=email]").fill(f"reader{n}@example.org")
         await box.locator("button.go").click()
         status = box.locator(".msg.ok, .msg.err")
-        await status.wait_for(timeout=30_000)
+        await status.wait_for()
         return ("ok: " if "ok" in (await status.get_attribute("class") or "") else "error: ") + (
             await status.inner_text()
         )
@@ -66,10 +67,10 @@ async def test_readers_get_through_a_flood_that_pays_for_every_signup(
         # filled it (tests/test_abuse.py checks that it keeps signups waiting): not here.
         rate_limit_confirmations=(Rate(10_000, 3600),),
         min_fill_time=0.5,
-        # Levels cheap enough for a test on a shared machine; bench/flood_bench.py runs
-        # the defaults (16 to 19 bits).
-        pow_difficulty=12,
-        pow_difficulty_max=16,
+        # Levels cheap enough for a test (and to keep the payer's signups, which the server
+        # must take in, few); bench/flood_bench.py runs the defaults (16 to 19 bits).
+        pow_difficulty=13,
+        pow_difficulty_max=17,
         pow_surge_list=SURGE,
         pow_surge_client=defaults.pow_surge_client,
         list_cache_ttl=0.5,
@@ -79,7 +80,7 @@ async def test_readers_get_through_a_flood_that_pays_for_every_signup(
         snippet = f'<script src="{app.url}/widget.js" {attributes}></script>'
         with ArticleServer(render_article(snippet)) as article:
             await make_list(flooded, origins=[article.url])
-            flood = Flood(app.url, "daily", stampers=10, payers=1, fill_time=0.5)
+            flood = Flood(app.url, "daily", stampers=5, payers=1, fill_time=0.5)
             flooding = asyncio.create_task(flood.run())
             try:
                 # Readers come once the list is under pressure.
