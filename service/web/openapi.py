@@ -130,9 +130,10 @@ SIGNUP = {
         },
         "pow_challenge": {
             "type": "string",
-            "description": "Required when the list asks for proof of work, or the signup has "
-            "no good form stamp: a challenge from GET /api/v1/lists/{slug}/challenge, used "
-            "once.",
+            "description": "Required when the list asks for proof of work, when it (or the "
+            "client) is taking signups fast enough to ask every signup for one, or when the "
+            "signup has no good form stamp: a challenge from "
+            "GET /api/v1/lists/{slug}/challenge, used once.",
         },
         "pow_solution": {
             "type": "string",
@@ -205,15 +206,17 @@ PATHS: dict[str, Any] = {
                 "400": _error("The body cannot be read.", html=True),
                 "403": _error(
                     "The calling page's origin may not sign people up to this list; or a "
-                    "proof of work is needed (the list asks for one, or the form stamp is "
-                    "missing, not ours or too young) and it is missing, expired, for another "
-                    "list, used already or wrong (`error` is `proof_of_work`).",
+                    "proof of work is needed (the list asks for one, the list or the client is "
+                    "taking signups fast, or the form stamp is missing, not ours or too "
+                    "young) and it is missing, expired, for another list, used already, "
+                    "easier than now asked or wrong (`error` is `proof_of_work`).",
                     html=True,
                 ),
                 "404": _error("No such list."),
                 "422": _error("A field is invalid; `fields` says which and why.", html=True),
                 "429": _error(
-                    "Too many signups; try again later.",
+                    "Too many signups from this client address (or to this list, where it "
+                    "has a hard cap); try again later.",
                     html=True,
                     headers={"Retry-After": "Seconds to wait before trying again."},
                 ),
@@ -235,7 +238,9 @@ PATHS: dict[str, Any] = {
             "description": "Find a number n such that SHA-256(challenge + ':' + n) starts "
             "with `difficulty` zero bits, and send both with the signup as `pow_challenge` "
             "and `pow_solution`. Each challenge works once, for this list, for "
-            "`expires_in` seconds. `required` says whether the list asks for it.",
+            "`expires_in` seconds. `required` says whether a signup from this client must "
+            "carry one now: the list asks for it, or the list or the client is taking signups "
+            "fast, which also raises `difficulty`.",
             "parameters": [SLUG],
             "responses": {
                 "200": {
@@ -576,7 +581,9 @@ SCHEMAS: dict[str, Any] = {
             "expires_in": {"type": "number", "description": "Seconds it stays valid."},
             "required": {
                 "type": "boolean",
-                "description": "Whether the list asks every signup for proof of work.",
+                "description": "Whether a signup from this client must carry this proof of "
+                "work now: the list asks every signup for one, or it (or the client) is taking "
+                "signups fast enough that a surge does.",
             },
             "form_stamp": {
                 "type": "string",
