@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from service.i18n import duration, texts
 from service.mail.addresses import wire_address
 from service.mail.render import EmailRenderer, MailHeaders
-from service.models import MailingList, OutboxMessage, Subscription
+from service.models import MailingList, OutboxMessage, OutboxStatus, Subscription
 from service.settings import Settings
 from service.tokens import Purpose, TokenSigner
 
@@ -62,27 +62,57 @@ class Emails:
     ) -> OutboxMessage:
         """``page_url``: where the reader signed up, named in the footer; ``imported``: the
         address came in a file, and the email says so instead."""
-        expires_at = int(now.timestamp() + self._settings.confirm_ttl)
-        payload: dict[str, Any] = {"nonce": subscription.confirm_nonce, "expires_at": expires_at}
-        return self._row(CONFIRM, subscription, to, now, {**payload, **_origin(page_url, imported)})
+        values = self.confirmation_values(
+            subscription.id,
+            subscription.confirm_nonce,
+            to,
+            now,
+            page_url=page_url,
+            imported=imported,
+        )
+        return OutboxMessage(**values)
 
     def welcome(
         self, subscription: Subscription, to: str, now: datetime, *, page_url: str | None = None
     ) -> OutboxMessage:
-        return self._row(WELCOME, subscription, to, now, _origin(page_url, False))
+        return OutboxMessage(**self.welcome_values(subscription.id, to, now, page_url=page_url))
 
-    def _row(
-        self, template: str, sub: Subscription, to: str, now: datetime, payload: dict[str, Any]
-    ) -> OutboxMessage:
-        return OutboxMessage(
-            template=template,
-            to_address=to,
-            subscription_id=sub.id,
-            payload=payload,
-            message_id=self.new_message_id(),
-            created_at=now,
-            next_attempt_at=now,
-        )
+    def confirmation_values(
+        self,
+        subscription_id: int,
+        nonce: str,
+        to: str,
+        now: datetime,
+        *,
+        page_url: str | None = None,
+        imported: bool = False,
+    ) -> dict[str, Any]:
+        """A confirmation's outbox row as column values, for a batch's one INSERT."""
+        expires_at = int(now.timestamp() + self._settings.confirm_ttl)
+        payload: dict[str, Any] = {"nonce": nonce, "expires_at": expires_at}
+        payload.update(_origin(page_url, imported))
+        return self._values(CONFIRM, subscription_id, to, now, payload)
+
+    def welcome_values(
+        self, subscription_id: int, to: str, now: datetime, *, page_url: str | None = None
+    ) -> dict[str, Any]:
+        """A welcome email's outbox row as column values."""
+        return self._values(WELCOME, subscription_id, to, now, _origin(page_url, False))
+
+    def _values(
+        self, template: str, sub_id: int, to: str, now: datetime, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "template": template,
+            "to_address": to,
+            "subscription_id": sub_id,
+            "payload": payload,
+            "message_id": self.new_message_id(),
+            "status": OutboxStatus.QUEUED,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
 
     # Building --------------------------------------------------------------------------
 
