@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
 from service.i18n import duration, texts
 from service.mail.addresses import wire_address
-from service.mail.render import EmailRenderer, MailHeaders
+from service.mail.render import EmailRenderer, MailHeaders, Outgoing
 from service.models import MailingList, OutboxMessage, OutboxStatus, Subscription
 from service.settings import Settings
 from service.tokens import Purpose, TokenSigner
@@ -116,25 +115,29 @@ class Emails:
 
     # Building --------------------------------------------------------------------------
 
-    def build(self, row: OutboxMessage, mailing_list: MailingList) -> EmailMessage:
-        """The message for a row; the same bytes for the same row, every time."""
+    def build(self, row: OutboxMessage, mailing_list: MailingList) -> Outgoing:
+        """The message for a row; the same content for the same row, every time."""
         assert row.subscription_id is not None
         unsubscribe_url = self.unsubscribe_url(row.subscription_id)
+        # The site the reader was on, which they know, if the list allows it (a page URL is
+        # the caller's to choose); else the list's own.
+        site = _site(row.payload.get("site"), mailing_list) or self._site
+        footer = "footer_imported" if row.payload.get("via") == "import" else "footer"
         context: dict[str, Any] = {
             "list_name": mailing_list.name,
             "language": mailing_list.language,
-            # The site the reader was on, which they know, if the list allows it (a page URL is
-            # the caller's to choose); else the list's own.
-            "site": _site(row.payload.get("site"), mailing_list) or self._site,
-            "footer": "footer_imported" if row.payload.get("via") == "import" else "footer",
+            "site": site,
+            "footer": footer,
             "unsubscribe_url": unsubscribe_url,
             "t": texts(mailing_list.language),
         }
+        urls: tuple[str, ...] = ("unsubscribe_url",)
         if row.template == CONFIRM:
             context["confirm_url"] = self.confirm_url(
                 row.subscription_id, row.payload["nonce"], int(row.payload["expires_at"])
             )
             context["valid_for"] = duration(self._settings.confirm_ttl, mailing_list.language)
+            urls = ("confirm_url", "unsubscribe_url")
         headers = MailHeaders(
             mail_from=self._settings.mail_from,
             to=wire_address(row.to_address),
@@ -144,7 +147,10 @@ class Emails:
             list_id=f"{mailing_list.slug}.{self._site}",
             unsubscribe_url=unsubscribe_url,
         )
-        return self._renderer.render(row.template, context, headers)
+        # Everything but the links and the envelope is the same for every message of a
+        # list, its template and the site named: written out once (`EmailRenderer.prepare`).
+        kind = (mailing_list.name, mailing_list.language, mailing_list.slug, site, footer)
+        return self._renderer.prepare(row.template, kind, context, urls, headers)
 
 
 def _origin(page_url: str | None, imported: bool) -> dict[str, Any]:

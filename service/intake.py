@@ -275,7 +275,7 @@ def _take(count: int) -> Executable:
         .with_for_update(skip_locked=True)
     )
     return (
-        delete(SignupRequest.__table__)
+        delete(SignupRequest)
         .where(SignupRequest.id.in_(batch.scalar_subquery()))
         .returning(*SignupRequest.__table__.columns)
     )

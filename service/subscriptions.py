@@ -248,12 +248,9 @@ class Subscriptions:
             names.setdefault(a.signup.email, a.signup.name)
         yield Write(
             _add_subscribers,
-            [
-                {"email": e, "name": names[e], "attributes": {}, "created_at": now}
-                for e in emails
-            ],
+            [{"email": e, "name": names[e], "attributes": {}, "created_at": now} for e in emails],
         )
-        ids = {email: sub_id for sub_id, email in (yield Write(_subscriber_ids(emails)))}
+        ids = {row.email: row.id for row in (yield Write(_subscriber_ids(emails)))}
         pairs = sorted({(a.mailing_list.id, ids[a.signup.email]) for a in batch})
         yield Write(
             _add_subscriptions,
@@ -306,9 +303,9 @@ class Subscriptions:
             rates = self._settings.rate_limit_address
             waits = yield from limits.add([(key, 1, rates) for key in inbox.values()], now)
             taken: Counter[str] = Counter()
-            for i, key in inbox.items():
-                wait = waits[key][taken[key]]
-                taken[key] += 1
+            for i, counter in inbox.items():
+                wait = waits[counter][taken[counter]]
+                taken[counter] += 1
                 a = batch[i]
                 sub = subs[(a.mailing_list.id, ids[a.signup.email])]
                 if wait is not None:
@@ -889,7 +886,7 @@ _CHANGED = (  # what a signup may change on a subscription
     "confirmed_at",
 )
 _update_subscriptions = (
-    update(Subscription.__table__)
-    .where(Subscription.__table__.c.id == bindparam("b_id"))
+    update(Subscription)
+    .where(Subscription.id == bindparam("b_id"))
     .values({column: bindparam(f"b_{column}") for column in _CHANGED})
 )

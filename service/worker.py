@@ -43,7 +43,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Protocol
 
 from sqlalchemy import Select, and_, or_, select, update
@@ -51,6 +50,7 @@ from sqlalchemy import Select, and_, or_, select, update
 from service.db import Database
 from service.emails import Emails
 from service.intake import Intake
+from service.mail.render import Outgoing
 from service.mail.senders import DeliveryError, Mailer
 from service.models import MailingList, OutboxMessage, OutboxStatus, Subscription, utcnow
 from service.retention import Housekeeping
@@ -214,7 +214,7 @@ class OutboxWorker:
         if error is not None:
             await self._failed_attempt(row, error)
 
-    async def _send(self, row: OutboxMessage, message: EmailMessage) -> DeliveryError | None:
+    async def _send(self, row: OutboxMessage, message: Outgoing) -> DeliveryError | None:
         try:
             await self._mailer.send(message)
         except DeliveryError as exc:
@@ -301,7 +301,7 @@ class OutboxWorker:
             )
 
 
-_Send = Callable[[OutboxMessage, EmailMessage], Awaitable[DeliveryError | None]]
+_Send = Callable[[OutboxMessage, Outgoing], Awaitable[DeliveryError | None]]
 _Record = Callable[[OutboxMessage], Awaitable[None]]
 
 
@@ -313,7 +313,7 @@ class _Delivery(Protocol):
         ...
 
     async def __call__(
-        self, row: OutboxMessage, message: EmailMessage, claimed_at: float
+        self, row: OutboxMessage, message: Outgoing, claimed_at: float
     ) -> DeliveryError | None:
         """Send ``message``, recording it as sent if it was; the error if it was not."""
         ...
@@ -332,7 +332,7 @@ class _MarkWhileSending:
         return due.with_for_update(skip_locked=True)
 
     async def __call__(
-        self, row: OutboxMessage, message: EmailMessage, claimed_at: float
+        self, row: OutboxMessage, message: Outgoing, claimed_at: float
     ) -> DeliveryError | None:
         error: DeliveryError | None = None
         accepted = False
@@ -381,7 +381,7 @@ class _SendThenMark:
         return due
 
     async def __call__(
-        self, row: OutboxMessage, message: EmailMessage, claimed_at: float
+        self, row: OutboxMessage, message: Outgoing, claimed_at: float
     ) -> DeliveryError | None:
         if not await self._still_ours(row, claimed_at):
             return None
