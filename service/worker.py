@@ -37,23 +37,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Protocol
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, and_, bindparam, or_, select, update
+from sqlalchemy.sql import Executable
 
-from service.db import Database
+from service.db import Database, Write, Writes
 from service.emails import Emails
 from service.intake import Intake
 from service.mail.render import Outgoing
 from service.mail.senders import DeliveryError, Mailer
 from service.models import MailingList, OutboxMessage, OutboxStatus, Subscription, utcnow
 from service.retention import Housekeeping
+from service.sent_marks import SentMarks
 from service.settings import Settings
 from service.wakeup import Wakeup
 
@@ -61,7 +65,7 @@ __all__ = ["OutboxWorker"]
 
 log = logging.getLogger(__name__)
 
-BATCH = 20
+BATCH = 50  # messages claimed at a time
 
 
 class _NotSent(Exception):
@@ -90,10 +94,44 @@ class OutboxWorker:
         self._intake = intake
         self._housekeeping = housekeeping
         self._wakeup = wakeup or Wakeup()
-        sqlite: _Delivery = _SendThenMark(db, settings.worker_lease, self._send, self._mark_sent)
+        self._marks = SentMarks(db)  # on SQLite, rows accepted together are recorded together
+        sqlite: _Delivery = _SendThenMark(db, settings.worker_lease, self._send, self._marks.sent)
         postgresql: _Delivery = _MarkWhileSending(db, self._send, self._mark_sent)
         self._delivery = db.per_backend(sqlite=sqlite, postgresql=postgresql)
         self._stopping = False
+
+    @functools.cached_property
+    def _claim_statement(self) -> Executable:
+        """Move due rows to ``sending`` with a lease (built once: building it costs more
+        than running it)."""
+        now = bindparam("now", type_=OutboxMessage.next_attempt_at.type)
+        due = (
+            select(OutboxMessage.id)
+            .where(
+                or_(
+                    and_(
+                        OutboxMessage.status == OutboxStatus.QUEUED,
+                        OutboxMessage.next_attempt_at <= now,
+                    ),
+                    and_(
+                        OutboxMessage.status == OutboxStatus.SENDING,
+                        OutboxMessage.lease_until < now,
+                    ),
+                )
+            )
+            .order_by(OutboxMessage.next_attempt_at)
+            .limit(BATCH)
+        )
+        return (
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(self._delivery.claimable(due).scalar_subquery()))
+            .values(
+                status=OutboxStatus.SENDING,
+                lease_until=bindparam("new_lease", type_=OutboxMessage.lease_until.type),
+                attempts=OutboxMessage.attempts + 1,
+            )
+            .returning(*OutboxMessage.__table__.columns)
+        )
 
     def wake(self) -> None:
         """Something was queued: look now instead of at the next poll."""
@@ -132,11 +170,10 @@ class OutboxWorker:
 
     async def drain_once(self) -> int:
         """Claim one batch of due messages and try each once; the number handled."""
-        rows = await self._claim(utcnow())
+        rows, lists = await self._db.write_batch(partial(self._claim, utcnow()))
         if not rows:
             return 0
         claimed_at = time.monotonic()
-        lists = await self._lists_for(rows)
         waiting = deque(rows)
 
         async def lane() -> None:
@@ -153,50 +190,30 @@ class OutboxWorker:
                 raise result
         return len(rows)
 
-    async def _claim(self, now: datetime) -> list[OutboxMessage]:
-        due = (
-            select(OutboxMessage.id)
-            .where(
-                or_(
-                    and_(
-                        OutboxMessage.status == OutboxStatus.QUEUED,
-                        OutboxMessage.next_attempt_at <= now,
-                    ),
-                    and_(
-                        OutboxMessage.status == OutboxStatus.SENDING,
-                        OutboxMessage.lease_until < now,
-                    ),
+    def _claim(self, now: datetime) -> Writes[tuple[list[OutboxMessage], dict[int, MailingList]]]:
+        """Claim due rows, and read the lists they are for, in one write (one trip on
+        SQLite: `Database.write_batch`)."""
+        lease_until = now + timedelta(seconds=self._settings.worker_lease)
+        claim = Write(self._claim_statement, {"now": now, "new_lease": lease_until})
+        rows = [OutboxMessage(**row._mapping) for row in (yield claim)]
+        rows.sort(key=lambda r: r.next_attempt_at)
+        if not rows:
+            return [], {}
+        ids = sorted({r.subscription_id for r in rows if r.subscription_id is not None})
+        by_sub = {
+            row.subscription_id: MailingList(
+                **{k: v for k, v in row._mapping.items() if k != "subscription_id"}
+            )
+            for row in (
+                yield Write(
+                    select(Subscription.id.label("subscription_id"), *MailingList.__table__.columns)
+                    .join(MailingList, MailingList.id == Subscription.list_id)
+                    .where(Subscription.id.in_(ids))
                 )
             )
-            .order_by(OutboxMessage.next_attempt_at)
-            .limit(BATCH)
-        )
-        claim = (
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(self._delivery.claimable(due).scalar_subquery()))
-            .values(
-                status=OutboxStatus.SENDING,
-                lease_until=now + timedelta(seconds=self._settings.worker_lease),
-                attempts=OutboxMessage.attempts + 1,
-            )
-            .returning(OutboxMessage)
-            .execution_options(synchronize_session=False)
-        )
-        async with self._db.write() as session:
-            rows = list((await session.scalars(claim)).all())
-        rows.sort(key=lambda r: r.next_attempt_at)
-        return rows
-
-    async def _lists_for(self, rows: list[OutboxMessage]) -> dict[int, MailingList]:
-        ids = {r.subscription_id for r in rows if r.subscription_id is not None}
-        async with self._db.read() as session:
-            result = await session.execute(
-                select(Subscription.id, MailingList)
-                .join(MailingList, MailingList.id == Subscription.list_id)
-                .where(Subscription.id.in_(ids))
-            )
-            by_sub = {sub_id: ml for sub_id, ml in result}
-        return {r.id: by_sub[r.subscription_id] for r in rows if r.subscription_id in by_sub}
+        }
+        lists = {r.id: by_sub[r.subscription_id] for r in rows if r.subscription_id in by_sub}
+        return rows, lists
 
     async def _deliver(
         self, row: OutboxMessage, mailing_list: MailingList | None, claimed_at: float
