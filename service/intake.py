@@ -137,7 +137,7 @@ class Intake:
                 ask.answer.set_result(answer)
 
     async def _write(self, batch: list[_Ask]) -> list[Refused | None]:
-        return await self._db.write_batch(partial(self._store, batch, utcnow()))
+        return await self._db.write_batch(partial(self._store, batch, utcnow()), announce=True)
 
     def _store(self, batch: list[_Ask], now: datetime) -> Writes[list[Refused | None]]:
         """Spend the batch's form stamps, count its rate limits and store the signups they

@@ -139,6 +139,13 @@ class OutboxWorker:
 
     async def run(self) -> None:
         log.info("outbox worker started")
+        # Signups taken in by other processes wake it too (LISTEN/NOTIFY on PostgreSQL, a
+        # signal file on SQLite): the poll interval is only a fallback.
+        async with self._db.listen_for_work(self._wakeup.set):
+            await self._loop()
+        log.info("outbox worker stopped")
+
+    async def _loop(self) -> None:
         while not self._stopping:
             try:
                 done = await self.act_on_signups()
@@ -152,7 +159,6 @@ class OutboxWorker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._settings.worker_poll_interval):
                     await self._wakeup.wait()
-        log.info("outbox worker stopped")
 
     async def act_on_signups(self) -> int:
         """Act on a batch of the signups the web service took in; how many."""
