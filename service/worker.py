@@ -18,17 +18,14 @@ and the worker recording that. Nothing can close that window entirely, since the
 server and the database cannot commit together; what the worker does is keep it to one
 round trip:
 
-- On PostgreSQL the row is marked ``sent`` in a transaction opened *before* the message
-  goes out, and committed as soon as the server's 250 arrives; if sending fails the
-  transaction rolls back. A dead worker's transaction is rolled back by the server, so
-  the row comes back after its lease. The same UPDATE checks that the row still carries
-  this worker's lease and keeps it locked while sending, so a row whose lease ran out is
-  never sent by two workers at once.
-- On SQLite (one writer at a time, so no transaction may stay open across a send) the
-  row is marked right after the 250, and a worker renews its lease (compare-and-set)
-  before each send once half of it has passed, skipping rows it has lost.
-
-(`_MarkWhileSending` and `_SendThenMark` below; `Database.per_backend` picks the one.)
+the row is marked ``sent`` right after the 250, together with the rows the other lanes
+had accepted meanwhile (`service.sent_marks`: one write for several messages, and a lane
+waits for its record before it sends again, so at most ``NEWSLETTER_WORKER_CONCURRENCY``
+messages are ever accepted and not yet recorded). No transaction stays open across a
+send (SQLite has one writer at a time; on PostgreSQL it would hold a connection per
+message in flight). A worker renews its lease (compare-and-set) before each send once
+half of it has passed, and skips rows it has lost, so a row is not sent by two workers
+at once while the lease is kept well above the SMTP timeout (`_SendThenMark` below).
 
 Such a resend carries the same Message-ID, which receiving systems use to drop repeats.
 """
@@ -68,10 +65,6 @@ log = logging.getLogger(__name__)
 BATCH = 50  # messages claimed at a time
 
 
-class _NotSent(Exception):
-    """Rolls back the PostgreSQL "sent" mark of a message the server did not accept."""
-
-
 class OutboxWorker:
     """The worker's loop: act on the signups taken in, drain the outbox, keep house; then
     wait for the wake-up signal or the next poll, unless there was work."""
@@ -94,10 +87,17 @@ class OutboxWorker:
         self._intake = intake
         self._housekeeping = housekeeping
         self._wakeup = wakeup or Wakeup()
-        self._marks = SentMarks(db)  # on SQLite, rows accepted together are recorded together
-        sqlite: _Delivery = _SendThenMark(db, settings.worker_lease, self._send, self._marks.sent)
-        postgresql: _Delivery = _MarkWhileSending(db, self._send, self._mark_sent)
-        self._delivery = db.per_backend(sqlite=sqlite, postgresql=postgresql)
+        self._marks = SentMarks(db)  # rows accepted together are recorded together
+        self._delivery: _Delivery = _SendThenMark(
+            db,
+            settings.worker_lease,
+            self._send,
+            self._marks.sent,
+            # PostgreSQL: rows another worker's claim is taking are skipped, not waited
+            # for. SQLite: the claim's write transaction holds the one write lock, so
+            # claims never overlap.
+            skip_locked=db.per_backend(sqlite=False, postgresql=True),
+        )
         self._stopping = False
 
     @functools.cached_property
@@ -284,18 +284,6 @@ class OutboxWorker:
                 )
             )
 
-    async def _mark_sent(self, row: OutboxMessage) -> None:
-        # The server has the message: this write must land, or a later claim would resend.
-        delay = 0.05
-        while True:
-            try:
-                await self._finish(row, OutboxStatus.SENT, None)
-                return
-            except Exception:
-                log.exception("outbox %s: sent, but could not record it; retrying", row.id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
     async def _finish(self, row: OutboxMessage, status: OutboxStatus, error: str | None) -> None:
         now = utcnow()
         values: dict[str, object] = {"status": status, "lease_until": None}
@@ -342,66 +330,28 @@ class _Delivery(Protocol):
         ...
 
 
-class _MarkWhileSending:
-    """PostgreSQL: mark sent, send, commit on the 250; roll back if it was not accepted."""
-
-    def __init__(self, db: Database, send: _Send, mark_sent: _Record) -> None:
-        self._db = db
-        self._send = send
-        self._mark_sent = mark_sent
-
-    def claimable(self, due: Select[int]) -> Select[int]:
-        # Rows another worker's claim is taking are skipped, not waited for.
-        return due.with_for_update(skip_locked=True)
-
-    async def __call__(
-        self, row: OutboxMessage, message: Outgoing, claimed_at: float
-    ) -> DeliveryError | None:
-        error: DeliveryError | None = None
-        accepted = False
-        try:
-            async with self._db.sessions() as session, session.begin():
-                ours = await session.scalar(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == row.id)
-                    .where(OutboxMessage.status == OutboxStatus.SENDING)
-                    .where(OutboxMessage.lease_until == row.lease_until)
-                    .values(status=OutboxStatus.SENT, sent_at=utcnow(), lease_until=None)
-                    .returning(OutboxMessage.id)
-                )
-                if ours is None:
-                    log.warning("outbox %s: lease ran out and another worker has it", row.id)
-                    return None
-                error = await self._send(row, message)
-                if error is not None:
-                    raise _NotSent
-                accepted = True
-        except _NotSent:
-            return error
-        except Exception:
-            if not accepted:
-                raise  # nothing went out; the row comes back when its lease runs out
-            log.exception("outbox %s: sent, but could not record it; retrying", row.id)
-            await self._mark_sent(row)
-            return None
-        log.info("outbox %s: sent %s (attempt %s)", row.id, row.template, row.attempts)
-        return None
-
-
 class _SendThenMark:
-    """SQLite: one writer at a time, so no transaction stays open across a send. Renew the
-    lease once half of it has passed (unless another worker has taken the row), send, and
-    mark the row sent right after the 250."""
+    """No transaction stays open across a send. Renew the lease once half of it has passed
+    (unless another worker has taken the row), send, and mark the row sent right after
+    the 250."""
 
-    def __init__(self, db: Database, lease: float, send: _Send, mark_sent: _Record) -> None:
+    def __init__(
+        self,
+        db: Database,
+        lease: float,
+        send: _Send,
+        mark_sent: _Record,
+        *,
+        skip_locked: bool,
+    ) -> None:
         self._db = db
         self._lease = lease
         self._send = send
         self._mark_sent = mark_sent
+        self._skip_locked = skip_locked
 
     def claimable(self, due: Select[int]) -> Select[int]:
-        # The claim's write transaction holds SQLite's one write lock: claims never overlap.
-        return due
+        return due.with_for_update(skip_locked=True) if self._skip_locked else due
 
     async def __call__(
         self, row: OutboxMessage, message: Outgoing, claimed_at: float
