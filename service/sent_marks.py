@@ -2,21 +2,20 @@
 
 Each send lane hands over the row the SMTP server has just accepted and waits until it is
 recorded; whatever the other lanes handed over meanwhile is recorded in the same write
-(group commit), one ``UPDATE ... WHERE id IN (...)`` through `Database.write_batch` (on
-SQLite, one trip on the event loop). A lane waits for its own record before it sends the
-next message, so no more messages than there are lanes are ever accepted and not yet
-recorded: the window in which a dead worker causes a resend stays one write long.
+(group commit): one ``UPDATE ... WHERE id IN (...)`` in one trip (`Database.write_one`).
+A lane waits for its own record before it sends the next message, so no more messages
+than there are lanes are ever accepted and not yet recorded: the window in which a dead
+worker causes a resend stays one write long.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
 
 from sqlalchemy import update
 
-from service.db import Database, Write, Writes
+from service.db import Database, Write
 from service.models import OutboxMessage, OutboxStatus, utcnow
 
 __all__ = ["SentMarks"]
@@ -52,7 +51,7 @@ class SentMarks:
             batch, self._waiting = self._waiting, []
             rows = [row for row, _ in batch]
             try:
-                await self._db.write_batch(partial(_mark, rows))
+                await self._db.write_one(_mark(rows))
             except Exception:
                 log.exception("%s sent, but could not record it; retrying", _ids(rows))
                 self._waiting = batch + self._waiting
@@ -66,12 +65,11 @@ class SentMarks:
                     done.set_result(None)
 
 
-def _mark(rows: list[OutboxMessage]) -> Writes[None]:
-    now = utcnow()
-    yield Write(
+def _mark(rows: list[OutboxMessage]) -> Write:
+    return Write(
         update(OutboxMessage)
         .where(OutboxMessage.id.in_([row.id for row in rows]))
-        .values(status=OutboxStatus.SENT, sent_at=now, lease_until=None)
+        .values(status=OutboxStatus.SENT, sent_at=utcnow(), lease_until=None)
     )
 
 

@@ -62,7 +62,7 @@ __all__ = ["OutboxWorker"]
 
 log = logging.getLogger(__name__)
 
-BATCH = 50  # messages claimed at a time
+BATCH = 20  # messages claimed at a time (all sent well within half a lease)
 
 
 class OutboxWorker:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect, Row, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from service.db import schema, signals, sqlite  # submodules, not the package namespace
-from service.db.batch import Writes, run, run_sync
+from service.db.batch import Write, Writes, run, run_sync
 from service.db.schema import BASELINE, Migrated, SchemaError, SchemaStatus
 
 __all__ = ["Database", "Migrated", "SchemaError", "SchemaStatus", "make_engine"]
@@ -187,6 +187,22 @@ class Database:
         if announce and self._signal_file is not None:
             signals.touch(self._signal_file)
         return result
+
+    async def write_one(self, write: Write) -> list[Row[Any]]:
+        """Run one statement as a transaction of its own, in one trip: on PostgreSQL in
+        autocommit mode (no BEGIN and COMMIT round trips: one statement is atomic by
+        itself), on SQLite as a batch (`write_batch`). Returns its rows, if any."""
+        if not self._sqlite:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                result = await conn.execute(write.build(self.dialect.name), write.params)
+                return list(result.all()) if result.returns_rows else []
+
+        def one() -> Writes[list[Row[Any]]]:
+            result = yield write
+            return list(result.all()) if result.returns_rows else []  # type: ignore[attr-defined]
+
+        return await self.write_batch(one)
 
     def listen_for_work(self, heard: Callable[[], None]) -> AbstractAsyncContextManager[None]:
         """While the block runs, call ``heard`` as soon as another process announces work
