@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Integer, bindparam, delete, insert, select
 from sqlalchemy.sql import Executable
 
 from service import limits
@@ -224,12 +224,12 @@ class Intake:
     def _act(self, count: int, now: datetime) -> Writes[list[Outcome]]:
         """Take up to ``count`` signups off the intake and act on them, in one transaction;
         an outcome each (`Subscriptions.subscribe_many`)."""
-        rows = sorted((yield Write(_take(count))), key=lambda r: r.id)
+        rows = sorted((yield Write(_TAKE, {"count": count})), key=lambda r: r.id)
         if not rows:
             return []
         lists = {
             row.id: MailingList(**row._mapping)
-            for row in (yield Write(_lists({r.list_id for r in rows})))
+            for row in (yield Write(_LISTS, {"ids": sorted({r.list_id for r in rows})}))
         }
         asked: list[Asked] = []
         for row in rows:
@@ -265,29 +265,27 @@ class Intake:
         return room
 
 
-def _take(count: int) -> Executable:
-    """Delete the oldest ``count`` signups and return them (on PostgreSQL, skipping those
-    another worker is taking)."""
-    batch = (
-        select(SignupRequest.id)
-        .order_by(SignupRequest.id)
-        .limit(count)
-        .with_for_update(skip_locked=True)
+# Built once: building a statement (and its cache key) costs more than running it.
+_TAKE = (  # delete the oldest signups and return them (on PostgreSQL, skipping those
+    # another worker is taking)
+    delete(SignupRequest)
+    .where(
+        SignupRequest.id.in_(
+            select(SignupRequest.id)
+            .order_by(SignupRequest.id)
+            .limit(bindparam("count", type_=Integer))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
     )
-    return (
-        delete(SignupRequest)
-        .where(SignupRequest.id.in_(batch.scalar_subquery()))
-        .returning(*SignupRequest.__table__.columns)
-    )
-
-
-def _lists(ids: set[int]) -> Executable:
-    return select(MailingList.__table__).where(MailingList.id.in_(sorted(ids)))
+    .returning(*SignupRequest.__table__.columns)
+)
+_LISTS = select(MailingList.__table__).where(MailingList.id.in_(bindparam("ids", expanding=True)))
 
 
 def _drop_first() -> Writes[list[Outcome]]:
     """Delete the oldest signup, which cannot be acted on."""
-    rows = list((yield Write(_take(1))))
+    rows = list((yield Write(_TAKE, {"count": 1})))
     for row in rows:
         log.warning("signup %s dropped: it could not be acted on", row.id)
     return [Outcome.NOTHING] * len(rows)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 
 from service.db import Database, Write
 from service.models import OutboxMessage, OutboxStatus, utcnow
@@ -66,11 +66,19 @@ class SentMarks:
 
 
 def _mark(rows: list[OutboxMessage]) -> Write:
-    return Write(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_([row.id for row in rows]))
-        .values(status=OutboxStatus.SENT, sent_at=utcnow(), lease_until=None)
+    return Write(_MARK, {"ids": [row.id for row in rows], "now": utcnow()})
+
+
+# Built once: building a statement (and its cache key) costs more than running it.
+_MARK = (
+    update(OutboxMessage)
+    .where(OutboxMessage.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=OutboxStatus.SENT,
+        sent_at=bindparam("now", type_=OutboxMessage.sent_at.type),
+        lease_until=None,
     )
+)
 
 
 def _ids(rows: list[OutboxMessage]) -> str:

@@ -250,7 +250,7 @@ class Subscriptions:
             _add_subscribers,
             [{"email": e, "name": names[e], "attributes": {}, "created_at": now} for e in emails],
         )
-        ids = {row.email: row.id for row in (yield Write(_subscriber_ids(emails)))}
+        ids = {row.email: row.id for row in (yield Write(_SUBSCRIBER_IDS, {"emails": emails}))}
         pairs = sorted({(a.mailing_list.id, ids[a.signup.email]) for a in batch})
         yield Write(
             _add_subscriptions,
@@ -272,7 +272,8 @@ class Subscriptions:
         )
         wanted = set(pairs)
         subs: dict[tuple[int, int], _Sub] = {}
-        for row in (yield Write(_subscriptions_of(sorted({s for _, s in pairs})))):
+        subscriber_ids = sorted({s for _, s in pairs})
+        for row in (yield Write(_SUBSCRIPTIONS_OF, {"ids": subscriber_ids})):
             if (row.list_id, row.subscriber_id) in wanted:
                 subs[(row.list_id, row.subscriber_id)] = _Sub(**row._mapping)
         outcomes: list[Outcome | None] = [None] * len(batch)
@@ -863,20 +864,16 @@ def _add_subscriptions(dialect: str) -> Executable:
     return insert_or_ignore(dialect, Subscription)
 
 
-def _subscriber_ids(emails: list[str]) -> Executable:
-    return select(Subscriber.id, Subscriber.email).where(Subscriber.email.in_(emails))
-
-
-def _subscriptions_of(subscriber_ids: list[int]) -> Executable:
-    # Locked (PostgreSQL) in one order, so that two batches never wait for each other.
-    return (
-        select(Subscription.__table__)
-        .where(Subscription.subscriber_id.in_(subscriber_ids))
-        .order_by(Subscription.id)
-        .with_for_update()
-    )
-
-
+_SUBSCRIBER_IDS = select(Subscriber.id, Subscriber.email).where(
+    Subscriber.email.in_(bindparam("emails", expanding=True))
+)
+# Locked (PostgreSQL) in one order, so that two batches never wait for each other.
+_SUBSCRIPTIONS_OF = (
+    select(Subscription.__table__)
+    .where(Subscription.subscriber_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Subscription.id)
+    .with_for_update()
+)
 _CHANGED = (  # what a signup may change on a subscription
     "status",
     "confirm_nonce",

@@ -312,6 +312,12 @@ class OutboxWorker:
             )
 
 
+_LISTS_OF = (  # the lists of these subscriptions (built once)
+    select(Subscription.id.label("subscription_id"), *MailingList.__table__.columns)
+    .join(MailingList, MailingList.id == Subscription.list_id)
+    .where(Subscription.id.in_(bindparam("ids", expanding=True)))
+)
+
 _Send = Callable[[OutboxMessage, Outgoing], Awaitable[DeliveryError | None]]
 _Record = Callable[[OutboxMessage], Awaitable[None]]
 
