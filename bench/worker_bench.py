@@ -19,6 +19,7 @@ that records when each message arrives (and for whom):
 
     python bench/worker_bench.py [--postgres URL] [--seconds 30] [--rates 100,300]
                                  [--signups 5000] [--parts throughput,latency,request]
+                                 [--concurrency 4]
 """
 
 from __future__ import annotations
@@ -284,7 +285,7 @@ async def _fill_async(url: str, count: int, tag: str) -> None:
 
 
 def throughput(name: str, db_url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    lanes = 4
+    lanes = args.concurrency
     with sink(folder, f"{name}-throughput") as (port, out):
         env = env_for(db_url, port, NEWSLETTER_WORKER_CONCURRENCY=str(lanes))
         tag = f"{name}-tp-{next(sb.RUNS)}"
@@ -329,7 +330,12 @@ def latency(
 ) -> dict[str, Any]:
     with sink(folder, f"{name}-{rate:.0f}") as (port, out):
         separate = name == "postgresql"
-        env = env_for(db_url, port, NEWSLETTER_RUN_WORKER="false" if separate else "true")
+        env = env_for(
+            db_url,
+            port,
+            NEWSLETTER_RUN_WORKER="false" if separate else "true",
+            NEWSLETTER_WORKER_CONCURRENCY=str(args.concurrency),
+        )
         ports, procs = sb.start_servers("service", env, 1, folder)
         if separate:
             log = (folder / f"{name}-{rate:.0f}-worker.log").open("wb")
@@ -348,7 +354,7 @@ def latency(
                 p.terminate()
             for p in procs:
                 p.wait(timeout=30)
-        ref = direct(port, int(rate * args.seconds), rate, 4, f"{name}-ref")
+        ref = direct(port, int(rate * args.seconds), rate, args.concurrency, f"{name}-ref")
         ref_found = wait_for_arrivals(out, len(found) + len(ref["due"]), timeout=60)
     waits = [found[a] - t for a, t in answered.items() if a in found]
     ref_waits = [ref_found[a] - t for a, t in ref["due"].items() if a in ref_found]
@@ -430,6 +436,12 @@ def main() -> int:
     parser.add_argument("--signups", type=int, default=5000, help="signups for the throughput")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the request-path part")
     parser.add_argument("--parts", default="throughput,latency,request")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="NEWSLETTER_WORKER_CONCURRENCY, and the reference's connections",
+    )
     parser.add_argument("--postgres", help="a PostgreSQL server URL (a scratch database is made)")
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
