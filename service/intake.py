@@ -6,9 +6,11 @@ new, pending, confirmed, unsubscribed, throttled or bot-filled address is the sa
 after the same time, and no SMTP or DNS is on the request path.
 
 The worker then takes a batch of rows, deletes them and acts on them in one transaction
-(a crash leaves them for the next try; a row that fails alone is dropped, the rest go
-on), and queues no more confirmation emails than the service-wide cap allows; above the
-cap, rows wait for the next window.
+of a few set-based statements (`Subscriptions.subscribe_many`; a crash leaves them for
+the next try; if the batch cannot be written, its rows are tried one at a time and a row
+that fails alone is dropped), and queues no more confirmation emails than the
+service-wide cap allows; above the cap, rows wait for the next window. Taking signups in
+tells the workers of other processes (`Database.write_batch` with ``announce``).
 """
 
 from __future__ import annotations
