@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import Database
+from service.db import Database, Write, Writes, run
 from service.limits import canonical_address
 from service.models import BlockedEntry
 
@@ -83,20 +83,31 @@ def _candidates(email: str) -> set[str]:
     return {canonical_address(email)} | {".".join(labels[i:]) for i in range(len(labels))}
 
 
-async def blocked(session: AsyncSession, emails: Iterable[str]) -> set[str]:
-    """Which of ``emails`` the blocklist blocks: the one check every door makes."""
+def _wanted(emails: Iterable[str]) -> dict[str, set[str]]:
+    """Each entry that would block one of ``emails``, and the addresses it would block."""
     wanted: dict[str, set[str]] = {}
     for email in emails:
         for candidate in _candidates(email):
             wanted.setdefault(candidate, set()).add(email)
-    found: set[str] = set()
+    return wanted
+
+
+_FOUND = select(BlockedEntry.value).where(BlockedEntry.value.in_(bindparam("keys", expanding=True)))
+
+
+async def blocked(session: AsyncSession, emails: Iterable[str]) -> set[str]:
+    """Which of ``emails`` the blocklist blocks: the one check every door makes."""
+    return await run(session, blocked_in_batch(emails))
+
+
+def blocked_in_batch(emails: Iterable[str]) -> Writes[set[str]]:
+    """``blocked`` as a step of a batch, as the worker acts on signups in one."""
+    wanted = _wanted(emails)
     keys = list(wanted)
+    found: set[str] = set()
     for start in range(0, len(keys), 500):
-        rows = await session.scalars(
-            select(BlockedEntry.value).where(BlockedEntry.value.in_(keys[start : start + 500]))
-        )
-        for value in rows:
-            found |= wanted[value]
+        for row in (yield Write(_FOUND, {"keys": keys[start : start + 500]})):
+            found |= wanted[row.value]
     return found
 
 

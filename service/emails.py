@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
 from service.i18n import duration, texts
 from service.mail.addresses import wire_address
-from service.mail.render import EmailRenderer, MailHeaders
-from service.models import MailingList, OutboxMessage, Subscription
+from service.mail.render import EmailRenderer, MailHeaders, Outgoing
+from service.models import MailingList, OutboxMessage, OutboxStatus, Subscription
 from service.settings import Settings
 from service.tokens import Purpose, TokenSigner
 
@@ -65,50 +64,85 @@ class Emails:
     ) -> OutboxMessage:
         """``page_url``: where the reader signed up, named in the footer; ``imported``: the
         address came in a file, ``added``: an admin added it, and the email says so instead."""
-        expires_at = int(now.timestamp() + self._settings.confirm_ttl)
-        payload: dict[str, Any] = {"nonce": subscription.confirm_nonce, "expires_at": expires_at}
-        origin = _origin(page_url, imported, added)
-        return self._row(CONFIRM, subscription, to, now, {**payload, **origin})
+        values = self.confirmation_values(
+            subscription.id,
+            subscription.confirm_nonce,
+            to,
+            now,
+            page_url=page_url,
+            imported=imported,
+            added=added,
+        )
+        return OutboxMessage(**values)
 
     def welcome(
         self, subscription: Subscription, to: str, now: datetime, *, page_url: str | None = None
     ) -> OutboxMessage:
-        return self._row(WELCOME, subscription, to, now, _origin(page_url, False))
+        return OutboxMessage(**self.welcome_values(subscription.id, to, now, page_url=page_url))
 
-    def _row(
-        self, template: str, sub: Subscription, to: str, now: datetime, payload: dict[str, Any]
-    ) -> OutboxMessage:
-        return OutboxMessage(
-            template=template,
-            to_address=to,
-            subscription_id=sub.id,
-            payload=payload,
-            message_id=self.new_message_id(),
-            created_at=now,
-            next_attempt_at=now,
-        )
+    def confirmation_values(
+        self,
+        subscription_id: int,
+        nonce: str,
+        to: str,
+        now: datetime,
+        *,
+        page_url: str | None = None,
+        imported: bool = False,
+        added: bool = False,
+    ) -> dict[str, Any]:
+        """A confirmation's outbox row as column values, for a batch's one INSERT."""
+        expires_at = int(now.timestamp() + self._settings.confirm_ttl)
+        payload: dict[str, Any] = {"nonce": nonce, "expires_at": expires_at}
+        payload.update(_origin(page_url, imported, added))
+        return self._values(CONFIRM, subscription_id, to, now, payload)
+
+    def welcome_values(
+        self, subscription_id: int, to: str, now: datetime, *, page_url: str | None = None
+    ) -> dict[str, Any]:
+        """A welcome email's outbox row as column values."""
+        return self._values(WELCOME, subscription_id, to, now, _origin(page_url, False))
+
+    def _values(
+        self, template: str, sub_id: int, to: str, now: datetime, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "template": template,
+            "to_address": to,
+            "subscription_id": sub_id,
+            "payload": payload,
+            "message_id": self.new_message_id(),
+            "status": OutboxStatus.QUEUED,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
 
     # Building --------------------------------------------------------------------------
 
-    def build(self, row: OutboxMessage, mailing_list: MailingList) -> EmailMessage:
-        """The message for a row; the same bytes for the same row, every time."""
+    def build(self, row: OutboxMessage, mailing_list: MailingList) -> Outgoing:
+        """The message for a row; the same content for the same row, every time."""
         assert row.subscription_id is not None
         unsubscribe_url = self.unsubscribe_url(row.subscription_id)
+        # The site the reader was on, which they know, if the list allows it (a page URL is
+        # the caller's to choose); else the list's own.
+        site = _site(row.payload.get("site"), mailing_list) or self._site
+        footer = FOOTERS.get(str(row.payload.get("via", "")), "footer")
         context: dict[str, Any] = {
             "list_name": mailing_list.name,
             "language": mailing_list.language,
-            # The site the reader was on, which they know, if the list allows it (a page URL is
-            # the caller's to choose); else the list's own.
-            "site": _site(row.payload.get("site"), mailing_list) or self._site,
-            "footer": FOOTERS.get(str(row.payload.get("via", "")), "footer"),
+            "site": site,
+            "footer": footer,
             "unsubscribe_url": unsubscribe_url,
             "t": texts(mailing_list.language),
         }
+        urls: tuple[str, ...] = ("unsubscribe_url",)
         if row.template == CONFIRM:
             context["confirm_url"] = self.confirm_url(
                 row.subscription_id, row.payload["nonce"], int(row.payload["expires_at"])
             )
             context["valid_for"] = duration(self._settings.confirm_ttl, mailing_list.language)
+            urls = ("confirm_url", "unsubscribe_url")
         headers = MailHeaders(
             mail_from=self._settings.mail_from,
             to=wire_address(row.to_address),
@@ -118,7 +152,10 @@ class Emails:
             list_id=f"{mailing_list.slug}.{self._site}",
             unsubscribe_url=unsubscribe_url,
         )
-        return self._renderer.render(row.template, context, headers)
+        # Everything but the links and the envelope is the same for every message of a
+        # list, its template and the site named: written out once (`EmailRenderer.prepare`).
+        kind = (mailing_list.name, mailing_list.language, mailing_list.slug, site, footer)
+        return self._renderer.prepare(row.template, kind, context, urls, headers)
 
 
 def _origin(page_url: str | None, imported: bool, added: bool = False) -> dict[str, Any]:

@@ -6,9 +6,11 @@ new, pending, confirmed, unsubscribed, throttled or bot-filled address is the sa
 after the same time, and no SMTP or DNS is on the request path.
 
 The worker then takes a batch of rows, deletes them and acts on them in one transaction
-(a crash leaves them for the next try; a row that fails alone is dropped, the rest go
-on), and queues no more confirmation emails than the service-wide cap allows; above the
-cap, rows wait for the next window.
+of a few set-based statements (`Subscriptions.subscribe_many`; a crash leaves them for
+the next try; if the batch cannot be written, its rows are tried one at a time and a row
+that fails alone is dropped), and queues no more confirmation emails than the
+service-wide cap allows; above the cap, rows wait for the next window. Taking signups in
+tells the workers of other processes (`Database.write_batch` with ``announce``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Integer, bindparam, delete, insert, select
 from sqlalchemy.sql import Executable
 
 from service import blocklist, limits, surge
@@ -31,14 +32,14 @@ from service.db import Database, Write, Writes, insert_or_ignore, run
 from service.metrics import Metrics
 from service.models import MailingList, SignupRequest, UsedChallenge, utcnow
 from service.settings import Settings
-from service.subscriptions import Outcome, RequestOrigin, Signup, Subscriptions
+from service.subscriptions import Asked, Outcome, RequestOrigin, Signup, Subscriptions
 from service.wakeup import Wakeup
 
 __all__ = ["Intake", "Refused"]
 
 log = logging.getLogger(__name__)
 
-BATCH = 50  # signups acted on per transaction
+BATCH = 50  # signups acted on per transaction (on SQLite, ~10 ms of the event loop)
 GROUP = 200  # signups taken in per transaction, at most
 JOIN_ROUNDS = 3  # event-loop rounds a write waits for more signups, while more come
 CONFIRMATIONS = limits.CONFIRMATIONS
@@ -144,7 +145,7 @@ class Intake:
                 ask.answer.set_result(answer)
 
     async def _write(self, batch: list[_Ask]) -> list[Refused | None]:
-        return await self._db.write_batch(partial(self._store, batch, utcnow()))
+        return await self._db.write_batch(partial(self._store, batch, utcnow()), announce=True)
 
     def _store(self, batch: list[_Ask], now: datetime) -> Writes[list[Refused | None]]:
         """Spend the batch's form stamps, count its rate limits and store the signups they
@@ -205,39 +206,65 @@ class Intake:
         room = await self._confirmations_left()
         if room <= 0:
             return 0
-        outcomes: list[Outcome] = []
-        async with self._db.write() as session:
-            batch = (
-                select(SignupRequest.id)
-                .order_by(SignupRequest.id)
-                .limit(min(BATCH, room))
-                .with_for_update(skip_locked=True)
-            )
-            rows = list(
-                (
-                    await session.scalars(
-                        delete(SignupRequest)
-                        .where(SignupRequest.id.in_(batch.scalar_subquery()))
-                        .returning(SignupRequest)
-                        .execution_options(synchronize_session=False)
-                    )
-                ).all()
-            )
-            rows.sort(key=lambda r: r.id)
-            barred = await blocklist.blocked(session, {r.email for r in rows if not r.verdict})
-            for row in rows:
-                try:
-                    async with session.begin_nested():
-                        outcomes.append(await self._act(session, row, row.email in barred))
-                except Exception:
-                    # One bad row must not hold back the others forever: it is dropped.
-                    log.exception("signup %s could not be acted on; dropped", row.id)
+        try:
+            outcomes = await self._db.write_batch(partial(self._act, min(BATCH, room), utcnow()))
+        except Exception:
+            # Something in the batch cannot be acted on: find it, one signup at a time, so
+            # one bad row does not hold back the others forever.
+            log.exception("a batch of signups could not be acted on; trying them one by one")
+            outcomes = await self._one_by_one(min(BATCH, room))
         for outcome in outcomes:
             if outcome is Outcome.THROTTLED:
                 self._metrics.signups_dropped.labels("inbox-limit").inc()
         if Outcome.QUEUED in outcomes:
             self._wakeup.set()
-        return len(rows)
+        return len(outcomes)
+
+    async def _one_by_one(self, count: int) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for _ in range(count):
+            try:
+                outcomes += await self._db.write_batch(partial(self._act, 1, utcnow()))
+            except Exception:
+                log.exception("a signup could not be acted on; dropped")
+                outcomes += await self._db.write_batch(_drop_first)
+        return outcomes
+
+    def _act(self, count: int, now: datetime) -> Writes[list[Outcome]]:
+        """Take up to ``count`` signups off the intake and act on them, in one transaction;
+        an outcome each (`Subscriptions.subscribe_many`)."""
+        rows = sorted((yield Write(_TAKE, {"count": count})), key=lambda r: r.id)
+        if not rows:
+            return []
+        lists = {
+            row.id: MailingList(**row._mapping)
+            for row in (yield Write(_LISTS, {"ids": sorted({r.list_id for r in rows})}))
+        }
+        barred = yield from blocklist.blocked_in_batch({r.email for r in rows if not r.verdict})
+        asked: list[Asked] = []
+        for row in rows:
+            mailing_list = lists.get(row.list_id)
+            if row.verdict or mailing_list is None:
+                log.info("signup %s dropped (%s)", row.id, row.verdict or "list deleted")
+                continue
+            if row.email in barred:  # answered like any signup; nothing written or sent
+                log.info("signup %s dropped: the address or its domain is blocklisted", row.id)
+                self._metrics.signups_dropped.labels("blocklist").inc()
+                continue
+            asked.append(
+                Asked(
+                    mailing_list,
+                    Signup(row.email, row.name, row.page_url, row.language),
+                    RequestOrigin(ip=row.ip_address, user_agent=row.user_agent),
+                    row.received_at,
+                )
+            )
+        outcomes = yield from self._subscriptions.subscribe_many(asked, now)
+        queued = outcomes.count(Outcome.QUEUED)
+        rates = self._settings.rate_limit_confirmations
+        if queued and rates:
+            yield from limits.add([(CONFIRMATIONS, queued, rates)], now)
+        return outcomes + [Outcome.NOTHING] * (len(rows) - len(asked))
 
     async def _confirmations_left(self) -> int:
         """How many more confirmations the service-wide cap allows now (BATCH if no cap)."""
@@ -251,28 +278,31 @@ class Intake:
             log.warning("service-wide confirmation cap reached; signups wait for the next window")
         return room
 
-    async def _act(self, session: AsyncSession, row: SignupRequest, barred: bool) -> Outcome:
-        mailing_list = await session.get(MailingList, row.list_id)
-        if row.verdict or mailing_list is None:
-            log.info("signup %s dropped (%s)", row.id, row.verdict or "list deleted")
-            return Outcome.NOTHING
-        if barred:  # answered like any signup; nothing is written or sent (service.blocklist)
-            log.info("signup %s dropped: the address or its domain is blocklisted", row.id)
-            self._metrics.signups_dropped.labels("blocklist").inc()
-            return Outcome.NOTHING
-        outcome = await self._subscriptions.subscribe(
-            session,
-            mailing_list,
-            Signup(email=row.email, name=row.name, page_url=row.page_url, language=row.language),
-            RequestOrigin(ip=row.ip_address, user_agent=row.user_agent),
-            received_at=row.received_at,
+
+# Built once: building a statement (and its cache key) costs more than running it.
+_TAKE = (  # delete the oldest signups and return them (on PostgreSQL, skipping those
+    # another worker is taking)
+    delete(SignupRequest)
+    .where(
+        SignupRequest.id.in_(
+            select(SignupRequest.id)
+            .order_by(SignupRequest.id)
+            .limit(bindparam("count", type_=Integer))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
         )
-        if outcome is Outcome.QUEUED:
-            await run(
-                session,
-                limits.add_one(CONFIRMATIONS, self._settings.rate_limit_confirmations, utcnow()),
-            )
-        return outcome
+    )
+    .returning(*SignupRequest.__table__.columns)
+)
+_LISTS = select(MailingList.__table__).where(MailingList.id.in_(bindparam("ids", expanding=True)))
+
+
+def _drop_first() -> Writes[list[Outcome]]:
+    """Delete the oldest signup, which cannot be acted on."""
+    rows = list((yield Write(_TAKE, {"count": 1})))
+    for row in rows:
+        log.warning("signup %s dropped: it could not be acted on", row.id)
+    return [Outcome.NOTHING] * len(rows)
 
 
 @functools.cache

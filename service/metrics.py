@@ -9,12 +9,12 @@ time, so every instance reports the same shared queue.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email.message import EmailMessage
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import func, select
 
 from service.db import Database
+from service.mail.render import Outgoing
 from service.mail.senders import DeliveryError, Mailer
 from service.models import OutboxMessage, OutboxStatus, SignupRequest
 
@@ -129,7 +129,7 @@ class CountingMailer:
         self._inner = inner
         self._attempts = metrics.send_attempts
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Outgoing) -> None:
         try:
             await self._inner.send(message)
         except DeliveryError as exc:

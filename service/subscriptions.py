@@ -25,17 +25,21 @@ else.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
 
 from service import blocklist, limits
-from service.db import Database, insert_or_ignore, run
+from service.db import Database, Write, Writes, insert_or_ignore, run
 from service.emails import Emails
 from service.i18n import texts
 from service.models import (
@@ -56,6 +60,7 @@ from service.tokens import InvalidToken, Purpose, TokenSigner
 from service.wakeup import Wakeup
 
 __all__ = [
+    "Asked",
     "Imported",
     "LinkTarget",
     "Outcome",
@@ -116,6 +121,39 @@ class RequestOrigin:
 
     ip: str | None
     user_agent: str | None
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One signup for `Subscriptions.subscribe_many` to act on."""
+
+    mailing_list: MailingList
+    signup: Signup
+    origin: RequestOrigin
+    received_at: datetime | None = None  # when the reader asked: the consent record's time
+    wording: str | None = None  # what the person was shown, if not the signup form's words
+    method: str = "form"
+
+
+@dataclass
+class _Sub:
+    """A subscription as `subscribe_many` reads it and changes it in memory."""
+
+    id: int
+    list_id: int
+    subscriber_id: int
+    status: SubscriptionStatus
+    confirm_nonce: str
+    created_at: datetime
+    updated_at: datetime
+    subscribed_at: datetime
+    confirmation_sent_at: datetime | None
+    confirmed_at: datetime | None
+    unsubscribed_at: datetime | None
+
+    def changes(self) -> dict[str, Any]:
+        """The parameters of `_update_subscriptions`."""
+        return {f"b_{key}": getattr(self, key) for key in ("id", *_CHANGED)}
 
 
 @dataclass(frozen=True)
@@ -195,18 +233,129 @@ class Subscriptions:
         wording: str | None = None,
         method: str = "form",
     ) -> Outcome:
-        """Act on a signup inside ``session``; whether an email was queued.
+        """Act on one signup inside ``session``; whether an email was queued (see
+        `subscribe_many`)."""
+        asked = Asked(mailing_list, signup, origin, received_at, wording, method)
+        [outcome] = await run(session, self.subscribe_many([asked], utcnow()))
+        return outcome
 
-        ``received_at`` is when the reader asked (the consent record's time); the signup
-        may be acted on a little later. ``wording`` and ``method``: what the person was
-        shown and where, for the consent record (the signup form's, unless said).
+    def subscribe_many(self, batch: Sequence[Asked], now: datetime) -> Writes[list[Outcome]]:
+        """Act on a batch of signups in the caller's transaction; one outcome each, in order.
+
+        A few set-based statements whatever the batch's size (a batch of writes, see
+        `service.db.batch`): add the subscribers and subscriptions that are missing, read
+        (and on PostgreSQL lock) them, decide each signup in order in memory, count the
+        inboxes' limits in one statement, then write the changes, the consent records and
+        the emails, one statement each. Each signup has the same visible effect whatever
+        state its address is in; the same address twice in a batch is two signups, one
+        after the other.
         """
-        now = utcnow()
-        asked_at = received_at or now
-        subscriber = await self._subscriber(session, signup, now)
-        sub = await self._subscription(session, mailing_list, subscriber, now)
+        if not batch:
+            return []
+        emails = sorted({a.signup.email for a in batch})  # one order: concurrent inserts
+        names: dict[str, str | None] = {}
+        for a in batch:
+            names.setdefault(a.signup.email, a.signup.name)
+        yield Write(
+            _add_subscribers,
+            [{"email": e, "name": names[e], "attributes": {}, "created_at": now} for e in emails],
+        )
+        ids = {row.email: row.id for row in (yield Write(_SUBSCRIBER_IDS, {"emails": emails}))}
+        pairs = sorted({(a.mailing_list.id, ids[a.signup.email]) for a in batch})
+        yield Write(
+            _add_subscriptions,
+            [
+                {
+                    "list_id": list_id,
+                    "subscriber_id": subscriber_id,
+                    "status": SubscriptionStatus.PENDING,
+                    "confirm_nonce": new_nonce(),
+                    "created_at": now,
+                    "updated_at": now,
+                    "subscribed_at": now,
+                    "confirmation_sent_at": None,
+                    "confirmed_at": None,
+                    "unsubscribed_at": None,
+                }
+                for list_id, subscriber_id in pairs
+            ],
+        )
+        wanted = set(pairs)
+        subs: dict[tuple[int, int], _Sub] = {}
+        subscriber_ids = sorted({s for _, s in pairs})
+        for row in (yield Write(_SUBSCRIPTIONS_OF, {"ids": subscriber_ids})):
+            if (row.list_id, row.subscriber_id) in wanted:
+                subs[(row.list_id, row.subscriber_id)] = _Sub(**row._mapping)
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        consents: list[dict[str, object]] = []
+        mail: list[dict[str, object]] = []
+        changed: dict[int, _Sub] = {}
+        todo = list(range(len(batch)))
+        while todo:  # a round takes each subscription's next signup: usually one round
+            this_round: list[int] = []
+            later: list[int] = []
+            seen: set[tuple[int, int]] = set()
+            for i in todo:
+                key = (batch[i].mailing_list.id, ids[batch[i].signup.email])
+                (later if key in seen else this_round).append(i)
+                seen.add(key)
+            todo = later
+            inbox: dict[int, str] = {}  # signups whose confirmation asks the inbox's limit
+            for i in this_round:
+                a = batch[i]
+                sub = subs[(a.mailing_list.id, ids[a.signup.email])]
+                outcome = self._decide(a, sub, now, consents, mail, changed)
+                if outcome is None:
+                    inbox[i] = f"inbox:{self._addresses.counter(a.signup.email)}"
+                else:
+                    outcomes[i] = outcome
+            if not inbox:
+                continue
+            rates = self._settings.rate_limit_address
+            waits = yield from limits.add([(key, 1, rates) for key in inbox.values()], now)
+            taken: Counter[str] = Counter()
+            for i, counter in inbox.items():
+                wait = waits[counter][taken[counter]]
+                taken[counter] += 1
+                a = batch[i]
+                sub = subs[(a.mailing_list.id, ids[a.signup.email])]
+                if wait is not None:
+                    log.info(
+                        "confirmation for subscription %s not sent: the inbox's limit is reached",
+                        sub.id,
+                    )
+                    outcomes[i] = Outcome.THROTTLED
+                    continue
+                sub.confirmation_sent_at = now
+                changed[sub.id] = sub
+                mail.append(
+                    self._emails.confirmation_values(
+                        sub.id, sub.confirm_nonce, a.signup.email, now, page_url=a.signup.page_url
+                    )
+                )
+                outcomes[i] = Outcome.QUEUED
+        if changed:
+            yield Write(_update_subscriptions, [sub.changes() for sub in changed.values()])
+        if consents:
+            yield Write(insert(ConsentRecord), consents)
+        if mail:
+            yield Write(insert(OutboxMessage), mail)
+        return [o if o is not None else Outcome.NOTHING for o in outcomes]
+
+    def _decide(
+        self,
+        a: Asked,
+        sub: _Sub,
+        now: datetime,
+        consents: list[dict[str, object]],
+        mail: list[dict[str, object]],
+        changed: dict[int, _Sub],
+    ) -> Outcome | None:
+        """One signup's change to ``sub``; None when a confirmation is due and the inbox's
+        limit decides (`subscribe_many` counts those together)."""
         if sub.status == SubscriptionStatus.CONFIRMED:
             return Outcome.NOTHING  # nothing to do, nothing to tell: the answer is the same
+        asked_at = a.received_at or now
         resend_due = sub.confirmation_sent_at is None or (
             now - sub.confirmation_sent_at >= timedelta(seconds=self._settings.resend_interval)
         )
@@ -217,70 +366,30 @@ class Subscriptions:
             sub.subscribed_at = asked_at
             resend_due = True
         sub.updated_at = now
-        session.add(
-            _consent(
+        changed[sub.id] = sub
+        wording = a.wording or consent_wording(a.mailing_list, a.signup.language)
+        consents.append(
+            _consent_values(
                 sub.id,
                 ConsentAction.SUBSCRIBE,
                 asked_at,
-                wording or consent_wording(mailing_list, signup.language),
-                method,
-                origin,
-                signup.page_url,
+                wording,
+                a.method,
+                a.origin,
+                a.signup.page_url,
             )
         )
-        if not mailing_list.double_opt_in:
-            _to_confirmed(sub, now)
-            session.add(self._emails.welcome(sub, subscriber.email, now, page_url=signup.page_url))
+        if not a.mailing_list.double_opt_in:
+            sub.status = SubscriptionStatus.CONFIRMED
+            sub.confirmed_at = now
+            sub.confirm_nonce = new_nonce()
+            mail.append(
+                self._emails.welcome_values(sub.id, a.signup.email, now, page_url=a.signup.page_url)
+            )
             return Outcome.QUEUED
         if not resend_due:
             return Outcome.NOTHING
-        inbox = f"inbox:{self._addresses.counter(subscriber.email)}"  # no address kept
-        wait = await run(session, limits.add_one(inbox, self._settings.rate_limit_address, now))
-        if wait is not None:
-            log.info(
-                "confirmation for subscription %s not sent: the inbox's limit is reached", sub.id
-            )
-            return Outcome.THROTTLED
-        sub.confirmation_sent_at = now
-        session.add(self._emails.confirmation(sub, subscriber.email, now, page_url=signup.page_url))
-        return Outcome.QUEUED
-
-    async def _subscriber(self, session: AsyncSession, signup: Signup, now: datetime) -> Subscriber:
-        await session.execute(
-            insert_or_ignore(session, Subscriber).values(
-                email=signup.email, name=signup.name, attributes={}, created_at=now
-            )
-        )
-        found = await session.scalar(select(Subscriber).where(Subscriber.email == signup.email))
-        assert found is not None
-        return found
-
-    async def _subscription(
-        self,
-        session: AsyncSession,
-        mailing_list: MailingList,
-        subscriber: Subscriber,
-        now: datetime,
-    ) -> Subscription:
-        await session.execute(
-            insert_or_ignore(session, Subscription).values(
-                list_id=mailing_list.id,
-                subscriber_id=subscriber.id,
-                status=SubscriptionStatus.PENDING,
-                confirm_nonce=new_nonce(),
-                created_at=now,
-                updated_at=now,
-                subscribed_at=now,
-            )
-        )
-        found = await session.scalar(
-            select(Subscription)
-            .where(Subscription.list_id == mailing_list.id)
-            .where(Subscription.subscriber_id == subscriber.id)
-            .with_for_update()
-        )
-        assert found is not None
-        return found
+        return None
 
     # Links -----------------------------------------------------------------------------
 
@@ -883,3 +992,64 @@ def _consent(
         wording=wording,
         method=method,
     )
+
+
+def _consent_values(
+    subscription_id: int,
+    action: ConsentAction,
+    when: datetime,
+    wording: str,
+    method: str,
+    origin: RequestOrigin | None = None,
+    page_url: str | None = None,
+) -> dict[str, object]:
+    """`_consent` as column values, for a batch's one INSERT."""
+    return {
+        "subscription_id": subscription_id,
+        "action": action,
+        "created_at": when,
+        "ip_address": origin.ip if origin else None,
+        "user_agent": ((origin.user_agent if origin else None) or "")[:512] or None,
+        "page_url": page_url,
+        "wording": wording,
+        "method": method,
+    }
+
+
+# The statements of `Subscriptions.subscribe_many`: those that take a batch's rows as
+# parameters are built once per dialect (building one costs more than running it).
+
+
+@functools.cache
+def _add_subscribers(dialect: str) -> Executable:
+    return insert_or_ignore(dialect, Subscriber)
+
+
+@functools.cache
+def _add_subscriptions(dialect: str) -> Executable:
+    return insert_or_ignore(dialect, Subscription)
+
+
+_SUBSCRIBER_IDS = select(Subscriber.id, Subscriber.email).where(
+    Subscriber.email.in_(bindparam("emails", expanding=True))
+)
+# Locked (PostgreSQL) in one order, so that two batches never wait for each other.
+_SUBSCRIPTIONS_OF = (
+    select(Subscription.__table__)
+    .where(Subscription.subscriber_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Subscription.id)
+    .with_for_update()
+)
+_CHANGED = (  # what a signup may change on a subscription
+    "status",
+    "confirm_nonce",
+    "updated_at",
+    "subscribed_at",
+    "confirmation_sent_at",
+    "confirmed_at",
+)
+_update_subscriptions = (
+    update(Subscription)
+    .where(Subscription.id == bindparam("b_id"))
+    .values({column: bindparam(f"b_{column}") for column in _CHANGED})
+)

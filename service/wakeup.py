@@ -1,7 +1,8 @@
 """The signal that work is waiting: set by whoever queues it, awaited by the worker.
 
 One per process, made where the parts are wired together (``service.components``). A
-worker in another process does not hear it, and finds the work at its next poll instead.
+worker in another process hears of signups through the database instead
+(`Database.listen_for_work`), which sets this signal there.
 """
 
 from __future__ import annotations

@@ -18,17 +18,14 @@ and the worker recording that. Nothing can close that window entirely, since the
 server and the database cannot commit together; what the worker does is keep it to one
 round trip:
 
-- On PostgreSQL the row is marked ``sent`` in a transaction opened *before* the message
-  goes out, and committed as soon as the server's 250 arrives; if sending fails the
-  transaction rolls back. A dead worker's transaction is rolled back by the server, so
-  the row comes back after its lease. The same UPDATE checks that the row still carries
-  this worker's lease and keeps it locked while sending, so a row whose lease ran out is
-  never sent by two workers at once.
-- On SQLite (one writer at a time, so no transaction may stay open across a send) the
-  row is marked right after the 250, and a worker renews its lease (compare-and-set)
-  before each send once half of it has passed, skipping rows it has lost.
-
-(`_MarkWhileSending` and `_SendThenMark` below; `Database.per_backend` picks the one.)
+the row is marked ``sent`` right after the 250, together with the rows the other lanes
+had accepted meanwhile (`service.sent_marks`: one write for several messages, and a lane
+waits for its record before it sends again, so at most ``NEWSLETTER_WORKER_CONCURRENCY``
+messages are ever accepted and not yet recorded). No transaction stays open across a
+send (SQLite has one writer at a time; on PostgreSQL it would hold a connection per
+message in flight). A worker renews its lease (compare-and-set) before each send once
+half of it has passed, and skips rows it has lost, so a row is not sent by two workers
+at once while the lease is kept well above the SMTP timeout (`_SendThenMark` below).
 
 Such a resend carries the same Message-ID, which receiving systems use to drop repeats.
 """
@@ -37,23 +34,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from functools import partial
 from typing import Protocol
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, and_, bindparam, or_, select, update
+from sqlalchemy.sql import Executable
 
-from service.db import Database
+from service.db import Database, Write, Writes
 from service.emails import Emails
 from service.intake import Intake
+from service.mail.render import Outgoing
 from service.mail.senders import DeliveryError, Mailer
 from service.models import MailingList, OutboxMessage, OutboxStatus, Subscription, utcnow
 from service.retention import Housekeeping
+from service.sent_marks import SentMarks
 from service.settings import Settings
 from service.wakeup import Wakeup
 
@@ -61,11 +62,7 @@ __all__ = ["OutboxWorker"]
 
 log = logging.getLogger(__name__)
 
-BATCH = 20
-
-
-class _NotSent(Exception):
-    """Rolls back the PostgreSQL "sent" mark of a message the server did not accept."""
+BATCH = 20  # messages claimed at a time (all sent well within half a lease)
 
 
 class OutboxWorker:
@@ -90,70 +87,24 @@ class OutboxWorker:
         self._intake = intake
         self._housekeeping = housekeeping
         self._wakeup = wakeup or Wakeup()
-        sqlite: _Delivery = _SendThenMark(db, settings.worker_lease, self._send, self._mark_sent)
-        postgresql: _Delivery = _MarkWhileSending(db, self._send, self._mark_sent)
-        self._delivery = db.per_backend(sqlite=sqlite, postgresql=postgresql)
+        self._marks = SentMarks(db)  # rows accepted together are recorded together
+        self._delivery: _Delivery = _SendThenMark(
+            db,
+            settings.worker_lease,
+            self._send,
+            self._marks.sent,
+            # PostgreSQL: rows another worker's claim is taking are skipped, not waited
+            # for. SQLite: the claim's write transaction holds the one write lock, so
+            # claims never overlap.
+            skip_locked=db.per_backend(sqlite=False, postgresql=True),
+        )
         self._stopping = False
 
-    def wake(self) -> None:
-        """Something was queued: look now instead of at the next poll."""
-        self._wakeup.set()
-
-    async def run(self) -> None:
-        log.info("outbox worker started")
-        while not self._stopping:
-            try:
-                done = await self.act_on_signups()
-                done += await self.drain_once()
-                await self.keep_house()
-            except Exception:
-                log.exception("outbox worker: unexpected error; retrying shortly")
-                done = 0
-            if done or self._stopping:
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.worker_poll_interval):
-                    await self._wakeup.wait()
-        log.info("outbox worker stopped")
-
-    async def act_on_signups(self) -> int:
-        """Act on a batch of the signups the web service took in; how many."""
-        return await self._intake.process() if self._intake is not None else 0
-
-    async def keep_house(self) -> None:
-        """Purge what is kept no longer (now and then; see `Housekeeping`)."""
-        if self._housekeeping is not None:
-            await self._housekeeping()
-
-    def stop(self) -> None:
-        """Finish the message in hand, then return from ``run``."""
-        self._stopping = True
-        self._wakeup.set()
-
-    async def drain_once(self) -> int:
-        """Claim one batch of due messages and try each once; the number handled."""
-        rows = await self._claim(utcnow())
-        if not rows:
-            return 0
-        claimed_at = time.monotonic()
-        lists = await self._lists_for(rows)
-        waiting = deque(rows)
-
-        async def lane() -> None:
-            while waiting and not self._stopping:
-                row = waiting.popleft()
-                await self._deliver(row, lists.get(row.id), claimed_at)
-
-        lanes = min(self._settings.worker_concurrency, len(rows))
-        results = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
-        for row in waiting:  # stopping: hand back what was not started
-            await self._release(row)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return len(rows)
-
-    async def _claim(self, now: datetime) -> list[OutboxMessage]:
+    @functools.cached_property
+    def _claim_statement(self) -> Executable:
+        """Move due rows to ``sending`` with a lease (built once: building it costs more
+        than running it)."""
+        now = bindparam("now", type_=OutboxMessage.next_attempt_at.type)
         due = (
             select(OutboxMessage.id)
             .where(
@@ -171,32 +122,104 @@ class OutboxWorker:
             .order_by(OutboxMessage.next_attempt_at)
             .limit(BATCH)
         )
-        claim = (
+        return (
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(self._delivery.claimable(due).scalar_subquery()))
             .values(
                 status=OutboxStatus.SENDING,
-                lease_until=now + timedelta(seconds=self._settings.worker_lease),
+                lease_until=bindparam("new_lease", type_=OutboxMessage.lease_until.type),
                 attempts=OutboxMessage.attempts + 1,
             )
-            .returning(OutboxMessage)
-            .execution_options(synchronize_session=False)
+            .returning(*OutboxMessage.__table__.columns)
         )
-        async with self._db.write() as session:
-            rows = list((await session.scalars(claim)).all())
-        rows.sort(key=lambda r: r.next_attempt_at)
-        return rows
 
-    async def _lists_for(self, rows: list[OutboxMessage]) -> dict[int, MailingList]:
-        ids = {r.subscription_id for r in rows if r.subscription_id is not None}
-        async with self._db.read() as session:
-            result = await session.execute(
-                select(Subscription.id, MailingList)
-                .join(MailingList, MailingList.id == Subscription.list_id)
-                .where(Subscription.id.in_(ids))
+    def wake(self) -> None:
+        """Something was queued: look now instead of at the next poll."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        log.info("outbox worker started")
+        # Signups taken in by other processes wake it too (LISTEN/NOTIFY on PostgreSQL, a
+        # signal file on SQLite): the poll interval is only a fallback.
+        async with self._db.listen_for_work(self._wakeup.set):
+            await self._loop()
+        log.info("outbox worker stopped")
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                done = await self.act_on_signups()
+                done += await self.drain_once()
+                await self.keep_house()
+            except Exception:
+                log.exception("outbox worker: unexpected error; retrying shortly")
+                done = 0
+            if done or self._stopping:
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.worker_poll_interval):
+                    await self._wakeup.wait()
+
+    async def act_on_signups(self) -> int:
+        """Act on a batch of the signups the web service took in; how many."""
+        return await self._intake.process() if self._intake is not None else 0
+
+    async def keep_house(self) -> None:
+        """Purge what is kept no longer (now and then; see `Housekeeping`)."""
+        if self._housekeeping is not None:
+            await self._housekeeping()
+
+    def stop(self) -> None:
+        """Finish the message in hand, then return from ``run``."""
+        self._stopping = True
+        self._wakeup.set()
+
+    async def drain_once(self) -> int:
+        """Claim one batch of due messages and try each once; the number handled."""
+        rows, lists = await self._db.write_batch(partial(self._claim, utcnow()))
+        if not rows:
+            return 0
+        claimed_at = time.monotonic()
+        waiting = deque(rows)
+
+        async def lane() -> None:
+            while waiting and not self._stopping:
+                row = waiting.popleft()
+                await self._deliver(row, lists.get(row.id), claimed_at)
+
+        lanes = min(self._settings.worker_concurrency, len(rows))
+        results = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+        for row in waiting:  # stopping: hand back what was not started
+            await self._release(row)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return len(rows)
+
+    def _claim(self, now: datetime) -> Writes[tuple[list[OutboxMessage], dict[int, MailingList]]]:
+        """Claim due rows, and read the lists they are for, in one write (one trip on
+        SQLite: `Database.write_batch`)."""
+        lease_until = now + timedelta(seconds=self._settings.worker_lease)
+        claim = Write(self._claim_statement, {"now": now, "new_lease": lease_until})
+        rows = [OutboxMessage(**row._mapping) for row in (yield claim)]
+        rows.sort(key=lambda r: r.next_attempt_at)
+        if not rows:
+            return [], {}
+        ids = sorted({r.subscription_id for r in rows if r.subscription_id is not None})
+        by_sub = {
+            row.subscription_id: MailingList(
+                **{k: v for k, v in row._mapping.items() if k != "subscription_id"}
             )
-            by_sub = {sub_id: ml for sub_id, ml in result}
-        return {r.id: by_sub[r.subscription_id] for r in rows if r.subscription_id in by_sub}
+            for row in (
+                yield Write(
+                    select(Subscription.id.label("subscription_id"), *MailingList.__table__.columns)
+                    .join(MailingList, MailingList.id == Subscription.list_id)
+                    .where(Subscription.id.in_(ids))
+                )
+            )
+        }
+        lists = {r.id: by_sub[r.subscription_id] for r in rows if r.subscription_id in by_sub}
+        return rows, lists
 
     async def _deliver(
         self, row: OutboxMessage, mailing_list: MailingList | None, claimed_at: float
@@ -214,7 +237,7 @@ class OutboxWorker:
         if error is not None:
             await self._failed_attempt(row, error)
 
-    async def _send(self, row: OutboxMessage, message: EmailMessage) -> DeliveryError | None:
+    async def _send(self, row: OutboxMessage, message: Outgoing) -> DeliveryError | None:
         try:
             await self._mailer.send(message)
         except DeliveryError as exc:
@@ -261,18 +284,6 @@ class OutboxWorker:
                 )
             )
 
-    async def _mark_sent(self, row: OutboxMessage) -> None:
-        # The server has the message: this write must land, or a later claim would resend.
-        delay = 0.05
-        while True:
-            try:
-                await self._finish(row, OutboxStatus.SENT, None)
-                return
-            except Exception:
-                log.exception("outbox %s: sent, but could not record it; retrying", row.id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
     async def _finish(self, row: OutboxMessage, status: OutboxStatus, error: str | None) -> None:
         now = utcnow()
         values: dict[str, object] = {"status": status, "lease_until": None}
@@ -301,7 +312,13 @@ class OutboxWorker:
             )
 
 
-_Send = Callable[[OutboxMessage, EmailMessage], Awaitable[DeliveryError | None]]
+_LISTS_OF = (  # the lists of these subscriptions (built once)
+    select(Subscription.id.label("subscription_id"), *MailingList.__table__.columns)
+    .join(MailingList, MailingList.id == Subscription.list_id)
+    .where(Subscription.id.in_(bindparam("ids", expanding=True)))
+)
+
+_Send = Callable[[OutboxMessage, Outgoing], Awaitable[DeliveryError | None]]
 _Record = Callable[[OutboxMessage], Awaitable[None]]
 
 
@@ -313,75 +330,37 @@ class _Delivery(Protocol):
         ...
 
     async def __call__(
-        self, row: OutboxMessage, message: EmailMessage, claimed_at: float
+        self, row: OutboxMessage, message: Outgoing, claimed_at: float
     ) -> DeliveryError | None:
         """Send ``message``, recording it as sent if it was; the error if it was not."""
         ...
 
 
-class _MarkWhileSending:
-    """PostgreSQL: mark sent, send, commit on the 250; roll back if it was not accepted."""
-
-    def __init__(self, db: Database, send: _Send, mark_sent: _Record) -> None:
-        self._db = db
-        self._send = send
-        self._mark_sent = mark_sent
-
-    def claimable(self, due: Select[int]) -> Select[int]:
-        # Rows another worker's claim is taking are skipped, not waited for.
-        return due.with_for_update(skip_locked=True)
-
-    async def __call__(
-        self, row: OutboxMessage, message: EmailMessage, claimed_at: float
-    ) -> DeliveryError | None:
-        error: DeliveryError | None = None
-        accepted = False
-        try:
-            async with self._db.sessions() as session, session.begin():
-                ours = await session.scalar(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == row.id)
-                    .where(OutboxMessage.status == OutboxStatus.SENDING)
-                    .where(OutboxMessage.lease_until == row.lease_until)
-                    .values(status=OutboxStatus.SENT, sent_at=utcnow(), lease_until=None)
-                    .returning(OutboxMessage.id)
-                )
-                if ours is None:
-                    log.warning("outbox %s: lease ran out and another worker has it", row.id)
-                    return None
-                error = await self._send(row, message)
-                if error is not None:
-                    raise _NotSent
-                accepted = True
-        except _NotSent:
-            return error
-        except Exception:
-            if not accepted:
-                raise  # nothing went out; the row comes back when its lease runs out
-            log.exception("outbox %s: sent, but could not record it; retrying", row.id)
-            await self._mark_sent(row)
-            return None
-        log.info("outbox %s: sent %s (attempt %s)", row.id, row.template, row.attempts)
-        return None
-
-
 class _SendThenMark:
-    """SQLite: one writer at a time, so no transaction stays open across a send. Renew the
-    lease once half of it has passed (unless another worker has taken the row), send, and
-    mark the row sent right after the 250."""
+    """No transaction stays open across a send. Renew the lease once half of it has passed
+    (unless another worker has taken the row), send, and mark the row sent right after
+    the 250."""
 
-    def __init__(self, db: Database, lease: float, send: _Send, mark_sent: _Record) -> None:
+    def __init__(
+        self,
+        db: Database,
+        lease: float,
+        send: _Send,
+        mark_sent: _Record,
+        *,
+        skip_locked: bool,
+    ) -> None:
         self._db = db
         self._lease = lease
         self._send = send
         self._mark_sent = mark_sent
+        self._skip_locked = skip_locked
 
     def claimable(self, due: Select[int]) -> Select[int]:
-        # The claim's write transaction holds SQLite's one write lock: claims never overlap.
-        return due
+        return due.with_for_update(skip_locked=True) if self._skip_locked else due
 
     async def __call__(
-        self, row: OutboxMessage, message: EmailMessage, claimed_at: float
+        self, row: OutboxMessage, message: Outgoing, claimed_at: float
     ) -> DeliveryError | None:
         if not await self._still_ours(row, claimed_at):
             return None

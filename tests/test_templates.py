@@ -57,3 +57,60 @@ def test_emails_escape_and_carry_list_headers(name: str) -> None:
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in raw
     assert b"Date: Fri, 02 Jan 2026 00:00:00 +0000" in raw
     assert raw.isascii(), "8-bit data only travels encoded"
+
+
+@pytest.mark.parametrize("name", [CONFIRM, WELCOME])
+@pytest.mark.parametrize(
+    ("language", "list_name", "to"),
+    [
+        ("en", 'Evil <script>alert(1)</script> "List"', "r.x+tag@example.com"),
+        ("de", "Frühstücks-Briefing & Co", "leser@xn--bcher-kva.example"),
+        ("fr", "La Lettre", "zoë@example.org"),  # not preparable: written the ordinary way
+    ],
+)
+def test_a_prepared_email_reads_as_the_email_package_writes_it(
+    name: str, language: str, list_name: str, to: str
+) -> None:
+    """The fast path (a skeleton written once, filled in per message) and the email
+    package give the reader the same headers, text, HTML and links."""
+    from email import message_from_bytes
+    from email.policy import default
+
+    renderer = EmailRenderer(make_environment())
+    unsubscribe = "https://news.example.org/unsubscribe/" + "u" * 120
+    context = {
+        "list_name": list_name,
+        "language": language,
+        "site": "news.example.org",
+        "footer": "footer",
+        "unsubscribe_url": unsubscribe,
+        "confirm_url": "https://news.example.org/confirm/a.b-c_d?x=1&y=2" + "c" * 100,
+        "valid_for": "3 days",
+        "t": texts(language),
+    }
+    urls = ("confirm_url", "unsubscribe_url") if name == CONFIRM else ("unsubscribe_url",)
+    for n in range(2):  # the first one writes the skeleton, the second one uses it
+        headers = MailHeaders(
+            mail_from="Ünïcode Sender <a@example.com>",
+            to=to,
+            message_id=f"<id{n}@example.com>",
+            date=datetime(2026, 1, 2, 3, 4, n, tzinfo=UTC),
+            list_name=list_name,
+            list_id="daily.news.example.org",
+            unsubscribe_url=unsubscribe,
+        )
+        plain = message_from_bytes(
+            wire_bytes(renderer.render(name, context, headers)), policy=default
+        )
+        fast = message_from_bytes(
+            wire_bytes(renderer.prepare(name, (language, list_name), context, urls, headers)),
+            policy=default,
+        )
+        assert [(k, str(v)) for k, v in fast.items() if k != "Content-Type"] == [
+            (k, str(v)) for k, v in plain.items() if k != "Content-Type"
+        ]
+        for part in ("plain", "html"):
+            mine, theirs = fast.get_body((part,)), plain.get_body((part,))
+            assert mine is not None and theirs is not None
+            assert mine.get_content() == theirs.get_content()
+        assert str(fast["Message-ID"]) == f"<id{n}@example.com>"

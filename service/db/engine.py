@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect, Row, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -28,8 +28,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from service.db import schema, sqlite  # submodules, not the package namespace
-from service.db.batch import Writes, run, run_sync
+from service.db import schema, signals, sqlite  # submodules, not the package namespace
+from service.db.batch import Write, Writes, run, run_sync
 from service.db.schema import BASELINE, Migrated, SchemaError, SchemaStatus
 
 __all__ = ["Database", "Migrated", "SchemaError", "SchemaStatus", "make_engine"]
@@ -68,6 +68,7 @@ class Database:
         # Write transactions begin with BEGIN IMMEDIATE on SQLite (see service.db.sqlite).
         self._write_options: dict[str, Any] = {sqlite.IMMEDIATE: True} if self._sqlite else {}
         self._batches: sqlite.BatchWriter | None = None  # see write_batch; made on first use
+        self._signal_file = signals.signal_file(engine.url) if self._sqlite else None
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -163,22 +164,51 @@ class Database:
                 await session.connection(execution_options=self._write_options)
             yield session
 
-    async def write_batch(self, batch: Callable[[], Writes[T]]) -> T:
+    async def write_batch(self, batch: Callable[[], Writes[T]], *, announce: bool = False) -> T:
         """Run the statements ``batch()`` yields (see `service.db.batch`) in one write
         transaction, and return what it returns.
 
         For the hottest writes: on SQLite the whole batch runs in one go, without
         aiosqlite's trip to its thread and back for every statement (see
         `sqlite.BatchWriter`); on PostgreSQL it runs on the async engine, as any other
-        write.
+        write. ``announce``: it stored work for a worker, so tell the workers of other
+        processes once it is committed (`listen_for_work`).
         """
         if not self._sqlite:
             async with self.engine.begin() as conn:
-                return await run(conn, batch())
+                result = await run(conn, batch())
+                if announce:
+                    await conn.execute(signals.notify_statement())
+                return result
         if self._batches is None:
             self._batches = sqlite.BatchWriter(self.engine.url, echo=bool(self.engine.echo))
         async with self._writer or nullcontext():
-            return await self._batches.run(lambda conn: run_sync(conn, batch()))
+            result = await self._batches.run(lambda conn: run_sync(conn, batch()))
+        if announce and self._signal_file is not None:
+            signals.touch(self._signal_file)
+        return result
+
+    async def write_one(self, write: Write) -> list[Row[Any]]:
+        """Run one statement as a transaction of its own, in one trip: on PostgreSQL in
+        autocommit mode (no BEGIN and COMMIT round trips: one statement is atomic by
+        itself), on SQLite as a batch (`write_batch`). Returns its rows, if any."""
+        if not self._sqlite:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                result = await conn.execute(write.build(self.dialect.name), write.params)
+                return list(result.all()) if result.returns_rows else []
+
+        def one() -> Writes[list[Row[Any]]]:
+            result = yield write
+            return list(result.all()) if result.returns_rows else []  # type: ignore[attr-defined]
+
+        return await self.write_batch(one)
+
+    def listen_for_work(self, heard: Callable[[], None]) -> AbstractAsyncContextManager[None]:
+        """While the block runs, call ``heard`` as soon as another process announces work
+        (`write_batch` with ``announce``): ``LISTEN`` on PostgreSQL, a signal file's
+        modification time on SQLite (see `service.db.signals`)."""
+        return signals.listen(self.engine, self._signal_file, heard)
 
     async def dispose(self) -> None:
         try:

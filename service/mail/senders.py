@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from email.message import EmailMessage
-from email.utils import parseaddr
 from typing import Protocol
 
 import aiosmtplib
 
 from service.db import Database
 from service.mail.pool import SMTPPool
-from service.mail.render import needs_smtputf8, wire_bytes
+from service.mail.render import Outgoing, envelope, needs_smtputf8, subject_of, wire_bytes
 from service.models import CaughtMail
 from service.settings import Settings
 
@@ -45,15 +43,11 @@ class Mailer(Protocol):
     async def probe(self) -> None:
         """Learn what the mail server offers, if there is one to ask."""
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Outgoing) -> None:
         """Hand the message over; raise DeliveryError if it was not accepted."""
 
     async def close(self) -> None:
         """Let go of open connections (at shutdown)."""
-
-
-def _address(message: EmailMessage, header: str) -> str:
-    return parseaddr(str(message[header]))[1]
 
 
 class SMTPMailer:
@@ -108,15 +102,16 @@ class SMTPMailer:
             await asyncio.sleep(wait)
             wait = min(wait * 2, PROBE_MAX_RETRY)
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Outgoing) -> None:
         utf8 = needs_smtputf8(message)
         try:
             async with self.pool.connection() as smtp:
                 offered = smtp.supports_extension("smtputf8")
                 if offered or not utf8:
+                    sender, recipient = envelope(message)
                     await smtp.sendmail(
-                        _address(message, "From"),
-                        [_address(message, "To")],
+                        sender,
+                        [recipient],
                         wire_bytes(message),
                         mail_options=["SMTPUTF8"] if utf8 else None,
                     )
@@ -162,12 +157,12 @@ class CatcherMailer:
     async def probe(self) -> None:
         return None
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Outgoing) -> None:
         async with self._db.write() as session:
             session.add(
                 CaughtMail(
-                    to_address=_address(message, "To"),
-                    subject=str(message["Subject"]),
+                    to_address=envelope(message)[1],
+                    subject=subject_of(message),
                     raw=wire_bytes(message),
                 )
             )
