@@ -48,7 +48,7 @@ from typing import Protocol
 
 from sqlalchemy import Select, and_, or_, select, update
 
-from service.db import Database
+from service.db import Database, Unavailable
 from service.emails import Emails
 from service.intake import Intake
 from service.mail.senders import DeliveryError, Mailer
@@ -102,17 +102,21 @@ class OutboxWorker:
     async def run(self) -> None:
         log.info("outbox worker started")
         while not self._stopping:
+            pause = self._settings.worker_poll_interval
             try:
                 done = await self.act_on_signups()
                 done += await self.drain_once()
                 await self.keep_house()
+            except Unavailable as exc:  # read-only, disk full, down: wait, or a wake-up
+                log.warning("outbox worker: the database takes no writes (%s)", exc.reason)
+                done, pause = 0, max(pause, exc.retry_after or 0.0)
             except Exception:
                 log.exception("outbox worker: unexpected error; retrying shortly")
                 done = 0
             if done or self._stopping:
                 continue
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.worker_poll_interval):
+                async with asyncio.timeout(pause):
                     await self._wakeup.wait()
         log.info("outbox worker stopped")
 

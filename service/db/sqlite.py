@@ -22,6 +22,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import OperationalError
 
+from service.db import faults
+
 __all__ = [
     "IMMEDIATE",
     "BatchWriter",
@@ -62,6 +64,7 @@ def configure(
 
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", _begin)
+    event.listen(engine, "handle_error", faults.on_error)
 
 
 def _begin(conn: Connection) -> None:
