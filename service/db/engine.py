@@ -52,10 +52,11 @@ _PG_MIGRATION_LOCK = 7_236_828_016_311_201_363  # any fixed bigint; pg_advisory_
 def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        parsed, sync = sqlite.synchronous(parsed)
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo)
-        sqlite.configure(engine.sync_engine)
+        engine = create_async_engine(parsed, echo=echo)
+        sqlite.configure(engine.sync_engine, sync=sync)
         return engine
     engine = create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
     event.listen(engine.sync_engine, "handle_error", faults.on_error)
@@ -65,8 +66,9 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 class Database:
     """The engine plus session factories; one per app, owned by the lifespan."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, sqlite_sync: str = sqlite.SYNCHRONOUS[0]) -> None:
         self.engine = engine
+        self._sqlite_sync = sqlite_sync  # for the batch writer's connections
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.dialect: Dialect = engine.dialect
         self._sqlite = engine.dialect.name == "sqlite"
@@ -81,7 +83,8 @@ class Database:
 
     @classmethod
     def from_url(cls, url: str) -> Database:
-        return cls(make_engine(url))
+        sync = sqlite.synchronous(url)[1] if make_url(url).get_backend_name() == "sqlite" else ""
+        return cls(make_engine(url), sqlite_sync=sync or sqlite.SYNCHRONOUS[0])
 
     def per_backend(self, *, sqlite: T, postgresql: T) -> T:
         """The one of two ways of doing something that suits this database.
@@ -231,7 +234,9 @@ class Database:
                 except OSError as exc:  # only SQL runs here: this is asyncpg's
                     raise Unavailable("unreachable") from exc
             if self._batches is None:
-                self._batches = sqlite.BatchWriter(self.engine.url, echo=bool(self.engine.echo))
+                self._batches = sqlite.BatchWriter(
+                    self.engine.url, echo=bool(self.engine.echo), sync=self._sqlite_sync
+                )
             async with self._writer or nullcontext():
                 return await self._batches.run(lambda conn: run_sync(conn, batch()))
 
