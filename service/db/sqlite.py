@@ -6,10 +6,11 @@ and no BEGIN from the driver itself. ``synchronous=FULL``: each commit syncs the
 disk before the commit returns, so a signup answered 202 survives a power cut; with group
 commit (``service.intake``) one sync carries a whole batch of signups. A database URL
 ending in ``?synchronous=normal`` trades that for speed (a power cut may then roll back the
-last commits; a crash of the process alone never does). Write transactions begin with ``BEGIN IMMEDIATE``:
-a deferred transaction that reads and then writes can fail with SQLITE_BUSY at once when
-another process wrote in between, whatever the busy timeout; taking the write lock up
-front makes writers queue instead.
+last commits; a crash of the process alone never does).
+
+Write transactions begin with ``BEGIN IMMEDIATE``: a deferred transaction that reads and
+then writes can fail with SQLITE_BUSY at once when another process wrote in between,
+whatever the busy timeout; taking the write lock up front makes writers queue instead.
 """
 
 from __future__ import annotations
