@@ -239,13 +239,16 @@ class OutboxWorker:
             self._settings.retry_base * 2 ** max(row.attempts - 1, 0),
         )
         delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
-        next_at = now + timedelta(seconds=delay)
-        if next_at - row.created_at > timedelta(seconds=self._settings.retry_deadline):
+        # Retried until the deadline: the last try is at the deadline, not a backoff before.
+        deadline = row.created_at + timedelta(seconds=self._settings.retry_deadline)
+        if now >= deadline:
             log.warning(
                 "outbox %s: giving up after %s attempts: %s", row.id, row.attempts, error.reason
             )
             await self._finish(row, OutboxStatus.FAILED, f"gave up: {error.reason}")
             return
+        next_at = min(now + timedelta(seconds=delay), deadline)
+        delay = (next_at - now).total_seconds()
         log.info(
             "outbox %s: attempt %s failed (%s); retrying in %.1fs",
             row.id,
