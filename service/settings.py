@@ -355,10 +355,11 @@ SETTINGS: tuple[Spec, ...] = (
     ),
     Spec(
         "worker_lease",
-        "5m",
-        "A worker claims queued mail for this long. Mail claimed by a worker that died is "
-        "sent by another one once the lease has run out. Keep it well above "
-        "`NEWSLETTER_SMTP_TIMEOUT`.",
+        "30s",
+        "A worker claims queued mail for this long, and renews the claim every third of it "
+        "while the mail is in hand. Mail claimed by a worker that died is sent by another "
+        "one once the lease has run out (again, if the dead worker had sent it already: "
+        "counted in `newsletter_outbox_lease_takeovers_total`).",
         _positive_duration,
     ),
     Spec(

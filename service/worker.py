@@ -52,6 +52,7 @@ from service.db import Database, Unavailable
 from service.emails import Emails
 from service.intake import Intake
 from service.mail.senders import DeliveryError, Mailer
+from service.metrics import Metrics
 from service.models import MailingList, OutboxMessage, OutboxStatus, Subscription, utcnow
 from service.retention import Housekeeping
 from service.settings import Settings
@@ -82,8 +83,10 @@ class OutboxWorker:
         intake: Intake | None = None,
         housekeeping: Housekeeping | None = None,
         wakeup: Wakeup | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics
         self._mailer = mailer
         self._emails = emails
         self._settings = settings
@@ -149,7 +152,13 @@ class OutboxWorker:
                 await self._deliver(row, lists.get(row.id), claimed_at)
 
         lanes = min(self._settings.worker_concurrency, len(rows))
-        results = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+        renewing = asyncio.create_task(self._renew_leases(rows), name="outbox-lease-renewal")
+        try:
+            results = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
         for row in waiting:  # stopping: hand back what was not started
             await self._release(row)
         for result in results:
@@ -158,38 +167,87 @@ class OutboxWorker:
         return len(rows)
 
     async def _claim(self, now: datetime) -> list[OutboxMessage]:
-        due = (
-            select(OutboxMessage.id)
-            .where(
-                or_(
-                    and_(
-                        OutboxMessage.status == OutboxStatus.QUEUED,
-                        OutboxMessage.next_attempt_at <= now,
-                    ),
-                    and_(
-                        OutboxMessage.status == OutboxStatus.SENDING,
-                        OutboxMessage.lease_until < now,
-                    ),
-                )
-            )
-            .order_by(OutboxMessage.next_attempt_at)
-            .limit(BATCH)
+        # Rows a dead worker left (lease run out) first, then the queued ones that are due;
+        # apart, so that the first can be counted: each may go out a second time.
+        abandoned = and_(
+            OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.lease_until < now
         )
-        claim = (
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(self._delivery.claimable(due).scalar_subquery()))
-            .values(
-                status=OutboxStatus.SENDING,
-                lease_until=now + timedelta(seconds=self._settings.worker_lease),
-                attempts=OutboxMessage.attempts + 1,
-            )
-            .returning(OutboxMessage)
-            .execution_options(synchronize_session=False)
+        queued = and_(
+            OutboxMessage.status == OutboxStatus.QUEUED, OutboxMessage.next_attempt_at <= now
         )
+        rows: list[OutboxMessage] = []
         async with self._db.write() as session:
-            rows = list((await session.scalars(claim)).all())
+            for which in (abandoned, queued):
+                due = (
+                    select(OutboxMessage.id)
+                    .where(which)
+                    .order_by(OutboxMessage.next_attempt_at)
+                    .limit(BATCH - len(rows))
+                )
+                claim = (
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(self._delivery.claimable(due).scalar_subquery()))
+                    .values(
+                        status=OutboxStatus.SENDING,
+                        lease_until=now + timedelta(seconds=self._settings.worker_lease),
+                        attempts=OutboxMessage.attempts + 1,
+                    )
+                    .returning(OutboxMessage)
+                    .execution_options(synchronize_session=False)
+                )
+                claimed = list((await session.scalars(claim)).all())
+                if which is abandoned and claimed:
+                    log.warning(
+                        "outbox: took over %s message(s) whose worker's lease ran out; they "
+                        "may go out twice (same Message-ID)",
+                        len(claimed),
+                    )
+                    if self._metrics is not None:
+                        self._metrics.outbox_takeovers.inc(len(claimed))
+                rows += claimed
+                if len(rows) >= BATCH:
+                    break
         rows.sort(key=lambda r: r.next_attempt_at)
         return rows
+
+    async def _renew_leases(self, rows: list[OutboxMessage]) -> None:
+        """While a batch is in hand, renew its leases every third of the lease, so a lease
+        can be short (a dead worker's mail is taken over soon) and still outlast any send.
+
+        Compare-and-set per row: a row finished, or taken by another worker, is left alone;
+        on PostgreSQL, rows being sent are locked by their send (and so safe) and skipped.
+        """
+        lease = self._settings.worker_lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            renewed = utcnow() + timedelta(seconds=lease)
+            mine = or_(
+                *(
+                    and_(OutboxMessage.id == r.id, OutboxMessage.lease_until == r.lease_until)
+                    for r in rows
+                )
+            )
+            ours = select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.SENDING)
+            by_id = {r.id: r for r in rows}
+            try:
+                async with self._db.write() as session:
+                    kept = await session.scalars(
+                        update(OutboxMessage)
+                        .where(
+                            OutboxMessage.id.in_(
+                                self._delivery.claimable(ours.where(mine)).scalar_subquery()
+                            )
+                        )
+                        .values(lease_until=renewed)
+                        .returning(OutboxMessage.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                    # Before the commit: a send's own compare-and-set waits for it (the
+                    # writer lock on SQLite, the row lock on PostgreSQL).
+                    for row_id in kept.all():
+                        by_id[row_id].lease_until = renewed
+            except Exception:
+                log.exception("outbox: could not renew leases; trying again")
 
     async def _lists_for(self, rows: list[OutboxMessage]) -> dict[int, MailingList]:
         ids = {r.subscription_id for r in rows if r.subscription_id is not None}
