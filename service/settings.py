@@ -482,8 +482,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec(
         "metrics_token",
         "",
-        "Bearer token that `/metrics` asks for. Empty: `/metrics` answers only clients on "
-        "loopback or private networks.",
+        "Bearer token that `/metrics` asks every client for. Empty: `/metrics` answers only "
+        "clients on loopback (not private networks, not requests through a proxy).",
         Secret,
     ),
 )
