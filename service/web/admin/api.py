@@ -40,6 +40,37 @@ def invalid_as_422() -> Iterator[None]:
         raise Refusal(str(exc), status=422) from None
 
 
+# What each JSON field must be, checked before the list rules read them as text (which
+# would store {"a": 1} as the wording "{'a': 1}"). Box numbers and flags also take text,
+# as the command line gives them.
+_STRINGS = frozenset(
+    {"slug", "name", "language", "consent_text"}
+    | {"position", "theme", "accent", "trigger", "privacyUrl", "title", "text", "button"}
+    | {"success"}
+)
+_FLAGS = frozenset({"double_opt_in"})
+
+
+def check_types(data: dict[str, Any]) -> None:
+    """422 naming every field whose JSON type is wrong."""
+    wrong: dict[str, str] = {}
+    for key, value in data.items():
+        if key == "origins":
+            if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
+                raise BadBody(422, "origins must be a list of URLs.")
+        elif key in _FLAGS:
+            if not isinstance(value, bool):
+                wrong[key] = "must be true or false"
+        elif key in _STRINGS:
+            if not isinstance(value, str):
+                wrong[key] = "must be a string"
+        elif value is None or isinstance(value, dict | list):
+            wrong[key] = "must be a string, a number or true/false"
+    if wrong:
+        listed = "; ".join(f"{key}: {why}" for key, why in wrong.items())
+        raise Refusal(f"Wrong type: {listed}.", status=422, fields=wrong)
+
+
 async def json_object(request: AppRequest) -> dict[str, Any]:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise BadBody(415, "Send a JSON object with Content-Type: application/json.")
@@ -66,9 +97,8 @@ async def lists_endpoint(request: AppRequest, principal: Principal) -> Response:
             {"lists": [list_json(ml) for ml in await all_lists(db)]}, headers=NO_STORE
         )
     data = await json_object(request)
+    check_types(data)
     origins = data.get("origins", [])
-    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
-        raise BadBody(422, "origins must be a list of URLs.")
     with invalid_as_422():
         created = await create_list(
             db,
@@ -88,11 +118,7 @@ async def list_endpoint(request: AppRequest, principal: Principal) -> Response:
     slug = request.path_params["slug"]
     if request.method == "PATCH":
         data = await json_object(request)
-        origins = data.get("origins", "")
-        if not isinstance(origins, str) and not (
-            isinstance(origins, list) and all(isinstance(o, str) for o in origins)
-        ):
-            raise BadBody(422, "origins must be a list of URLs.")
+        check_types(data)
         changes = {
             k: ",".join(v) if k == "origins" and isinstance(v, list) else str(v)
             for k, v in data.items()
