@@ -172,7 +172,7 @@ async def test_wrong_json_types_are_refused_not_stored_as_text(app: Running, tok
     fine = await app.client.patch(
         "/api/v1/admin/lists/daily",
         headers=auth,
-        json={"name": "Täglich", "double_opt_in": False, "delay": "5", "nameField": True},
+        json={"name": "Täglich", "double_opt_in": False, "delay": 5, "nameField": True},
     )
     assert fine.status_code == 200, fine.text
     assert fine.json()["name"] == "Täglich" and fine.json()["double_opt_in"] is False

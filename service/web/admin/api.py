@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -25,6 +27,15 @@ from service.widget_settings import effective
 __all__ = ["routes"]
 
 NO_STORE = {"Cache-Control": "no-store"}
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _is_date(value: str) -> bool:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return DATE.fullmatch(value) is not None
 
 
 def no_such_subscriber() -> Refusal:
@@ -41,14 +52,14 @@ def invalid_as_422() -> Iterator[None]:
 
 
 # What each JSON field must be, checked before the list rules read them as text (which
-# would store {"a": 1} as the wording "{'a': 1}"). Box numbers and flags also take text,
-# as the command line gives them.
+# would store {"a": 1} as the wording "{'a': 1}"), as the OpenAPI document says.
 _STRINGS = frozenset(
     {"slug", "name", "language", "consent_text"}
     | {"position", "theme", "accent", "trigger", "privacyUrl", "title", "text", "button"}
     | {"success"}
 )
-_FLAGS = frozenset({"double_opt_in"})
+_FLAGS = frozenset({"double_opt_in", "nameField", "consentCheckbox", "proofOfWork"})
+_NUMBERS = frozenset({"delay", "scroll", "dismissDays"})
 
 
 def check_types(data: dict[str, Any]) -> None:
@@ -56,16 +67,18 @@ def check_types(data: dict[str, Any]) -> None:
     wrong: dict[str, str] = {}
     for key, value in data.items():
         if key == "origins":
-            if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
+            if not isinstance(value, list) or not all(
+                isinstance(o, str) and o.strip() for o in value
+            ):
                 raise BadBody(422, "origins must be a list of URLs.")
         elif key in _FLAGS:
             if not isinstance(value, bool):
                 wrong[key] = "must be true or false"
-        elif key in _STRINGS:
-            if not isinstance(value, str):
-                wrong[key] = "must be a string"
-        elif value is None or isinstance(value, dict | list):
-            wrong[key] = "must be a string, a number or true/false"
+        elif key in _NUMBERS:
+            if not isinstance(value, int) or isinstance(value, bool):
+                wrong[key] = "must be a whole number"
+        elif key in _STRINGS and not isinstance(value, str):
+            wrong[key] = "must be a string"
     if wrong:
         listed = "; ".join(f"{key}: {why}" for key, why in wrong.items())
         raise Refusal(f"Wrong type: {listed}.", status=422, fields=wrong)
@@ -137,6 +150,10 @@ async def list_endpoint(request: AppRequest, principal: Principal) -> Response:
 
 async def subscribers_endpoint(request: AppRequest, principal: Principal) -> Response:
     params = request.query_params
+    for name in ("since", "until"):
+        for value in params.getlist(name):
+            if value and not _is_date(value):
+                raise Refusal(f"{name} must be a date like 2025-01-31.", status=422)
     after = number(params.get("after", ""), most=MAX_ROW_ID)
     limit = number(params.get("limit", ""), most=500) or 50
     page = await search(request.state["db"], filters_from(params), after=after, limit=limit)

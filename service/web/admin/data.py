@@ -124,8 +124,8 @@ def _chosen(form: Mapping[str, Any]) -> dict[str, object]:
         "list": str(form.get("list", "") or ""),
         "mode": str(form.get("mode", "") or ""),
         "reason": str(form.get("reason", "") or "")[:500],
-        "update_existing": _yes(form.get("update_existing", "")),
-        "dry_run": _yes(form.get("dry_run", "")),
+        "update_existing": _ticked(form.get("update_existing", "")),
+        "dry_run": _ticked(form.get("dry_run", "")),
     }
 
 
@@ -165,8 +165,22 @@ def _options(
         raise Refusal(str(exc), status=422) from None
 
 
+def _ticked(value: object) -> bool:
+    """How the form was filled in, to show it again: never refused."""
+    try:
+        return _yes(value)
+    except ValueError:
+        return False
+
+
 def _yes(value: object) -> bool:
-    return str(value).lower() in {"1", "true", "yes", "on"}
+    """A form's checkbox or a query's flag; anything else is the caller's mistake."""
+    text = str(value).lower()
+    if text in {"", "0", "false", "no", "off"}:
+        return False
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    raise ValueError(f"{value!r} is not a yes or no: use true or false")
 
 
 async def _run_import(
