@@ -132,8 +132,8 @@ SIGNUP = {
         "page_url": {"type": "string", "format": "uri", "maxLength": MAX_URL},
         "consent": {
             "type": "string",
-            "enum": list(TICKED),
-            "description": "Required when the list asks for a consent checkbox.",
+            "description": f"A ticked box ({', '.join(TICKED)}); required when the list asks "
+            "for a consent checkbox, ignored when it does not.",
         },
         "lang": {
             "type": "string",
@@ -383,7 +383,10 @@ PATHS: dict[str, Any] = {
                         ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
                     )
                 ],
-                "responses": {"200": _json(_ref("SubscriberPage"))},
+                "responses": {
+                    "200": _json(_ref("SubscriberPage")),
+                    "422": _error("A date, after or limit that is not one."),
+                },
             }
         ),
     },

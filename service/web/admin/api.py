@@ -75,13 +75,23 @@ def check_types(data: dict[str, Any]) -> None:
             if not isinstance(value, bool):
                 wrong[key] = "must be true or false"
         elif key in _NUMBERS:
-            if not isinstance(value, int) or isinstance(value, bool):
+            whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+            if not whole or isinstance(value, bool):
                 wrong[key] = "must be a whole number"
         elif key in _STRINGS and not isinstance(value, str):
             wrong[key] = "must be a string"
     if wrong:
         listed = "; ".join(f"{key}: {why}" for key, why in wrong.items())
         raise Refusal(f"Wrong type: {listed}.", status=422, fields=wrong)
+
+
+def _as_text(key: str, value: Any) -> str:
+    """A checked JSON value as the list rules read it (the command line's text)."""
+    if key == "origins" and isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, float) and value.is_integer():  # 29.0 is a whole number in JSON
+        return str(int(value))
+    return str(value)
 
 
 async def json_object(request: AppRequest) -> dict[str, Any]:
@@ -132,10 +142,7 @@ async def list_endpoint(request: AppRequest, principal: Principal) -> Response:
     if request.method == "PATCH":
         data = await json_object(request)
         check_types(data)
-        changes = {
-            k: ",".join(v) if k == "origins" and isinstance(v, list) else str(v)
-            for k, v in data.items()
-        }
+        changes = {k: _as_text(k, v) for k, v in data.items()}
         with invalid_as_422():
             try:
                 await update_list(db, slug, changes)
@@ -154,6 +161,10 @@ async def subscribers_endpoint(request: AppRequest, principal: Principal) -> Res
         for value in params.getlist(name):
             if value and not _is_date(value):
                 raise Refusal(f"{name} must be a date like 2025-01-31.", status=422)
+    for name in ("after", "limit"):
+        for value in params.getlist(name):
+            if not (value.isascii() and value.isdigit()) or (name == "limit" and int(value) < 1):
+                raise Refusal(f"{name} must be a whole number.", status=422)
     after = number(params.get("after", ""), most=MAX_ROW_ID)
     limit = number(params.get("limit", ""), most=500) or 50
     page = await search(request.state["db"], filters_from(params), after=after, limit=limit)

@@ -76,7 +76,11 @@ async def export_request(request: AppRequest) -> tuple[ExportQuery, str, bool]:
         check_format(query, fmt)
     except ValueError as exc:
         raise Refusal(f"{exc}.", status=422) from None
-    return query, fmt, params.get("bom", "") in {"1", "true", "yes", "on"}
+    try:
+        bom = all(_yes(value) for value in params.getlist("bom")) and bool(params.getlist("bom"))
+    except ValueError:
+        raise Refusal("bom must be true or false.", status=422) from None
+    return query, fmt, bom
 
 
 def stream_export(request: AppRequest, query: ExportQuery, fmt: str, bom: bool) -> Response:
