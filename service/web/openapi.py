@@ -129,7 +129,11 @@ SIGNUP = {
     "properties": {
         "email": {"type": "string", "format": "email", "maxLength": MAX_EMAIL},
         "name": {"type": "string", "maxLength": MAX_NAME, "pattern": NO_CONTROLS},
-        "page_url": {"type": "string", "format": "uri", "maxLength": MAX_URL},
+        "page_url": {
+            "type": "string",
+            "anyOf": [{"format": "uri"}, {"maxLength": 0}],  # empty: none (a form's field)
+            "maxLength": MAX_URL,
+        },
         "consent": {
             "type": "string",
             "description": f"A ticked box ({', '.join(TICKED)}); required when the list asks "
@@ -376,7 +380,7 @@ PATHS: dict[str, Any] = {
                     for name, schema in (
                         ("q", {"type": "string"}),
                         ("list", {"type": "string"}),
-                        ("status", SHOWN),
+                        ("status", {"type": "string", "enum": ["", *SHOWN_STATUSES]}),
                         ("since", DATE_OR_EMPTY),
                         ("until", DATE_OR_EMPTY),
                         ("after", {"type": "integer", "minimum": 0}),

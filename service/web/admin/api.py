@@ -15,7 +15,7 @@ from service.auth.sessions import Principal
 from service.errors import Refusal
 from service.lists import all_lists, create_list, get_list, update_list
 from service.models import MailingList
-from service.people import person_record, personal_data, search
+from service.people import SHOWN_STATUSES, person_record, personal_data, search
 from service.state import AppRequest
 from service.stats import daily_activity, list_counts
 from service.subscriptions import unsubscribe_by_admin
@@ -161,6 +161,9 @@ async def subscribers_endpoint(request: AppRequest, principal: Principal) -> Res
         for value in params.getlist(name):
             if value and not _is_date(value):
                 raise Refusal(f"{name} must be a date like 2025-01-31.", status=422)
+    status = params.get("status", "")
+    if status and status not in SHOWN_STATUSES:
+        raise Refusal(f"status must be one of {', '.join(SHOWN_STATUSES)}.", status=422)
     for name in ("after", "limit"):
         for value in params.getlist(name):
             if not (value.isascii() and value.isdigit()) or (name == "limit" and int(value) < 1):
