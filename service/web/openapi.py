@@ -568,9 +568,15 @@ PATHS: dict[str, Any] = {
                                         "enum": ["double-opt-in", "confirmed"],
                                     },
                                     "reason": {"type": "string"},
-                                    "dry_run": {"type": "string"},
-                                    "update_existing": {"type": "string"},
+                                    "dry_run": {"type": "string", "enum": list(FLAG_WORDS)},
+                                    "update_existing": {
+                                        "type": "string",
+                                        "enum": list(FLAG_WORDS),
+                                    },
                                 },
+                                # Text fields, each once, ten at most.
+                                "additionalProperties": {"type": "string"},
+                                "maxProperties": 10,
                             }
                         },
                     },

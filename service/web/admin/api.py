@@ -166,8 +166,10 @@ async def subscribers_endpoint(request: AppRequest, principal: Principal) -> Res
         raise Refusal(f"status must be one of {', '.join(SHOWN_STATUSES)}.", status=422)
     for name in ("after", "limit"):
         for value in params.getlist(name):
-            if not (value.isascii() and value.isdigit()) or (name == "limit" and int(value) < 1):
-                raise Refusal(f"{name} must be a whole number.", status=422)
+            if not (value.isascii() and value.isdigit()) or (
+                name == "limit" and not 1 <= int(value) <= 500
+            ):
+                raise Refusal(f"{name} must be a whole number (limit: 1 to 500).", status=422)
     after = number(params.get("after", ""), most=MAX_ROW_ID)
     limit = number(params.get("limit", ""), most=500) or 50
     page = await search(request.state["db"], filters_from(params), after=after, limit=limit)
