@@ -23,7 +23,12 @@ Targets alternate for ``--rounds`` rounds (bare, service, bare, service, ...) an
 medians are reported: on a shared machine, a burst of load from elsewhere then falls on
 both sides of a ratio, not on one.
 
+With ``--sqlite-normal``, ``sqlite-normal/1`` is the same service on a database URL with
+``?synchronous=normal`` (no disk sync per commit), measured in the same rounds: what the
+durable default costs.
+
     python bench/subscribe_bench.py [--seconds 5] [--rounds 3] [--clients 16] [--postgres URL]
+        [--sqlite-normal]
 """
 
 from __future__ import annotations
@@ -379,6 +384,12 @@ def orchestrate(args: argparse.Namespace) -> int:
         prepare_database(sqlite_env)
         groups = [(sqlite_env, [("bare/1", "bare", 1), ("sqlite/1", "service", 1)])]
         pairs.append(("sqlite/1", "bare/1"))
+        if args.sqlite_normal:
+            # The same file without a disk sync per commit (synchronous=NORMAL): what the
+            # durable default costs, measured in the same rounds.
+            normal_env = base_env(f"sqlite:///{folder / 'bench.db'}?synchronous=normal")
+            groups[0][1].append(("sqlite-normal/1", "service", 1, normal_env))
+            pairs.append(("sqlite-normal/1", "bare/1"))
         with contextlib.ExitStack() as stack:
             if args.postgres:
                 pg_env = base_env(stack.enter_context(scratch_database(args.postgres)))
@@ -387,10 +398,12 @@ def orchestrate(args: argparse.Namespace) -> int:
                 pairs.append(("postgresql/2", "bare/2"))
             for env, targets in groups:
                 for round_ in range(1, args.rounds + 1):
-                    for name, kind, count in targets:
+                    for name, kind, count, *own_env in targets:
                         tag = f"{name}-r{round_}"
                         runs.setdefault(name, []).append(
-                            measure(name, tag, kind, env, count, args, folder)
+                            measure(
+                                name, tag, kind, own_env[0] if own_env else env, count, args, folder
+                            )
                         )
     print()
     verdicts = {}
@@ -405,6 +418,12 @@ def orchestrate(args: argparse.Namespace) -> int:
             f"{shown}); p99 at half of peak {p99:.1f} ms (median; worst {max(p99s):.1f} ms)"
         )
         verdicts[service] = ratio >= 0.30 and p99 < 25
+    if args.sqlite_normal:
+        full, normal = (
+            statistics.median(r["peak"]["rps"] for r in runs[name])
+            for name in ("sqlite/1", "sqlite-normal/1")
+        )
+        print(f"sqlite/1 (synchronous=FULL): {full / normal:.2f} of sqlite-normal/1's peak")
     verdict = "met" if verdicts["sqlite/1"] else "MISSED"
     print(f"SQLite target (>= 0.30 of bare, p99 < 25 ms at half of peak, medians): {verdict}")
     return 0 if verdicts["sqlite/1"] else 1
@@ -419,6 +438,11 @@ def main() -> int:
     parser.add_argument(
         "--postgres",
         help="a PostgreSQL database URL to run the 2-process case on (it gets a list 'bench')",
+    )
+    parser.add_argument(
+        "--sqlite-normal",
+        action="store_true",
+        help="also measure SQLite with synchronous=normal (no disk sync per commit)",
     )
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ports", help=argparse.SUPPRESS)

@@ -69,6 +69,7 @@ async def assemble(
         intake=intake,
         housekeeping=Housekeeping(db, settings),
         wakeup=wakeup,
+        metrics=metrics,
     )
     challenges = Challenges(key, settings.pow_difficulty, settings.pow_lifetime)
     stamps = FormStamps(key)

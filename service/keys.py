@@ -26,11 +26,16 @@ _KEY = "generated_secret_key"
 async def signing_key(settings: Settings, db: Database) -> str:
     if settings.secret_key:
         return settings.secret_key.reveal()
-    async with db.write() as session:
-        await session.execute(
-            insert_or_ignore(db, Meta).values(key=_KEY, value=secrets.token_urlsafe(48))
-        )
+    # Read first: a process started on a database that takes no writes (read-only, disk
+    # full) still starts, and says so in /readyz, once the key exists.
+    async with db.read() as session:
         value = await session.scalar(select(Meta.value).where(Meta.key == _KEY))
+    if value is None:
+        async with db.write() as session:
+            await session.execute(
+                insert_or_ignore(db, Meta).values(key=_KEY, value=secrets.token_urlsafe(48))
+            )
+            value = await session.scalar(select(Meta.value).where(Meta.key == _KEY))
     log.warning(
         "NEWSLETTER_SECRET_KEY is not set: links are signed with a key generated and stored "
         "in the database. Set NEWSLETTER_SECRET_KEY in production."

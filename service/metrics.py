@@ -71,6 +71,13 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.outbox_takeovers = Counter(
+            "newsletter_outbox_lease_takeovers",
+            "Messages this process's worker took over from a worker whose lease ran out (it "
+            "died, or lost its database, while sending): each may have gone out already and "
+            "is sent again with the same Message-ID.",
+            registry=r,
+        )
         self.requests = Histogram(
             "newsletter_http_request_duration_seconds",
             "Time to answer HTTP requests, by route template, method and status.",

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "SETTINGS",
@@ -147,6 +147,9 @@ def _positive_duration(value: str) -> float:
 def _database_url(value: str) -> str:
     scheme = value.split("://", 1)[0] if "://" in value else ""
     if scheme in {"sqlite", "sqlite+aiosqlite"}:
+        for mode in parse_qs(urlsplit(value).query).get("synchronous", []):
+            if mode.lower() not in {"full", "normal"}:
+                raise ValueError(f"synchronous={mode}: expected full (the default) or normal")
         return "sqlite+aiosqlite://" + value.split("://", 1)[1]
     if scheme in {"postgres", "postgresql", "postgresql+asyncpg"}:
         return "postgresql+asyncpg://" + value.split("://", 1)[1]
@@ -245,7 +248,10 @@ SETTINGS: tuple[Spec, ...] = (
     Spec(
         "database_url",
         "sqlite:///newsletter.db",
-        "Where data lives: `sqlite:///PATH` (default, one file) or `postgresql://USER:PASS@HOST/DB`.",
+        "Where data lives: `sqlite:///PATH` (default, one file) or "
+        "`postgresql://USER:PASS@HOST/DB`. SQLite syncs every commit to disk; "
+        "`sqlite:///PATH?synchronous=normal` is faster but a power cut may lose the last "
+        "signups answered.",
         _database_url,
     ),
     Spec(
@@ -357,10 +363,11 @@ SETTINGS: tuple[Spec, ...] = (
     ),
     Spec(
         "worker_lease",
-        "5m",
-        "A worker claims queued mail for this long. Mail claimed by a worker that died is "
-        "sent by another one once the lease has run out. Keep it well above "
-        "`NEWSLETTER_SMTP_TIMEOUT`.",
+        "30s",
+        "A worker claims queued mail for this long, and renews the claim every third of it "
+        "while the mail is in hand. Mail claimed by a worker that died is sent by another "
+        "one once the lease has run out (again, if the dead worker had sent it already: "
+        "counted in `newsletter_outbox_lease_takeovers_total`).",
         _positive_duration,
     ),
     Spec(
@@ -512,8 +519,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec(
         "metrics_token",
         "",
-        "Bearer token that `/metrics` asks for. Empty: `/metrics` answers only clients on "
-        "loopback or private networks.",
+        "Bearer token that `/metrics` asks every client for. Empty: `/metrics` answers only "
+        "clients on loopback (not private networks, not requests through a proxy).",
         Secret,
     ),
 )

@@ -58,6 +58,7 @@ def _json_type(value: Any) -> str:
         float: "a number",
         list: "a list",
         dict: "an object",
+        type(None): "null",
     }.get(type(value), type(value).__name__)
 
 
@@ -101,6 +102,11 @@ def validate_signup(data: Mapping[str, Any], *, check_deliverability: bool = Fal
     name, error = _optional_text(data.get("name"), MAX_NAME)
     if error:
         errors["name"] = error
+    # A form's fields are text (JSON's null included: leave a field out instead).
+    text = ("name", "page_url", "consent", "lang", "form_stamp", "pow_challenge", "pow_solution")
+    for key in text:
+        if key in data and not isinstance(data[key], str):
+            errors.setdefault(key, f"must be text, not {_json_type(data[key])}")
 
     page_url, error = _optional_text(data.get("page_url"), MAX_URL)
     if error:

@@ -42,16 +42,17 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, bindparam, or_, select, update
+from sqlalchemy import Integer, Select, and_, bindparam, or_, select, update
 from sqlalchemy.sql import Executable
 
-from service.db import Database, Write, Writes
+from service.db import Database, Unavailable, Write, Writes
 from service.emails import Emails
 from service.intake import Intake
 from service.mail.render import Outgoing
 from service.mail.senders import DeliveryError, Mailer
+from service.metrics import Metrics
 from service.models import MailingList, OutboxMessage, OutboxStatus, Subscription, utcnow
 from service.retention import Housekeeping
 from service.sent_marks import SentMarks
@@ -79,8 +80,10 @@ class OutboxWorker:
         intake: Intake | None = None,
         housekeeping: Housekeeping | None = None,
         wakeup: Wakeup | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics
         self._mailer = mailer
         self._emails = emails
         self._settings = settings
@@ -101,37 +104,37 @@ class OutboxWorker:
         self._stopping = False
 
     @functools.cached_property
-    def _claim_statement(self) -> Executable:
-        """Move due rows to ``sending`` with a lease (built once: building it costs more
-        than running it)."""
+    def _claim_statements(self) -> tuple[Executable, Executable]:
+        """Move due rows to ``sending`` with a lease: first rows a dead worker left (lease
+        run out), then queued ones that are due; apart, so that the first can be counted,
+        as each may go out a second time. Built once: building costs more than running."""
         now = bindparam("now", type_=OutboxMessage.next_attempt_at.type)
-        due = (
-            select(OutboxMessage.id)
-            .where(
-                or_(
-                    and_(
-                        OutboxMessage.status == OutboxStatus.QUEUED,
-                        OutboxMessage.next_attempt_at <= now,
-                    ),
-                    and_(
-                        OutboxMessage.status == OutboxStatus.SENDING,
-                        OutboxMessage.lease_until < now,
-                    ),
+        abandoned = and_(
+            OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.lease_until < now
+        )
+        queued = and_(
+            OutboxMessage.status == OutboxStatus.QUEUED, OutboxMessage.next_attempt_at <= now
+        )
+
+        def claim(which: Any) -> Executable:
+            due = (
+                select(OutboxMessage.id)
+                .where(which)
+                .order_by(OutboxMessage.next_attempt_at)
+                .limit(bindparam("count", type_=Integer))
+            )
+            return (
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(self._delivery.claimable(due).scalar_subquery()))
+                .values(
+                    status=OutboxStatus.SENDING,
+                    lease_until=bindparam("new_lease", type_=OutboxMessage.lease_until.type),
+                    attempts=OutboxMessage.attempts + 1,
                 )
+                .returning(*OutboxMessage.__table__.columns)
             )
-            .order_by(OutboxMessage.next_attempt_at)
-            .limit(BATCH)
-        )
-        return (
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(self._delivery.claimable(due).scalar_subquery()))
-            .values(
-                status=OutboxStatus.SENDING,
-                lease_until=bindparam("new_lease", type_=OutboxMessage.lease_until.type),
-                attempts=OutboxMessage.attempts + 1,
-            )
-            .returning(*OutboxMessage.__table__.columns)
-        )
+
+        return claim(abandoned), claim(queued)
 
     def wake(self) -> None:
         """Something was queued: look now instead of at the next poll."""
@@ -147,17 +150,21 @@ class OutboxWorker:
 
     async def _loop(self) -> None:
         while not self._stopping:
+            pause = self._settings.worker_poll_interval
             try:
                 done = await self.act_on_signups()
                 done += await self.drain_once()
                 await self.keep_house()
+            except Unavailable as exc:  # read-only, disk full, down: wait, or a wake-up
+                log.warning("outbox worker: the database takes no writes (%s)", exc.reason)
+                done, pause = 0, max(pause, exc.retry_after or 0.0)
             except Exception:
                 log.exception("outbox worker: unexpected error; retrying shortly")
                 done = 0
             if done or self._stopping:
                 continue
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.worker_poll_interval):
+                async with asyncio.timeout(pause):
                     await self._wakeup.wait()
 
     async def act_on_signups(self) -> int:
@@ -188,7 +195,13 @@ class OutboxWorker:
                 await self._deliver(row, lists.get(row.id), claimed_at)
 
         lanes = min(self._settings.worker_concurrency, len(rows))
-        results = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+        renewing = asyncio.create_task(self._renew_leases(rows), name="outbox-lease-renewal")
+        try:
+            results = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
         for row in waiting:  # stopping: hand back what was not started
             await self._release(row)
         for result in results:
@@ -200,8 +213,21 @@ class OutboxWorker:
         """Claim due rows, and read the lists they are for, in one write (one trip on
         SQLite: `Database.write_batch`)."""
         lease_until = now + timedelta(seconds=self._settings.worker_lease)
-        claim = Write(self._claim_statement, {"now": now, "new_lease": lease_until})
-        rows = [OutboxMessage(**row._mapping) for row in (yield claim)]
+        rows: list[OutboxMessage] = []
+        for n, statement in enumerate(self._claim_statements):
+            params = {"now": now, "new_lease": lease_until, "count": BATCH - len(rows)}
+            claimed = [OutboxMessage(**row._mapping) for row in (yield Write(statement, params))]
+            if n == 0 and claimed:
+                log.warning(
+                    "outbox: took over %s message(s) whose worker's lease ran out; they "
+                    "may go out twice (same Message-ID)",
+                    len(claimed),
+                )
+                if self._metrics is not None:
+                    self._metrics.outbox_takeovers.inc(len(claimed))
+            rows += claimed
+            if len(rows) >= BATCH:
+                break
         rows.sort(key=lambda r: r.next_attempt_at)
         if not rows:
             return [], {}
@@ -220,6 +246,44 @@ class OutboxWorker:
         }
         lists = {r.id: by_sub[r.subscription_id] for r in rows if r.subscription_id in by_sub}
         return rows, lists
+
+    async def _renew_leases(self, rows: list[OutboxMessage]) -> None:
+        """While a batch is in hand, renew its leases every third of the lease, so a lease
+        can be short (a dead worker's mail is taken over soon) and still outlast any send.
+
+        Compare-and-set per row: a row finished, or taken by another worker, is left alone.
+        """
+        lease = self._settings.worker_lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            renewed = utcnow() + timedelta(seconds=lease)
+            mine = or_(
+                *(
+                    and_(OutboxMessage.id == r.id, OutboxMessage.lease_until == r.lease_until)
+                    for r in rows
+                )
+            )
+            ours = select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.SENDING)
+            by_id = {r.id: r for r in rows}
+            try:
+                async with self._db.write() as session:
+                    kept = await session.scalars(
+                        update(OutboxMessage)
+                        .where(
+                            OutboxMessage.id.in_(
+                                self._delivery.claimable(ours.where(mine)).scalar_subquery()
+                            )
+                        )
+                        .values(lease_until=renewed)
+                        .returning(OutboxMessage.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                    # Before the commit: a send's own compare-and-set waits for it (the
+                    # writer lock on SQLite, the row lock on PostgreSQL).
+                    for row_id in kept.all():
+                        by_id[row_id].lease_until = renewed
+            except Exception:
+                log.exception("outbox: could not renew leases; trying again")
 
     async def _deliver(
         self, row: OutboxMessage, mailing_list: MailingList | None, claimed_at: float
@@ -258,13 +322,16 @@ class OutboxWorker:
             self._settings.retry_base * 2 ** max(row.attempts - 1, 0),
         )
         delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
-        next_at = now + timedelta(seconds=delay)
-        if next_at - row.created_at > timedelta(seconds=self._settings.retry_deadline):
+        # Retried until the deadline: the last try is at the deadline, not a backoff before.
+        deadline = row.created_at + timedelta(seconds=self._settings.retry_deadline)
+        if now >= deadline:
             log.warning(
                 "outbox %s: giving up after %s attempts: %s", row.id, row.attempts, error.reason
             )
             await self._finish(row, OutboxStatus.FAILED, f"gave up: {error.reason}")
             return
+        next_at = min(now + timedelta(seconds=delay), deadline)
+        delay = (next_at - now).total_seconds()
         log.info(
             "outbox %s: attempt %s failed (%s); retrying in %.1fs",
             row.id,

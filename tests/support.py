@@ -100,6 +100,7 @@ class SMTPRecorder:
     faults: list[str] = field(default_factory=list)
     attempted_ids: list[str] = field(default_factory=list)  # Message-ID of every DATA
     peers: list[Any] = field(default_factory=list)  # client address of every DATA
+    attempted_at: list[float] = field(default_factory=list)  # time.monotonic() of every DATA
     connections: dict[Any, Any] = field(default_factory=dict)  # peer -> server protocol
     loop: asyncio.AbstractEventLoop | None = None
     delay: float = 0.0  # seconds to think before accepting each message
@@ -110,6 +111,7 @@ class SMTPRecorder:
         headers = message_from_bytes(data.split(b"\r\n\r\n", 1)[0], policy=default_policy)
         with self.lock:
             self.attempted_ids.append(str(headers["Message-ID"]))
+            self.attempted_at.append(time.monotonic())
             self.peers.append(session.peer)
             self.connections[session.peer] = server
             self.loop = asyncio.get_running_loop()

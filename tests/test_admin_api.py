@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support import SUBSCRIBE, Running, SMTPServer
+from support import SUBSCRIBE, Running, SMTPServer, bearer
 
 from service.auth.api_tokens import create_token, revoke_token
 from service.auth.users import create_user
@@ -142,3 +142,37 @@ async def test_numbers_no_row_can_have_are_not_found_not_errors(app: Running, to
         )
         assert response.status_code == 422, origins
         assert response.json()["message"] == "origins must be a list of URLs."
+
+
+async def test_wrong_json_types_are_refused_not_stored_as_text(app: Running, token: str) -> None:
+    auth = bearer(token)
+    for body, field in (
+        ({"consent_text": {"a": 1}}, "consent_text"),
+        ({"name": {}}, "name"),
+        ({"name": ["Täglich"]}, "name"),
+        ({"double_opt_in": "0"}, "double_opt_in"),
+        ({"title": 5}, "title"),
+        ({"delay": None}, "delay"),
+    ):
+        response = await app.client.patch("/api/v1/admin/lists/daily", headers=auth, json=body)
+        assert response.status_code == 422, body
+        assert field in response.json()["fields"], response.json()
+    for body, field in (
+        ({"slug": 0, "name": "Null"}, "slug"),
+        ({"slug": "zero", "name": 0}, "name"),
+        ({"slug": "zero", "name": "Null", "double_opt_in": "yes"}, "double_opt_in"),
+    ):
+        response = await app.client.post("/api/v1/admin/lists", headers=auth, json=body)
+        assert response.status_code == 422, body
+        assert response.json()["fields"] == {field: response.json()["fields"][field]}
+    listed = await app.client.get("/api/v1/admin/lists/daily", headers=auth)
+    assert listed.json()["consent_text"] != "{'a': 1}" and listed.json()["name"] != "{}"
+    assert (await app.client.get("/api/v1/admin/lists/zero", headers=auth)).status_code == 404
+    # The right types still go through, box numbers and flags as text too.
+    fine = await app.client.patch(
+        "/api/v1/admin/lists/daily",
+        headers=auth,
+        json={"name": "Täglich", "double_opt_in": False, "delay": 5, "nameField": True},
+    )
+    assert fine.status_code == 200, fine.text
+    assert fine.json()["name"] == "Täglich" and fine.json()["double_opt_in"] is False

@@ -20,6 +20,7 @@ def test_the_public_names_are_pinned() -> None:
         "Migrated",
         "SchemaError",
         "SchemaStatus",
+        "Unavailable",
         "Write",
         "Writes",
         "dialect_name",

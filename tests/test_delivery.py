@@ -166,3 +166,57 @@ async def test_unsubscribing_cancels_a_confirmation_not_yet_sent(
         assert response.status_code == 200
         [row] = await outbox(running.db)
         assert row.status == OutboxStatus.CANCELLED
+
+
+async def test_temporary_failures_are_retried_until_the_deadline_not_a_backoff_before(
+    settings: Settings, smtp: SMTPServer
+) -> None:
+    """NEWSLETTER_RETRY_DEADLINE: a message still undelivered this long after it was
+    queued is marked failed; until then it is tried again, the last time at the deadline,
+    even when the next backoff would reach past it."""
+    deadline = 3600.0
+    [message_id] = await queue_confirmations(settings, 1)
+    db = Database.from_url(settings.database_url)
+    try:
+        async with db.write() as session:  # queued almost an hour ago
+            await session.execute(
+                update(OutboxMessage).values(created_at=utcnow() - timedelta(seconds=deadline - 1))
+            )
+    finally:
+        await db.dispose()
+    smtp.fail_next("451 4.7.1 Try again later")
+    # The next backoff (at least 30 s) would end past the deadline, a second away.
+    patient = settings.replace(retry_base=60.0, retry_max_delay=60.0, retry_deadline=deadline)
+    async with serve_app(patient) as running:
+        [mail] = await smtp.wait_for(1, timeout=30)
+        [row] = await outbox(running.db)
+    assert mail.message["Message-ID"] == message_id
+    assert row.status == OutboxStatus.SENT and row.attempts == 2
+    assert row.sent_at is not None
+    assert row.sent_at >= row.created_at + timedelta(seconds=deadline)  # tried at the deadline
+
+
+async def test_a_message_still_failing_at_the_deadline_is_marked_failed(
+    settings: Settings, smtp: SMTPServer
+) -> None:
+    deadline = 3600.0
+    await queue_confirmations(settings, 1)
+    db = Database.from_url(settings.database_url)
+    try:
+        async with db.write() as session:  # queued just over an hour ago
+            await session.execute(
+                update(OutboxMessage).values(created_at=utcnow() - timedelta(seconds=deadline + 1))
+            )
+    finally:
+        await db.dispose()
+    smtp.fail_next("451 4.7.1 Try again later")
+    async with serve_app(settings.replace(retry_deadline=deadline)) as running:
+
+        async def failed() -> bool:
+            rows = await outbox(running.db)
+            return rows[0].status == OutboxStatus.FAILED
+
+        await wait_until(failed)
+        [row] = await outbox(running.db)
+    assert row.last_error == "gave up: 451 4.7.1 Try again later" and row.attempts == 1
+    assert smtp.received == []

@@ -36,7 +36,7 @@ async def test_lists_are_cached_briefly_and_admin_changes_apply_at_once(
         token = await create_token(app.db, "alice", "tests")
         changed = await app.client.patch(
             "/api/v1/admin/lists/daily",
-            json={"consentCheckbox": "true"},
+            json={"consentCheckbox": True},
             headers={"Authorization": f"Bearer {token}"},
         )
         assert changed.status_code == 200, changed.text

@@ -118,6 +118,31 @@ async def test_metrics_need_the_token_when_one_is_set(settings: Settings) -> Non
         await scrape(app, Authorization=f"Bearer {token}")
 
 
+async def test_without_a_token_metrics_answer_loopback_only(settings: Settings) -> None:
+    """A private-network neighbour could watch the counters move after a signup and tell a
+    new address from a known one: only loopback is answered without the token."""
+    from support import make_list
+
+    await make_list(settings)
+    behind_proxy = settings.replace(trusted_proxies=("127.0.0.1/32",))
+    async with serve_app(behind_proxy) as app:
+        assert (await app.client.get("/metrics")).status_code == 200  # loopback
+        for neighbour in ("10.1.2.3", "192.168.0.7", "fd00::7", "81.2.69.160"):
+            refused = await app.client.get("/metrics", headers={"X-Forwarded-For": neighbour})
+            assert refused.status_code == 403, neighbour
+            assert "loopback" in refused.text
+    # A proxy on the same machine that is not declared trusted: its clients look local,
+    # but the request says it was forwarded.
+    async with serve_app(settings) as app:
+        for header in ("X-Forwarded-For", "Forwarded"):
+            proxied = await app.client.get("/metrics", headers={header: "for=81.2.69.160"})
+            assert proxied.status_code == 403, header
+    token = "m" * 40
+    async with serve_app(behind_proxy.replace(metrics_token=Secret(token))) as app:
+        scraper = {"X-Forwarded-For": "10.1.2.3", "Authorization": f"Bearer {token}"}
+        assert (await app.client.get("/metrics", headers=scraper)).status_code == 200
+
+
 async def test_request_ids_are_made_or_kept_and_sent_back(app: Running) -> None:
     made = await app.client.get("/healthz")
     assert re.fullmatch(r"[0-9a-f]{16}", made.headers["x-request-id"])

@@ -178,12 +178,17 @@ async def test_wrong_forged_and_too_easy_solutions_are_refused(
                 {**proof, "pow_challenge": "daily.1.1.aaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbb"},
                 "not one this",
             ),
-            ({**proof, "pow_challenge": ["a"]}, "not one this"),
         ]
         for fields, words in cases:
             refused(
                 await app.client.post(SUBSCRIBE, json={"email": "w@example.com", **fields}), words
             )
+        # Not text at all: the wrong JSON type, named.
+        typed = await app.client.post(
+            SUBSCRIBE, json={"email": "w@example.com", **proof, "pow_challenge": ["a"]}
+        )
+        assert typed.status_code == 422
+        assert typed.json()["fields"] == {"pow_challenge": "must be text, not a list"}
         # Signed by us, but easier than the service now asks (the difficulty was raised).
         easier = Challenges(SECRET, 4, 600).make("daily")
         reply = await app.client.post(

@@ -488,3 +488,21 @@ async def test_trailing_slash_redirects_never_follow_a_forged_host(admin: Runnin
         response = await admin.client.send(request)
         assert response.status_code == 404, path
         assert "location" not in response.headers
+
+
+async def test_a_forged_host_never_gets_a_confirm_token_or_a_reader_redirected(
+    app: Running,
+) -> None:
+    """The two redirects a reader's link can hit: the hosted form and the confirm link
+    (whose token must never be sent to another host)."""
+    evil = {"Host": "evil.example"}
+    token = "AbC123.def-456_ghi"
+    for path, location in (
+        ("/subscribe/daily/", "/subscribe/daily"),
+        (f"/confirm/{token}/", f"/confirm/{token}"),
+        (f"/unsubscribe/{token}/", f"/unsubscribe/{token}"),
+    ):
+        response = await app.client.get(path, headers=evil)
+        assert response.status_code == 307, path
+        assert response.headers["location"] == location, path
+        assert "evil.example" not in response.text

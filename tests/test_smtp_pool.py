@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
-from support import SUBSCRIBE, Running, SMTPServer
+from aiosmtpd.controller import Controller
+from support import SUBSCRIBE, Received, Running, SMTPRecorder, SMTPServer, free_port
 
 from service.mail import DeliveryError, SMTPMailer
 from service.settings import Settings
@@ -125,3 +128,69 @@ async def test_idle_connections_are_closed(mail_settings: Settings, smtp: SMTPSe
     finally:
         await mailer.close()
     assert mailer.pool.opened == 2
+
+
+class ClosingButStillReading(SMTPRecorder):
+    """A server that answers 421 at DATA to the ``closing`` attempts and then, instead of
+    closing, goes on reading: it takes in whatever else comes on that connection (and
+    delivers it) while answering 421 again, as a server in the middle of shutting down
+    might. A client that reused such a connection would resend what was delivered."""
+
+    def __init__(self, closing: int) -> None:
+        super().__init__()
+        self.closing = closing
+        self.closed_peers: set[Any] = set()
+        self.after_421 = 0  # transactions sent on a connection after its 421
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        data = envelope.original_content or envelope.content
+        if session.peer in self.closed_peers:
+            self.after_421 += 1
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), data))
+            return "421 4.3.2 Closing transmission channel"
+        self.peers.append(session.peer)
+        if self.closing > 0:
+            self.closing -= 1
+            self.closed_peers.add(session.peer)
+            return "421 4.3.2 Closing transmission channel"
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), data))
+        return "250 OK queued"
+
+
+async def test_after_a_421_at_data_the_connection_is_closed_never_reused() -> None:
+    handler = ClosingButStillReading(closing=3)
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), decode_data=False)
+    controller.start()
+    settings = Settings.from_env(
+        {
+            "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+            "NEWSLETTER_SMTP_PORT": str(controller.port),
+            "NEWSLETTER_SMTP_TLS": "none",
+            "NEWSLETTER_SMTP_TIMEOUT": "5s",
+        }
+    )
+    mailer = SMTPMailer(settings, pool_size=2)
+    delivered: list[int] = []
+    reasons: list[str] = []
+
+    async def send_until_accepted(n: int) -> None:
+        for _ in range(10):  # as the worker retries a temporary failure
+            try:
+                await mailer.send(message(n))
+            except DeliveryError as failed:
+                reasons.append(failed.reason)
+                continue
+            delivered.append(n)
+            return
+
+    try:
+        await asyncio.gather(*(send_until_accepted(n) for n in range(8)))
+    finally:
+        await mailer.close()
+        controller.stop()
+    assert sorted(delivered) == list(range(8))
+    assert reasons == ["421 4.3.2 Closing transmission channel"] * 3  # temporary: retried
+    ids = Counter(m.message["Message-ID"] for m in handler.received)
+    assert ids == Counter({f"<pool-{n}@example.com>": 1 for n in range(8)})  # no duplicates
+    assert handler.after_421 == 0
+    assert mailer.pool.opened == 2 + 3  # a new connection for each one that was closed

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+import pytest
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 
 from service import limits
@@ -130,3 +131,32 @@ async def test_a_checkpoint_gives_up_soon_while_a_reader_holds_the_wal(tmp_path:
         reader.close()
         engine.dispose()
         await db.dispose()
+
+
+@pytest.mark.parametrize(("query", "expected"), [("", 2), ("?synchronous=normal", 1)])
+async def test_every_write_is_synced_to_disk_before_it_returns_unless_told_otherwise(
+    tmp_path: Path, query: str, expected: int
+) -> None:
+    """A signup is answered 202 after its batch commits: with synchronous=FULL (2) the WAL
+    is on disk by then, so a power cut cannot take it back."""
+    db = Database.from_url(f"sqlite+aiosqlite:///{tmp_path / 'sync.db'}{query}")
+    seen: list[int] = []
+
+    def on_begin(conn: Connection) -> None:
+        seen.append(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+    event.listen(Engine, "begin", on_begin)
+    try:
+        await db.migrate()
+        await db.write_batch(count_a_hit)  # the batch writer's connection on the loop
+        async with db.write() as session:  # the async engine's
+            await session.execute(text("DELETE FROM rate_counters"))
+    finally:
+        event.remove(Engine, "begin", on_begin)
+        await db.dispose()
+    assert len(seen) >= 3 and set(seen) == {expected}
+
+
+def test_a_synchronous_option_other_than_full_or_normal_is_refused() -> None:
+    with pytest.raises(ValueError, match="synchronous=off: expected one of full, normal"):
+        Database.from_url("sqlite+aiosqlite:///x.db?synchronous=off")

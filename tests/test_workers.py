@@ -19,10 +19,17 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import POSTGRES
 from sqlalchemy import func, select
-from support import SMTPServer, fresh_postgres_database, process_env, queue_confirmations
+from support import (
+    SMTPServer,
+    free_port,
+    fresh_postgres_database,
+    process_env,
+    queue_confirmations,
+)
 
 from service.db import Database
 from service.models import (
@@ -54,6 +61,16 @@ def workers(count: int, env: dict[str, str], logs: Path) -> Iterator[list[subpro
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def outbox_counts(db: Database) -> dict[OutboxStatus, int]:
@@ -173,5 +190,83 @@ async def test_sigterm_finishes_the_mail_in_hand_and_gives_back_the_rest(
         assert all(r.attempts == 0 and r.lease_until is None for r in waiting)
         sent = {m.message["Message-ID"] for m in smtp.received}
         assert sent | {r.message_id for r in waiting} == set(expected)
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.scenario
+async def test_a_send_longer_than_the_lease_is_not_taken_over(
+    db_url: str, smtp: SMTPServer, tmp_path: Path
+) -> None:
+    """The lease is renewed while the mail is in hand, so it can be short and still
+    outlast a slow send: a second worker never takes over a live worker's message."""
+    lease = 1.0
+    smtp.handler.delay = 3 * lease  # each message takes three leases to be accepted
+    env = process_env(db_url, smtp, NEWSLETTER_WORKER_LEASE=f"{lease}s")
+    expected = await queue_confirmations(Settings.from_env(env), 3)
+    db = Database.from_url(db_url)
+    try:
+        with workers(2, env, tmp_path) as procs:
+            deadline = time.monotonic() + 120
+            while (await outbox_counts(db)).get(OutboxStatus.SENT, 0) < 3:
+                assert time.monotonic() < deadline, await outbox_counts(db)
+                assert all(p.poll() is None for p in procs)
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(lease + 0.5)  # long enough for a stray resend to show
+        delivered = Counter(m.message["Message-ID"] for m in smtp.received)
+        assert delivered == Counter(set(expected))  # each once
+        assert Counter(smtp.handler.attempted_ids) == delivered
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.scenario
+async def test_mail_of_a_killed_worker_is_taken_over_after_the_lease_and_counted(
+    db_url: str, smtp: SMTPServer, tmp_path: Path
+) -> None:
+    lease = 2.0
+    smtp.handler.delay = 1.0  # the worker is mid-send when it is killed
+    env = process_env(
+        db_url, smtp, NEWSLETTER_WORKER_LEASE=f"{lease}s", NEWSLETTER_WORKER_CONCURRENCY="2"
+    )
+    expected = await queue_confirmations(Settings.from_env(env), 4)
+    db = Database.from_url(db_url)
+    try:
+        with workers(1, env, tmp_path) as [doomed]:
+            while not smtp.handler.attempted_ids:
+                assert doomed.poll() is None, (tmp_path / "worker0.log").read_text()
+                await asyncio.sleep(0.01)
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(timeout=10)
+        killed = time.monotonic()
+        in_hand = len(smtp.handler.attempted_ids)
+
+        port = free_port()
+        server = serve(env, port, tmp_path / "serve.log")
+        try:
+            deadline = time.monotonic() + 120
+            while (await outbox_counts(db)).get(OutboxStatus.SENT, 0) < 4:
+                assert time.monotonic() < deadline, await outbox_counts(db)
+                assert server.poll() is None, (tmp_path / "serve.log").read_text()
+                await asyncio.sleep(0.05)
+            resent_after = smtp.handler.attempted_at[in_hand] - killed
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                metrics = (await client.get("/metrics")).text
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        async with db.read() as session:
+            taken_over = await session.scalar(
+                select(func.count()).where(OutboxMessage.attempts > 1)
+            )
+        # The dead worker had claimed all four (one batch); the server took them over once
+        # its lease had run out, and says so.
+        assert taken_over == 4
+        assert "newsletter_outbox_lease_takeovers_total 4.0" in metrics
+        delivered = Counter(m.message["Message-ID"] for m in smtp.received)
+        assert set(delivered) == set(expected)
+        # Only what was in flight at the kill can have arrived twice (same Message-ID).
+        assert sum(delivered.values()) - 4 <= in_hand
+        print(f"\nkilled with {in_hand} in flight; taken over and resent {resent_after:.1f}s later")
     finally:
         await db.dispose()

@@ -10,12 +10,15 @@ never asks which database it runs on.
 - ``dialect.py``: `insert_or_ignore`, `upsert`, `utc_text` and the rest of the SQL whose
   spelling differs.
 - ``sqlite.py``: SQLite's connection settings and its fast path for batched writes.
+- ``faults.py``: what a database that cannot take writes (read-only, disk full, down)
+  raises: `Unavailable`, a 503 refusal; its connections are reopened before their next use.
 - ``schema.py``: runs the Alembic migrations (the scripts are in ``service/migrations/``).
 """
 
 from service.db.batch import Write, Writes, run, run_sync
 from service.db.dialect import dialect_name, insert, insert_or_ignore, upsert, utc_text
 from service.db.engine import Database, make_engine
+from service.db.faults import Unavailable
 from service.db.schema import Migrated, SchemaError, SchemaStatus
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "Migrated",
     "SchemaError",
     "SchemaStatus",
+    "Unavailable",
     "Write",
     "Writes",
     "dialect_name",

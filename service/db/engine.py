@@ -15,11 +15,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Dialect, Row, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -28,8 +30,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from service.db import schema, signals, sqlite  # submodules, not the package namespace
+from service.db import faults, schema, signals, sqlite  # submodules, not the package namespace
 from service.db.batch import Write, Writes, run, run_sync
+from service.db.faults import Unavailable
 from service.db.schema import BASELINE, Migrated, SchemaError, SchemaStatus
 
 __all__ = ["Database", "Migrated", "SchemaError", "SchemaStatus", "make_engine"]
@@ -38,25 +41,34 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The same SQL on both backends; the row says when the last check passed.
+_WRITE_CHECK = text(
+    "INSERT INTO meta (key, value) VALUES ('write_check', :at) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 _PG_MIGRATION_LOCK = 7_236_828_016_311_201_363  # any fixed bigint; pg_advisory_xact_lock key
 
 
 def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        parsed, sync = sqlite.synchronous(parsed)
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo)
-        sqlite.configure(engine.sync_engine)
+        engine = create_async_engine(parsed, echo=echo)
+        sqlite.configure(engine.sync_engine, sync=sync)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    event.listen(engine.sync_engine, "handle_error", faults.on_error)
+    return engine
 
 
 class Database:
     """The engine plus session factories; one per app, owned by the lifespan."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, sqlite_sync: str = sqlite.SYNCHRONOUS[0]) -> None:
         self.engine = engine
+        self._sqlite_sync = sqlite_sync  # for the batch writer's connections
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.dialect: Dialect = engine.dialect
         self._sqlite = engine.dialect.name == "sqlite"
@@ -72,7 +84,8 @@ class Database:
 
     @classmethod
     def from_url(cls, url: str) -> Database:
-        return cls(make_engine(url))
+        sync = sqlite.synchronous(url)[1] if make_url(url).get_backend_name() == "sqlite" else ""
+        return cls(make_engine(url), sqlite_sync=sync or sqlite.SYNCHRONOUS[0])
 
     def per_backend(self, *, sqlite: T, postgresql: T) -> T:
         """The one of two ways of doing something that suits this database.
@@ -152,17 +165,58 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A session for reading; nothing it does is committed."""
-        async with self.sessions() as session:
+        """A session for reading; nothing it does is committed.
+
+        A database that cannot be reached raises `Unavailable` (a 503), as in `write`.
+        """
+        async with self.sessions() as session, self._faults():
+            await self._connect(session)
             yield session
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        async with self._writer or nullcontext(), self.sessions() as session, session.begin():
-            if self._write_options:
-                await session.connection(execution_options=self._write_options)
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        A write the database cannot take whatever it is (read-only, disk full, down: see
+        `service.db.faults`) raises `Unavailable`, a 503 refusal with Retry-After.
+        """
+        async with (
+            self._writer or nullcontext(),
+            self.sessions() as session,
+            self._faults(),  # around the commit too
+            session.begin(),
+        ):
+            await self._connect(session, self._write_options)
             yield session
+
+    async def check_writes(self) -> None:
+        """Raise `Unavailable` unless the database takes a write now: one row of the
+        ``meta`` table, rewritten and committed, which finds a read-only file or server, a
+        full disk (where the write needs room) and a lock held too long; for readiness.
+        """
+        async with self.write() as session:
+            await session.execute(_WRITE_CHECK, {"at": datetime.now(UTC).isoformat()})
+
+    @asynccontextmanager
+    async def _faults(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            found = faults.reason(exc)
+            if found is None:
+                raise
+            log.warning("database fault (%s): %s", found, exc.orig)
+            raise Unavailable(found) from exc
+
+    @staticmethod
+    async def _connect(session: AsyncSession, options: dict[str, Any] | None = None) -> None:
+        """Check the session's connection out now, so a database that is down is told
+        apart from an error of the block's own (asyncpg raises a bare OSError)."""
+        try:
+            await session.connection(execution_options=options or None)
+        except OSError as exc:
+            log.warning("database fault (unreachable): %s", exc)
+            raise Unavailable("unreachable") from exc
 
     async def write_batch(self, batch: Callable[[], Writes[T]], *, announce: bool = False) -> T:
         """Run the statements ``batch()`` yields (see `service.db.batch`) in one write
@@ -174,16 +228,22 @@ class Database:
         write. ``announce``: it stored work for a worker, so tell the workers of other
         processes once it is committed (`listen_for_work`).
         """
-        if not self._sqlite:
-            async with self.engine.begin() as conn:
-                result = await run(conn, batch())
-                if announce:
-                    await conn.execute(signals.notify_statement())
-                return result
-        if self._batches is None:
-            self._batches = sqlite.BatchWriter(self.engine.url, echo=bool(self.engine.echo))
-        async with self._writer or nullcontext():
-            result = await self._batches.run(lambda conn: run_sync(conn, batch()))
+        async with self._faults():
+            if not self._sqlite:
+                try:
+                    async with self.engine.begin() as conn:
+                        result = await run(conn, batch())
+                        if announce:
+                            await conn.execute(signals.notify_statement())
+                        return result
+                except OSError as exc:  # only SQL runs here: this is asyncpg's
+                    raise Unavailable("unreachable") from exc
+            if self._batches is None:
+                self._batches = sqlite.BatchWriter(
+                    self.engine.url, echo=bool(self.engine.echo), sync=self._sqlite_sync
+                )
+            async with self._writer or nullcontext():
+                result = await self._batches.run(lambda conn: run_sync(conn, batch()))
         if announce and self._signal_file is not None:
             signals.touch(self._signal_file)
         return result
@@ -193,10 +253,14 @@ class Database:
         autocommit mode (no BEGIN and COMMIT round trips: one statement is atomic by
         itself), on SQLite as a batch (`write_batch`). Returns its rows, if any."""
         if not self._sqlite:
-            async with self.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                result = await conn.execute(write.build(self.dialect.name), write.params)
-                return list(result.all()) if result.returns_rows else []
+            async with self._faults():
+                try:
+                    async with self.engine.connect() as conn:
+                        await conn.execution_options(isolation_level="AUTOCOMMIT")
+                        result = await conn.execute(write.build(self.dialect.name), write.params)
+                        return list(result.all()) if result.returns_rows else []
+                except OSError as exc:
+                    raise Unavailable("unreachable") from exc
 
         def one() -> Writes[list[Row[Any]]]:
             result = yield write

@@ -2,10 +2,15 @@
 begin, and a fast path for the hottest batched writes.
 
 Every connection: WAL (readers never block the writer), a busy timeout, foreign keys on,
-and no BEGIN from the driver itself. Write transactions begin with ``BEGIN IMMEDIATE``:
-a deferred transaction that reads and then writes can fail with SQLITE_BUSY at once when
-another process wrote in between, whatever the busy timeout; taking the write lock up
-front makes writers queue instead.
+and no BEGIN from the driver itself. ``synchronous=FULL``: each commit syncs the WAL to
+disk before the commit returns, so a signup answered 202 survives a power cut; with group
+commit (``service.intake``) one sync carries a whole batch of signups. A database URL
+ending in ``?synchronous=normal`` trades that for speed (a power cut may then roll back the
+last commits; a crash of the process alone never does).
+
+Write transactions begin with ``BEGIN IMMEDIATE``: a deferred transaction that reads and
+then writes can fail with SQLITE_BUSY at once when another process wrote in between,
+whatever the busy timeout; taking the write lock up front makes writers queue instead.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import OperationalError
 
+from service.db import faults
+
 __all__ = [
     "IMMEDIATE",
     "BatchWriter",
@@ -29,6 +36,7 @@ __all__ = [
     "configure",
     "missing_file",
     "set_foreign_keys",
+    "synchronous",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,10 +49,28 @@ CHECKPOINT_EVERY = 100  # commits on the event loop between two WAL checkpoints
 CHECKPOINT_WAIT_MS = 50  # how long a checkpoint waits for readers before it gives up
 
 
+SYNCHRONOUS = ("full", "normal")  # the first is the default
+
+
+def synchronous(url: str | URL) -> tuple[URL, str]:
+    """The URL without its ``synchronous`` query option (the driver knows no such
+    option), and the option (``full`` unless it says ``normal``)."""
+    parsed = make_url(url)
+    mode = str(parsed.query.get("synchronous", SYNCHRONOUS[0])).lower()
+    if mode not in SYNCHRONOUS:
+        raise ValueError(f"synchronous={mode}: expected one of {', '.join(SYNCHRONOUS)}")
+    return parsed.difference_update_query(["synchronous"]), mode
+
+
 def configure(
-    engine: Engine, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, checkpoints: bool = True
+    engine: Engine,
+    *,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    checkpoints: bool = True,
+    sync: str = SYNCHRONOUS[0],
 ) -> None:
     """Set up every connection ``engine`` makes, and how its transactions begin."""
+    assert sync in SYNCHRONOUS
 
     def on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # _begin chooses the kind of BEGIN
@@ -52,7 +78,7 @@ def configure(
         # First, so that even switching to WAL waits for another connection's lock.
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={sync.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
         if not checkpoints:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
@@ -62,6 +88,7 @@ def configure(
 
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", _begin)
+    event.listen(engine, "handle_error", faults.on_error)
 
 
 def _begin(conn: Connection) -> None:
@@ -97,12 +124,12 @@ class BatchWriter:
     connection is only ever used by one transaction at a time.
     """
 
-    def __init__(self, url: URL, *, echo: bool = False) -> None:
+    def __init__(self, url: URL, *, echo: bool = False, sync: str = SYNCHRONOUS[0]) -> None:
         url = url.set(drivername="sqlite")
         self._loop_engine = create_engine(url, echo=echo, pool_size=1, max_overflow=0)
-        configure(self._loop_engine, busy_timeout_ms=0, checkpoints=False)
+        configure(self._loop_engine, busy_timeout_ms=0, checkpoints=False, sync=sync)
         self._thread_engine = create_engine(url, echo=echo)
-        configure(self._thread_engine)
+        configure(self._thread_engine, sync=sync)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writes")
         self._loop_conn: Connection | None = None  # kept open: checking out costs as much
         self._commits = 0

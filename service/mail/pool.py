@@ -3,7 +3,9 @@
 At most ``max_size`` connections exist at a time; a caller wanting one more waits. A
 connection goes back to the pool after a message was accepted, or after a refusal that
 left the session usable (aiosmtplib sends RSET after a refused transaction). After a
-dropped connection, a timeout or anything unexpected it is closed, never reused.
+421 at any stage ("closing transmission channel": the server is ending the session, even
+if it goes on reading), a dropped connection, a timeout or anything unexpected it is
+closed, never reused.
 
 Before a connection is handed out again, the pool checks it is still open (a server that
 closed it is noticed here) and, if it sat idle for a while, that it still answers a NOOP;
@@ -59,9 +61,13 @@ class SMTPPool:
             smtp = await self._take()
             try:
                 yield smtp
-            except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
-                # The server said no; the session itself is fine if it is still open.
-                self._give_back(smtp)
+            except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
+                # The server said no; the session itself is fine if it is still open, unless
+                # the server said it is closing it.
+                if _closing(exc):
+                    self._discard(smtp)
+                else:
+                    self._give_back(smtp)
                 raise
             except BaseException:
                 self._discard(smtp)
@@ -136,3 +142,12 @@ class SMTPPool:
     def _discard(smtp: aiosmtplib.SMTP) -> None:
         with contextlib.suppress(Exception):
             smtp.close()
+
+
+CLOSING = 421  # "Service not available, closing transmission channel" (RFC 5321 3.8)
+
+
+def _closing(exc: aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused) -> bool:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return any(refused.code == CLOSING for refused in exc.recipients)
+    return exc.code == CLOSING

@@ -281,7 +281,7 @@ def read_csv(text: str, report: ImportReport) -> Iterator[ImportRow | tuple[int,
         try:
             fields = reader_for(by_name)
             signup = validate_signup(
-                {"email": by_name.get(email_column, ""), "name": fields.pop("name") or None}
+                {"email": by_name.get(email_column, ""), "name": fields.pop("name") or ""}
             )
         except RowError as exc:
             yield start, str(exc)

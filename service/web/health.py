@@ -2,8 +2,12 @@
 
 ``/healthz`` (liveness): the process answers. It touches nothing else, so a database
 outage does not get every process restarted. ``/readyz`` (readiness): the database answers
-within ``READY_TIMEOUT`` and its schema has every migration this version needs (a newer
-one, left by a newer version, is fine), so the process can serve.
+within ``READY_TIMEOUT``, its schema has every migration this version needs (a newer
+one, left by a newer version, is fine), and it takes a write (one row rewritten: a
+read-only file or server, a full disk and a lock held too long all fail it), so the
+process can serve. A failed write check says why (``"database": "read-only"``, ...); the
+check itself reopens the connections that met the fault, so a process becomes ready again
+on its own once the cause is gone.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import logging
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from service.db import Unavailable
 from service.state import AppRequest
+from service.web.refusals import retry_after_header
 
 __all__ = ["READY_TIMEOUT", "routes"]
 
@@ -44,6 +50,17 @@ async def readyz(request: AppRequest) -> JSONResponse:
             {"status": "unavailable", "database": "ok", "schema": "outdated"},
             status_code=503,
             headers=NO_STORE,
+        )
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await request.state["db"].check_writes()
+    except (Unavailable, TimeoutError) as exc:
+        reason = exc.reason if isinstance(exc, Unavailable) else "busy"
+        log.warning("not ready: the database takes no writes (%s)", reason)
+        return JSONResponse(
+            {"status": "unavailable", "database": reason, "schema": "ok"},
+            status_code=503,
+            headers={**NO_STORE, "Retry-After": retry_after_header(READY_TIMEOUT)},
         )
     schema = "current" if status.is_current else "newer"
     return JSONResponse({"status": "ok", "database": "ok", "schema": schema}, headers=NO_STORE)

@@ -21,6 +21,7 @@ from service.models import SubscriptionStatus
 from service.people import SHOWN_STATUSES
 from service.signups import TICKED
 from service.validation import MAX_EMAIL, MAX_NAME, MAX_URL
+from service.web.bodies import MAX_FIELDS
 from service.web.openapi_security import paths as security_paths
 from service.web.openapi_security import schemas as security_schemas
 
@@ -89,6 +90,25 @@ def _admin(operation: dict[str, Any], *, changes: bool = False) -> dict[str, Any
 
 
 SLUG_SCHEMA = {"type": "string", "pattern": SLUG_PATTERN}
+FLAG_WORDS = ("", "0", "1", "true", "false", "yes", "no", "on", "off")
+# A date filter; an empty one (as a form sends it) is no bound.
+DATE_OR_EMPTY = {
+    "type": "string",
+    "anyOf": [{"format": "date"}, {"maxLength": 0}],
+    "description": "YYYY-MM-DD; empty: no bound",
+}
+# An export's statuses: one or more, repeated or separated with commas.
+_ONE_STATUS = "(pending|confirmed|unsubscribed|failed|all)"
+STATUSES_PARAM = {
+    "type": "string",
+    "pattern": f"^({_ONE_STATUS}(,{_ONE_STATUS})*)?$",
+    "default": "confirmed",
+    "description": "pending, confirmed, unsubscribed, failed or all; repeat or separate with "
+    "commas",
+}
+# An http(s) origin: scheme, host and a port that exists (1-65535).
+_PORT = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+ORIGIN_PATTERN = f"^https?://[a-z0-9.-]+(:{_PORT})?$"
 SLUG = {
     "name": "slug",
     "in": "path",
@@ -104,17 +124,32 @@ SUBSCRIBER_ID = {
     "example": 1,
 }
 
+# Unicode's control, format and line/paragraph separator characters (categories Cc, Cf,
+# Zl, Zp), which service.validation refuses in a name: as ranges, for a pattern.
+_CONTROLS = (
+    (0x0, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD),
+    (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200F),
+    (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x13438), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+)  # fmt: skip
+NO_CONTROLS = "^[^" + "".join(f"{chr(a)}-{chr(b)}" for a, b in _CONTROLS) + "]*$"
+
 SIGNUP = {
     "type": "object",
     "required": ["email"],
     "properties": {
         "email": {"type": "string", "format": "email", "maxLength": MAX_EMAIL},
-        "name": {"type": "string", "maxLength": MAX_NAME},
-        "page_url": {"type": "string", "format": "uri", "maxLength": MAX_URL},
+        "name": {"type": "string", "maxLength": MAX_NAME, "pattern": NO_CONTROLS},
+        "page_url": {
+            "type": "string",
+            "anyOf": [{"format": "uri"}, {"maxLength": 0}],  # empty: none (a form's field)
+            "maxLength": MAX_URL,
+        },
         "consent": {
             "type": "string",
-            "enum": list(TICKED),
-            "description": "Required when the list asks for a consent checkbox.",
+            "description": f"A ticked box ({', '.join(TICKED)}); required when the list asks "
+            "for a consent checkbox, ignored when it does not.",
         },
         "lang": {
             "type": "string",
@@ -137,24 +172,54 @@ SIGNUP = {
         },
         "pow_solution": {
             "type": "string",
-            "pattern": SOLUTION_PATTERN,
+            "pattern": f"^({SOLUTION_PATTERN.strip('^$')})?$",  # empty: none (a form's field)
             "description": "A number n such that SHA-256(pow_challenge + ':' + n) starts "
             "with `difficulty` zero bits.",
         },
     },
 }
+# A form: every field is text, sent once (a field sent twice is refused), at most 20.
+SIGNUP_FORM = {
+    **SIGNUP,
+    "additionalProperties": {"type": "string"},
+    "maxProperties": MAX_FIELDS,
+}
+_TEXT = {"type": "string"}
 LIST_CHANGES = {
     "type": "object",
-    "description": "Any of the list's fields (name, language, origins, double_opt_in, "
-    "consent_text) and its box's settings (title, text, button, success, position, theme, "
-    "accent, trigger, delay, scroll, dismissDays, nameField, consentCheckbox, privacyUrl, "
-    "proofOfWork).",
+    "description": "Any of the list's fields and its box's settings (see docs/embedding.md); "
+    "an empty string resets a box setting to its default.",
+    "additionalProperties": False,
     "properties": {
-        "name": {"type": "string"},
+        "name": {"type": "string", "pattern": "\\S"},
         "language": {"type": "string", "enum": list(LANGUAGES)},
-        "origins": {"type": "array", "items": {"type": "string"}},
+        "origins": {"type": "array", "items": {"type": "string", "pattern": ORIGIN_PATTERN}},
         "double_opt_in": {"type": "boolean"},
-        "consent_text": {"type": "string"},
+        "consent_text": _TEXT,
+        "title": {**_TEXT, "maxLength": 120},
+        "text": {**_TEXT, "maxLength": 500},
+        "button": {**_TEXT, "maxLength": 40},
+        "success": {**_TEXT, "maxLength": 300},
+        "position": {"type": "string", "enum": ["bottom-right", "bottom-left", "bottom-center"]},
+        "theme": {"type": "string", "enum": ["light", "dark", "auto"]},
+        "accent": {
+            "type": "string",
+            "pattern": "^#([0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$",
+        },
+        "trigger": {
+            "type": "string",
+            "enum": ["delay", "scroll", "exit", "immediate", "inline"],
+        },
+        "delay": {"type": "integer", "minimum": 0, "maximum": 600},
+        "scroll": {"type": "integer", "minimum": 0, "maximum": 100},
+        "dismissDays": {"type": "integer", "minimum": 0, "maximum": 3650},
+        "nameField": {"type": "boolean"},
+        "consentCheckbox": {"type": "boolean"},
+        "proofOfWork": {"type": "boolean"},
+        "privacyUrl": {
+            "type": "string",
+            "anyOf": [{"maxLength": 0}, {"pattern": "^https?://[^/?#]+", "maxLength": 2000}],
+        },
     },
 }
 NEW_LIST = {
@@ -167,7 +232,7 @@ NEW_LIST = {
             "type": "array",
             "items": {
                 "type": "string",
-                "pattern": "^https?://[a-z0-9.-]+(:[0-9]{1,5})?$",
+                "pattern": ORIGIN_PATTERN,
                 "example": "https://www.example.com",
             },
         },
@@ -190,8 +255,8 @@ PATHS: dict[str, Any] = {
                 "required": True,
                 "content": {
                     "application/json": {"schema": SIGNUP},
-                    "application/x-www-form-urlencoded": {"schema": SIGNUP},
-                    "multipart/form-data": {"schema": SIGNUP},
+                    "application/x-www-form-urlencoded": {"schema": SIGNUP_FORM},
+                    "multipart/form-data": {"schema": SIGNUP_FORM},
                 },
             },
             "responses": {
@@ -267,7 +332,11 @@ PATHS: dict[str, Any] = {
                     "name": "lang",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "string", "enum": list(LANGUAGES)},
+                    "schema": {
+                        "type": "string",
+                        "description": f"one of {', '.join(LANGUAGES)}; any other gets the "
+                        "list's language (a page's language is passed on as it is)",
+                    },
                 },
             ],
             "responses": {
@@ -328,14 +397,17 @@ PATHS: dict[str, Any] = {
                     for name, schema in (
                         ("q", {"type": "string"}),
                         ("list", {"type": "string"}),
-                        ("status", SHOWN),
-                        ("since", {"type": "string", "format": "date"}),
-                        ("until", {"type": "string", "format": "date"}),
+                        ("status", {"type": "string", "enum": ["", *SHOWN_STATUSES]}),
+                        ("since", DATE_OR_EMPTY),
+                        ("until", DATE_OR_EMPTY),
                         ("after", {"type": "integer", "minimum": 0}),
                         ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
                     )
                 ],
-                "responses": {"200": _json(_ref("SubscriberPage"))},
+                "responses": {
+                    "200": _json(_ref("SubscriberPage")),
+                    "422": _error("A date, after or limit that is not one."),
+                },
             }
         ),
     },
@@ -407,17 +479,9 @@ PATHS: dict[str, Any] = {
                             "list",
                             {"type": "string", "description": "a list's slug; all if absent"},
                         ),
-                        (
-                            "status",
-                            {
-                                "type": "string",
-                                "default": "confirmed",
-                                "description": "pending, confirmed, unsubscribed, failed or "
-                                "all; repeat or separate with commas",
-                            },
-                        ),
-                        ("since", {"type": "string", "format": "date"}),
-                        ("until", {"type": "string", "format": "date"}),
+                        ("status", STATUSES_PARAM),
+                        ("since", DATE_OR_EMPTY),
+                        ("until", DATE_OR_EMPTY),
                         (
                             "format",
                             {
@@ -492,7 +556,7 @@ PATHS: dict[str, Any] = {
                         "name": "dry_run",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "string", "enum": ["", "0", "1", "true", "false"]},
+                        "schema": {"type": "string", "enum": list(FLAG_WORDS)},
                     },
                     {
                         "name": "update_existing",
@@ -500,14 +564,14 @@ PATHS: dict[str, Any] = {
                         "required": False,
                         "description": "Update the name and merge the attributes of people "
                         "already here (never their status).",
-                        "schema": {"type": "string", "enum": ["", "0", "1", "true", "false"]},
+                        "schema": {"type": "string", "enum": list(FLAG_WORDS)},
                     },
                 ],
                 "requestBody": {
                     "required": True,
                     "content": {
                         "text/csv": {
-                            "schema": {"type": "string"},
+                            "schema": {"type": "string", "minLength": 1},
                             "example": "email,name\r\nreader@example.com,Reader\r\n",
                         },
                         "multipart/form-data": {
@@ -521,9 +585,15 @@ PATHS: dict[str, Any] = {
                                         "enum": ["double-opt-in", "confirmed"],
                                     },
                                     "reason": {"type": "string"},
-                                    "dry_run": {"type": "string"},
-                                    "update_existing": {"type": "string"},
+                                    "dry_run": {"type": "string", "enum": list(FLAG_WORDS)},
+                                    "update_existing": {
+                                        "type": "string",
+                                        "enum": list(FLAG_WORDS),
+                                    },
                                 },
+                                # Text fields, each once, ten at most.
+                                "additionalProperties": {"type": "string"},
+                                "maxProperties": 10,
                             }
                         },
                     },

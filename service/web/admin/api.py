@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -14,7 +16,7 @@ from service.auth.sessions import Principal
 from service.errors import Refusal
 from service.lists import all_lists, create_list, get_list, update_list
 from service.models import MailingList
-from service.people import person_record, personal_data, search
+from service.people import SHOWN_STATUSES, person_record, personal_data, search
 from service.state import AppRequest
 from service.stats import daily_activity, list_counts
 from service.subscriptions import unsubscribe_by_admin
@@ -26,6 +28,15 @@ from service.widget_settings import effective
 __all__ = ["routes"]
 
 NO_STORE = {"Cache-Control": "no-store"}
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _is_date(value: str) -> bool:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return DATE.fullmatch(value) is not None
 
 
 def no_such_subscriber() -> Refusal:
@@ -39,6 +50,49 @@ def invalid_as_422() -> Iterator[None]:
         yield
     except ValueError as exc:
         raise Refusal(str(exc), status=422) from None
+
+
+# What each JSON field must be, checked before the list rules read them as text (which
+# would store {"a": 1} as the wording "{'a': 1}"), as the OpenAPI document says.
+_STRINGS = frozenset(
+    {"slug", "name", "language", "consent_text"}
+    | {"position", "theme", "accent", "trigger", "privacyUrl", "title", "text", "button"}
+    | {"success"}
+)
+_FLAGS = frozenset({"double_opt_in", "nameField", "consentCheckbox", "proofOfWork"})
+_NUMBERS = frozenset({"delay", "scroll", "dismissDays"})
+
+
+def check_types(data: dict[str, Any]) -> None:
+    """422 naming every field whose JSON type is wrong."""
+    wrong: dict[str, str] = {}
+    for key, value in data.items():
+        if key == "origins":
+            if not isinstance(value, list) or not all(
+                isinstance(o, str) and o.strip() for o in value
+            ):
+                raise BadBody(422, "origins must be a list of URLs.")
+        elif key in _FLAGS:
+            if not isinstance(value, bool):
+                wrong[key] = "must be true or false"
+        elif key in _NUMBERS:
+            whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+            if not whole or isinstance(value, bool):
+                wrong[key] = "must be a whole number"
+        elif key in _STRINGS and not isinstance(value, str):
+            wrong[key] = "must be a string"
+    if wrong:
+        listed = "; ".join(f"{key}: {why}" for key, why in wrong.items())
+        raise Refusal(f"Wrong type: {listed}.", status=422, fields=wrong)
+
+
+def _as_text(key: str, value: Any) -> str:
+    """A checked JSON value as the list rules read it (the command line's text)."""
+    if key == "origins" and isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, float) and value.is_integer():  # 29.0 is a whole number in JSON
+        return str(int(value))
+    return str(value)
 
 
 async def json_object(request: AppRequest) -> dict[str, Any]:
@@ -67,9 +121,8 @@ async def lists_endpoint(request: AppRequest, principal: Principal) -> Response:
             {"lists": [list_json(ml) for ml in await all_lists(db)]}, headers=NO_STORE
         )
     data = await json_object(request)
+    check_types(data)
     origins = data.get("origins", [])
-    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
-        raise BadBody(422, "origins must be a list of URLs.")
     with invalid_as_422(), along_with(entry(principal.actor, "list.create", str(data.get("slug")))):
         created = await create_list(
             db,
@@ -89,15 +142,8 @@ async def list_endpoint(request: AppRequest, principal: Principal) -> Response:
     slug = request.path_params["slug"]
     if request.method == "PATCH":
         data = await json_object(request)
-        origins = data.get("origins", "")
-        if not isinstance(origins, str) and not (
-            isinstance(origins, list) and all(isinstance(o, str) for o in origins)
-        ):
-            raise BadBody(422, "origins must be a list of URLs.")
-        changes = {
-            k: ",".join(v) if k == "origins" and isinstance(v, list) else str(v)
-            for k, v in data.items()
-        }
+        check_types(data)
+        changes = {k: _as_text(k, v) for k, v in data.items()}
         with (
             invalid_as_422(),
             along_with(entry(principal.actor, "list.update", slug, fields=sorted(changes))),
@@ -115,6 +161,19 @@ async def list_endpoint(request: AppRequest, principal: Principal) -> Response:
 
 async def subscribers_endpoint(request: AppRequest, principal: Principal) -> Response:
     params = request.query_params
+    for name in ("since", "until"):
+        for value in params.getlist(name):
+            if value and not _is_date(value):
+                raise Refusal(f"{name} must be a date like 2025-01-31.", status=422)
+    status = params.get("status", "")
+    if status and status not in SHOWN_STATUSES:
+        raise Refusal(f"status must be one of {', '.join(SHOWN_STATUSES)}.", status=422)
+    for name in ("after", "limit"):
+        for value in params.getlist(name):
+            if not (value.isascii() and value.isdigit()) or (
+                name == "limit" and not 1 <= int(value) <= 500
+            ):
+                raise Refusal(f"{name} must be a whole number (limit: 1 to 500).", status=422)
     after = number(params.get("after", ""), most=MAX_ROW_ID)
     limit = number(params.get("limit", ""), most=500) or 50
     page = await search(request.state["db"], filters_from(params), after=after, limit=limit)

@@ -77,7 +77,11 @@ async def export_request(request: AppRequest) -> tuple[ExportQuery, str, bool]:
         check_format(query, fmt)
     except ValueError as exc:
         raise Refusal(f"{exc}.", status=422) from None
-    return query, fmt, params.get("bom", "") in {"1", "true", "yes", "on"}
+    try:
+        bom = all(_yes(value) for value in params.getlist("bom")) and bool(params.getlist("bom"))
+    except ValueError:
+        raise Refusal("bom must be true or false.", status=422) from None
+    return query, fmt, bom
 
 
 async def stream_export(
@@ -139,8 +143,8 @@ def _chosen(form: Mapping[str, Any]) -> dict[str, object]:
         "list": str(form.get("list", "") or ""),
         "mode": str(form.get("mode", "") or ""),
         "reason": str(form.get("reason", "") or "")[:500],
-        "update_existing": _yes(form.get("update_existing", "")),
-        "dry_run": _yes(form.get("dry_run", "")),
+        "update_existing": _ticked(form.get("update_existing", "")),
+        "dry_run": _ticked(form.get("dry_run", "")),
     }
 
 
@@ -180,8 +184,22 @@ def _options(
         raise Refusal(str(exc), status=422) from None
 
 
+def _ticked(value: object) -> bool:
+    """How the form was filled in, to show it again: never refused."""
+    try:
+        return _yes(value)
+    except ValueError:
+        return False
+
+
 def _yes(value: object) -> bool:
-    return str(value).lower() in {"1", "true", "yes", "on"}
+    """A form's checkbox or a query's flag; anything else is the caller's mistake."""
+    text = str(value).lower()
+    if text in {"", "0", "false", "no", "off"}:
+        return False
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    raise ValueError(f"{value!r} is not a yes or no: use true or false")
 
 
 async def _run_import(
