@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from service.settings import Settings
 
 __all__ = ["register"]
@@ -37,6 +35,8 @@ tools, which take a consistent snapshot while the service runs:
 
 
 def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
     url = make_url(settings.database_url)
     if url.get_backend_name() != "sqlite":
         print(POSTGRES_ADVICE, file=sys.stderr)
