@@ -27,6 +27,7 @@ from service.web.admin import api as admin_api
 from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
 from service.web.admin import signin
+from service.web.admin import webhooks as admin_webhooks
 from service.web.admin.data import body_limit
 from service.web.middleware import (
     AccessLogMiddleware,
@@ -111,6 +112,7 @@ def create_app(settings: Settings) -> Starlette:
         *admin_pages.routes,
         *admin_api.routes,
         *admin_data.routes,
+        *admin_webhooks.routes,
     ]
     if settings.uses_mail_catcher:
         routes += devmail.routes

@@ -22,6 +22,7 @@ from service.subscriptions import Subscriptions
 from service.suppressions import AddressKeys
 from service.tokens import TokenSigner
 from service.wakeup import Wakeup
+from service.webhooks.delivery import WebhookSender
 from service.worker import OutboxWorker
 
 __all__ = ["Components", "assemble"]
@@ -69,6 +70,7 @@ async def assemble(
         intake=intake,
         housekeeping=Housekeeping(db, settings),
         wakeup=wakeup,
+        webhooks=WebhookSender(db, settings, metrics, wakeup),
     )
     challenges = Challenges(key, settings.pow_difficulty, settings.pow_lifetime)
     stamps = FormStamps(key)

@@ -13,6 +13,7 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
+from service import welcome
 from service.i18n import duration, texts
 from service.mail.addresses import wire_address
 from service.mail.render import EmailRenderer, MailHeaders
@@ -20,7 +21,7 @@ from service.models import MailingList, OutboxMessage, Subscription
 from service.settings import Settings
 from service.tokens import Purpose, TokenSigner
 
-__all__ = ["CONFIRM", "WELCOME", "Emails"]
+__all__ = ["CONFIRM", "WELCOME", "Emails", "welcome_context"]
 
 CONFIRM = "confirm"
 WELCOME = "welcome"
@@ -67,9 +68,17 @@ class Emails:
         return self._row(CONFIRM, subscription, to, now, {**payload, **_origin(page_url, imported)})
 
     def welcome(
-        self, subscription: Subscription, to: str, now: datetime, *, page_url: str | None = None
+        self,
+        subscription: Subscription,
+        to: str,
+        now: datetime,
+        *,
+        page_url: str | None = None,
+        name: str | None = None,
     ) -> OutboxMessage:
-        return self._row(WELCOME, subscription, to, now, _origin(page_url, False))
+        """``name``: the subscriber's, for a list's own welcome text that names them."""
+        payload = {**_origin(page_url, False), **({"name": name} if name else {})}
+        return self._row(WELCOME, subscription, to, now, payload)
 
     def _row(
         self, template: str, sub: Subscription, to: str, now: datetime, payload: dict[str, Any]
@@ -105,6 +114,8 @@ class Emails:
                 row.subscription_id, row.payload["nonce"], int(row.payload["expires_at"])
             )
             context["valid_for"] = duration(self._settings.confirm_ttl, mailing_list.language)
+        if row.template == WELCOME:
+            context.update(welcome_context(mailing_list, row.payload.get("name")))
         headers = MailHeaders(
             mail_from=self._settings.mail_from,
             to=wire_address(row.to_address),
@@ -115,6 +126,15 @@ class Emails:
             unsubscribe_url=unsubscribe_url,
         )
         return self._renderer.render(row.template, context, headers)
+
+
+def welcome_context(mailing_list: MailingList, name: str | None) -> dict[str, Any]:
+    """The list's own welcome text, filled in, for the welcome templates (empty: built-in)."""
+    custom = welcome.custom_text(mailing_list)
+    if custom is None:
+        return {}
+    subject, body = (welcome.fill(t, list_name=mailing_list.name, name=name) for t in custom)
+    return {"custom_subject": subject, "custom_paragraphs": welcome.paragraphs(body)}
 
 
 def _origin(page_url: str | None, imported: bool) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import limits
+from service import limits, welcome
 from service.db import Database, insert_or_ignore, run
 from service.emails import Emails
 from service.i18n import texts
@@ -51,6 +51,7 @@ from service.settings import Rate, Settings
 from service.suppressions import AddressKeys
 from service.tokens import InvalidToken, Purpose, TokenSigner
 from service.wakeup import Wakeup
+from service.webhooks import events
 
 __all__ = [
     "Imported",
@@ -220,7 +221,12 @@ class Subscriptions:
         )
         if not mailing_list.double_opt_in:
             _to_confirmed(sub, now)
-            session.add(self._emails.welcome(sub, subscriber.email, now, page_url=signup.page_url))
+            session.add(
+                self._emails.welcome(
+                    sub, subscriber.email, now, page_url=signup.page_url, name=subscriber.name
+                )
+            )
+            await events.subscriptions_changed(session, events.CONFIRMED, [sub.id], now)
             return Outcome.QUEUED
         if not resend_due:
             return Outcome.NOTHING
@@ -233,6 +239,7 @@ class Subscriptions:
             return Outcome.THROTTLED
         sub.confirmation_sent_at = now
         session.add(self._emails.confirmation(sub, subscriber.email, now, page_url=signup.page_url))
+        await events.subscriptions_changed(session, events.PENDING, [sub.id], now)
         return Outcome.QUEUED
 
     async def _subscriber(self, session: AsyncSession, signup: Signup, now: datetime) -> Subscriber:
@@ -297,7 +304,14 @@ class Subscriptions:
             sub, mailing_list, target = found
             if target.superseded or sub.status != SubscriptionStatus.PENDING:
                 return target if sub.status != SubscriptionStatus.UNSUBSCRIBED else None
+            first_time = sub.confirmed_at is None  # a re-confirmation gets no welcome
             _to_confirmed(sub, now)
+            if first_time and welcome.enabled(mailing_list):
+                name = await session.scalar(
+                    select(Subscriber.name).where(Subscriber.id == sub.subscriber_id)
+                )
+                session.add(self._emails.welcome(sub, target.email, now, name=name))
+            await events.subscriptions_changed(session, events.CONFIRMED, [sub.id], now)
             session.add(
                 _consent(
                     sub.id,
@@ -308,6 +322,7 @@ class Subscriptions:
                     origin,
                 )
             )
+        self._wakeup.set()  # a welcome or a webhook may be waiting
         return LinkTarget(
             **{**target.__dict__, "status": SubscriptionStatus.CONFIRMED, "changed": True}
         )
@@ -443,6 +458,7 @@ async def erase(db: Database, subscriber_id: int, admin: str, addresses: Address
         await session.execute(
             delete(ConsentRecord).where(ConsentRecord.subscription_id.in_(sub_ids))
         )
+        await events.erased(session, subscriber_id, utcnow())
         await session.execute(
             delete(Subscription).where(Subscription.subscriber_id == subscriber_id)
         )
@@ -561,6 +577,12 @@ async def add_imported(
         if status != SubscriptionStatus.PENDING:
             _earlier_consent(session, sub_id, row, source, now)
         session.add(_consent(sub_id, action, now, wording, "import", page_url=row.page_url))
+    for status, event in (
+        (SubscriptionStatus.CONFIRMED, events.CONFIRMED),
+        (SubscriptionStatus.PENDING, events.PENDING),
+    ):
+        ids = [created[i][0] for i, st in added.items() if st == status]
+        await events.subscriptions_changed(session, event, ids, now, method="import")
     return added, waiting
 
 
@@ -660,6 +682,7 @@ async def unsubscribe_by_import(
             for sub_id, subscriber_id in found
         ],
     )
+    await events.subscriptions_changed(session, events.UNSUBSCRIBED, sub_ids, now, method="import")
     return {subscriber_id for _, subscriber_id in found}
 
 
@@ -695,6 +718,8 @@ async def _to_unsubscribed(
         .where(OutboxMessage.status == OutboxStatus.QUEUED)
         .values(status=OutboxStatus.CANCELLED, last_error="unsubscribed before sending")
     )
+    how = {"page": "link"}.get(method, method)
+    await events.subscriptions_changed(session, events.UNSUBSCRIBED, [sub.id], now, method=how)
     return True
 
 

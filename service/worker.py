@@ -56,6 +56,7 @@ from service.models import MailingList, OutboxMessage, OutboxStatus, Subscriptio
 from service.retention import Housekeeping
 from service.settings import Settings
 from service.wakeup import Wakeup
+from service.webhooks.delivery import WebhookSender
 
 __all__ = ["OutboxWorker"]
 
@@ -82,6 +83,7 @@ class OutboxWorker:
         intake: Intake | None = None,
         housekeeping: Housekeeping | None = None,
         wakeup: Wakeup | None = None,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self._db = db
         self._mailer = mailer
@@ -90,6 +92,7 @@ class OutboxWorker:
         self._intake = intake
         self._housekeeping = housekeeping
         self._wakeup = wakeup or Wakeup()
+        self._webhooks = webhooks
         sqlite: _Delivery = _SendThenMark(db, settings.worker_lease, self._send, self._mark_sent)
         postgresql: _Delivery = _MarkWhileSending(db, self._send, self._mark_sent)
         self._delivery = db.per_backend(sqlite=sqlite, postgresql=postgresql)
@@ -105,6 +108,7 @@ class OutboxWorker:
             try:
                 done = await self.act_on_signups()
                 done += await self.drain_once()
+                done += await self.deliver_webhooks()
                 await self.keep_house()
             except Exception:
                 log.exception("outbox worker: unexpected error; retrying shortly")
@@ -114,11 +118,18 @@ class OutboxWorker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._settings.worker_poll_interval):
                     await self._wakeup.wait()
+        if self._webhooks is not None:
+            await self._webhooks.close()
         log.info("outbox worker stopped")
 
     async def act_on_signups(self) -> int:
         """Act on a batch of the signups the web service took in; how many."""
         return await self._intake.process() if self._intake is not None else 0
+
+    async def deliver_webhooks(self) -> int:
+        """Start sending a batch of due webhook deliveries (`service.webhooks.delivery`);
+        how many."""
+        return await self._webhooks.step() if self._webhooks is not None else 0
 
     async def keep_house(self) -> None:
         """Purge what is kept no longer (now and then; see `Housekeeping`)."""

@@ -108,6 +108,7 @@ ENDPOINTS = {
     "service.web.admin.pages",
     "service.web.admin.data",
     "service.web.admin.signin",
+    "service.web.admin.webhooks",
 }
 
 

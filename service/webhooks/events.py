@@ -1,0 +1,236 @@
+"""Events, written in the same transaction as the change they tell of.
+
+Each function takes the rows a change touched (subscription ids, subscriber ids), so a
+batch of changes costs a few statements whatever its size: one read of the endpoints
+(nothing more when none wants the event), one read of the rows, one insert of events and
+one of deliveries. An event is stored with its payload as it is at that moment, and a
+delivery row for each endpoint that wants it (its event types, its lists).
+
+The payload of ``subscriber.erased`` carries no personal data (the subscriber's id and
+the lists' slugs), and erasing a person deletes every stored event about them, delivered
+or not.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.models import (
+    MailingList,
+    Subscriber,
+    Subscription,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+
+__all__ = [
+    "DEFAULT_EVENTS",
+    "EVENT_TYPES",
+    "TEST",
+    "erased",
+    "new_msg_id",
+    "people_changed",
+    "store",
+    "subscriptions_changed",
+]
+
+PENDING = "subscription.pending"
+CONFIRMED = "subscription.confirmed"
+UNSUBSCRIBED = "subscription.unsubscribed"
+UPDATED = "subscriber.updated"
+ERASED = "subscriber.erased"
+TEST = "webhook.test"
+
+EVENT_TYPES: dict[str, str] = {
+    PENDING: "A signup is waiting for confirmation: a confirmation email was queued "
+    "(only sent to endpoints that ask for it).",
+    CONFIRMED: "A subscription was confirmed (from the emailed link, a single opt-in "
+    "signup, or an import on the admin's word).",
+    UNSUBSCRIBED: "A subscription ended; data.method says how: link, one-click, admin, import.",
+    UPDATED: "A subscriber's name or attributes changed.",
+    ERASED: "A person was erased; the payload carries only their id and their lists.",
+}
+DEFAULT_EVENTS = (CONFIRMED, UNSUBSCRIBED, UPDATED, ERASED)
+
+
+def new_msg_id() -> str:
+    return "msg_" + secrets.token_urlsafe(18)
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+async def _wanting(session: AsyncSession, event_type: str) -> list[tuple[int, set[int]]]:
+    """The endpoints (id, list ids; empty: all) that take ``event_type``."""
+    rows = await session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.lists).where(
+            WebhookEndpoint.status != "disabled"
+        )
+    )
+    return [(eid, set(lists or ())) for eid, events, lists in rows if event_type in events]
+
+
+def _targets(endpoints: list[tuple[int, set[int]]], list_ids: Collection[int]) -> list[int]:
+    return [eid for eid, lists in endpoints if not lists or lists.intersection(list_ids)]
+
+
+def _person(subscriber: Subscriber) -> dict[str, Any]:
+    return {
+        "id": subscriber.id,
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "attributes": subscriber.attributes or {},
+    }
+
+
+def _subscription(sub: Subscription, mailing_list: MailingList) -> dict[str, Any]:
+    return {
+        "id": sub.id,
+        "list": mailing_list.slug,
+        "list_name": mailing_list.name,
+        "status": str(sub.status),
+        "subscribed_at": _when(sub.subscribed_at),
+        "confirmed_at": _when(sub.confirmed_at),
+        "unsubscribed_at": _when(sub.unsubscribed_at),
+    }
+
+
+async def store(
+    session: AsyncSession,
+    found: Iterable[tuple[str, int | None, dict[str, Any], list[int]]],
+    now: datetime,
+) -> int:
+    """Write events (type, subscriber id, data, endpoint ids) and their deliveries; how
+    many events."""
+    events: list[tuple[WebhookEvent, list[int]]] = []
+    for event_type, subscriber_id, data, targets in found:
+        if not targets:
+            continue
+        payload = {"type": event_type, "timestamp": _when(now), "data": data}
+        event = WebhookEvent(
+            msg_id=new_msg_id(),
+            type=event_type,
+            subscriber_id=subscriber_id,
+            payload=payload,
+            created_at=now,
+        )
+        events.append((event, targets))
+    if not events:
+        return 0
+    session.add_all([event for event, _ in events])
+    await session.flush()
+    await session.execute(
+        insert(WebhookDelivery),
+        [
+            {
+                "event_id": event.id,
+                "endpoint_id": endpoint_id,
+                "status": "queued",
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+            for event, targets in events
+            for endpoint_id in targets
+        ],
+    )
+    return len(events)
+
+
+async def subscriptions_changed(
+    session: AsyncSession,
+    event_type: str,
+    subscription_ids: Collection[int],
+    now: datetime,
+    *,
+    method: str = "",
+) -> int:
+    """Tell of these subscriptions' new state (``event_type``); ``method``: how it came
+    about, for the payload. How many events were written."""
+    if not subscription_ids:
+        return 0
+    endpoints = await _wanting(session, event_type)
+    if not endpoints:
+        return 0
+    rows = await session.execute(
+        select(Subscription, Subscriber, MailingList)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .join(MailingList, MailingList.id == Subscription.list_id)
+        .where(Subscription.id.in_(list(subscription_ids)))
+        .order_by(Subscription.id)
+    )
+    found = []
+    for sub, person, mailing_list in rows:
+        data: dict[str, Any] = {
+            "subscriber": _person(person),
+            "subscription": _subscription(sub, mailing_list),
+        }
+        if method:
+            data["method"] = method
+        found.append((event_type, person.id, data, _targets(endpoints, [mailing_list.id])))
+    return await store(session, found, now)
+
+
+async def _memberships(
+    session: AsyncSession, subscriber_ids: Collection[int]
+) -> dict[int, list[tuple[int, str, str]]]:
+    """{subscriber id: [(list id, slug, status)]}."""
+    rows = await session.execute(
+        select(Subscription.subscriber_id, MailingList.id, MailingList.slug, Subscription.status)
+        .join(MailingList, MailingList.id == Subscription.list_id)
+        .where(Subscription.subscriber_id.in_(list(subscriber_ids)))
+        .order_by(MailingList.slug)
+    )
+    found: dict[int, list[tuple[int, str, str]]] = {}
+    for subscriber_id, list_id, slug, status in rows:
+        found.setdefault(subscriber_id, []).append((list_id, slug, str(status)))
+    return found
+
+
+async def people_changed(
+    session: AsyncSession, subscriber_ids: Collection[int], now: datetime
+) -> int:
+    """Tell of these subscribers' new name or attributes."""
+    if not subscriber_ids:
+        return 0
+    endpoints = await _wanting(session, UPDATED)
+    if not endpoints:
+        return 0
+    lists = await _memberships(session, subscriber_ids)
+    people = await session.scalars(
+        select(Subscriber).where(Subscriber.id.in_(list(subscriber_ids))).order_by(Subscriber.id)
+    )
+    found = []
+    for person in people:
+        mine = lists.get(person.id, [])
+        data = {
+            "subscriber": _person(person),
+            "lists": [{"list": slug, "status": status} for _, slug, status in mine],
+        }
+        targets = _targets(endpoints, [list_id for list_id, _, _ in mine])
+        found.append((UPDATED, person.id, data, targets))
+    return await store(session, found, now)
+
+
+async def erased(session: AsyncSession, subscriber_id: int, now: datetime) -> int:
+    """Before a person's rows are deleted: delete every event about them and tell of the
+    erasure, with no personal data."""
+    stored = select(WebhookEvent.id).where(WebhookEvent.subscriber_id == subscriber_id)
+    await session.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(stored)))
+    await session.execute(delete(WebhookEvent).where(WebhookEvent.subscriber_id == subscriber_id))
+    endpoints = await _wanting(session, ERASED)
+    if not endpoints:
+        return 0
+    mine = (await _memberships(session, [subscriber_id])).get(subscriber_id, [])
+    data = {"subscriber": {"id": subscriber_id}, "lists": [slug for _, slug, _ in mine]}
+    targets = _targets(endpoints, [list_id for list_id, _, _ in mine])
+    # Kept without the subscriber id: a later erasure has nothing of theirs to find here.
+    return await store(session, [(ERASED, None, data, targets)], now)
