@@ -122,3 +122,209 @@ async def test_every_change_arrives_signed_through_faults(
         attempt.verified(secret)  # every attempt is signed, the failed ones too
     assert all(len(bodies) == 1 for bodies in by_id.values())
     assert len(by_id) == 8
+
+
+async def _endpoint(app: Running, auth: dict[str, str], url: str, **extra: Any) -> dict[str, Any]:
+    created = await app.client.post(HOOKS, json={"url": url, **extra}, headers=auth)
+    assert created.status_code == 201, created.text
+    result: dict[str, Any] = created.json()
+    return result
+
+
+async def _deliveries(app: Running, auth: dict[str, str], endpoint_id: int) -> list[Any]:
+    response = await app.client.get(f"{HOOKS}/{endpoint_id}/deliveries", headers=auth)
+    assert response.status_code == 200
+    items: list[Any] = response.json()["items"]
+    return items
+
+
+async def _until(check: Any, timeout: float = 30.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := await check()):
+        assert asyncio.get_running_loop().time() < deadline, "gave up waiting"
+        await asyncio.sleep(0.02)
+    return result
+
+
+async def test_failing_receiver_is_paused_and_gone_disables(
+    hook_settings: Settings, smtp: SMTPServer
+) -> None:
+    answers = ["500"]
+    settings = hook_settings.replace(webhook_pause_after=3)
+    await make_list(settings)
+    async with Receiver(plan=lambda n, tries: answers[0]) as receiver, serve_app(settings) as app:
+        auth = await _token(app)
+        hook = await _endpoint(app, auth, receiver.url)
+        sent = await app.client.post(f"{HOOKS}/{hook['id']}/test", headers=auth)
+        assert sent.status_code == 202
+
+        async def paused() -> Any:
+            found = (await app.client.get(f"{HOOKS}/{hook['id']}", headers=auth)).json()
+            return found if found["status"] == "paused" else None
+
+        found = await _until(paused)
+        assert "after 3 failed attempts in a row (the last: HTTP 500)" in found["status_reason"]
+        [delivery] = await _deliveries(app, auth, hook["id"])
+        assert delivery["status"] == "queued" and delivery["response_status"] == 500
+        assert delivery["attempts"] == 3
+        tried = len(receiver.attempts)
+        await asyncio.sleep(0.2)
+        assert len(receiver.attempts) == tried  # nothing more while paused
+
+        # Resumed, the waiting event goes out at once; 410 Gone disables the endpoint.
+        answers[0] = "410"
+        resumed = await app.client.post(f"{HOOKS}/{hook['id']}/resume", headers=auth)
+        assert resumed.json()["status"] == "active"
+
+        async def disabled() -> Any:
+            found = (await app.client.get(f"{HOOKS}/{hook['id']}", headers=auth)).json()
+            return found if found["status"] == "disabled" else None
+
+        found = await _until(disabled)
+        assert "410 Gone" in found["status_reason"]
+        [delivery] = await _deliveries(app, auth, hook["id"])
+        assert delivery["status"] == "failed" and delivery["response_status"] == 410
+        # A disabled endpoint is sent nothing more.
+        await _subscribe(app, "late@example.com")
+        await smtp.wait_for(1)
+        assert len(await _deliveries(app, auth, hook["id"])) == 1
+
+
+async def test_private_and_malformed_targets_are_refused(settings: Settings) -> None:
+    await make_list(settings)
+    async with serve_app(settings) as app:
+        auth = await _token(app)
+        for url, says in [
+            ("http://127.0.0.1:9/hook", "public addresses only"),
+            ("http://169.254.169.254/latest/meta-data", "public addresses only"),
+            ("http://[::1]/hook", "public addresses only"),
+            ("http://10.1.2.3/hook", "public addresses only"),
+            ("ftp://example.com/hook", "must start with https://"),
+            ("https://user:pw@example.com/hook", "user name or password"),
+            ("https://example.com:99999/", "is not a URL"),
+        ]:
+            refused = await app.client.post(HOOKS, json={"url": url}, headers=auth)
+            assert refused.status_code == 422, (url, refused.text)
+            assert says in refused.json()["message"], refused.text
+        for body, says in [
+            ({"url": "https://93.184.216.34/h", "events": ["nope"]}, "Unknown event type 'nope'"),
+            ({"url": "https://93.184.216.34/h", "events": "all"}, "events must be a list"),
+            ({"url": "https://93.184.216.34/h", "lists": ["missing"]}, "no list 'missing'"),
+            ({"url": 5}, "url is required"),
+        ]:
+            refused = await app.client.post(HOOKS, json=body, headers=auth)
+            assert refused.status_code == 422, refused.text
+            assert says in refused.json()["message"], refused.text
+        wrong_type = await app.client.post(HOOKS, content=b"url=x", headers=auth)
+        assert wrong_type.status_code == 415
+        for path in (f"{HOOKS}/99", f"{HOOKS}/abc", f"{HOOKS}/99/deliveries"):
+            assert (await app.client.get(path, headers=auth)).status_code == 404
+        assert (await app.client.post(f"{HOOKS}/99/test", headers=auth)).status_code == 404
+        assert (await app.client.post(f"{HOOKS}/1/explode", headers=auth)).status_code == 404
+
+
+async def test_targets_are_checked_again_at_delivery(
+    hook_settings: Settings, smtp: SMTPServer
+) -> None:
+    """Saved while private targets were allowed; refused when they no longer are."""
+    await make_list(hook_settings)
+    async with Receiver() as receiver:
+        async with serve_app(hook_settings) as app:
+            auth = await _token(app)
+            hook = await _endpoint(app, auth, receiver.url)
+        strict = hook_settings.replace(webhook_allow_private=False)
+        async with serve_app(strict) as app:
+            auth = bearer(await create_token(app.db, "alice", "again"))
+            await app.client.post(f"{HOOKS}/{hook['id']}/test", headers=auth)
+
+            async def attempted() -> Any:
+                rows = await _deliveries(app, auth, hook["id"])
+                return rows if rows and rows[0]["last_attempt_at"] else None
+
+            [delivery] = await _until(attempted)
+        assert "public addresses only" in delivery["response_body"]
+        assert delivery["response_status"] is None
+        assert receiver.attempts == []
+
+
+async def test_rotation_test_event_and_redelivery(hook_settings: Settings) -> None:
+    await make_list(hook_settings)
+    async with Receiver() as receiver, serve_app(hook_settings) as app:
+        auth = await _token(app)
+        hook = await _endpoint(app, auth, receiver.url, events=["subscriber.erased"])
+        old = hook["secret"]
+        rotated = await app.client.post(f"{HOOKS}/{hook['id']}/rotate", headers=auth)
+        new = rotated.json()["secret"]
+        assert new != old and rotated.json()["rotating_until"]
+        await app.client.post(f"{HOOKS}/{hook['id']}/test", headers=auth)
+        [first] = (await receiver.wait_for(new, 1)).values()
+        assert first["type"] == "webhook.test"
+        # Both secrets sign during the rotation: a receiver with either one verifies.
+        [attempt] = receiver.attempts
+        assert attempt.verified(old) == attempt.verified(new)
+        assert len(attempt.headers["webhook-signature"].split(" ")) == 2
+
+        async def delivered() -> Any:
+            rows = await _deliveries(app, auth, hook["id"])
+            return rows if rows[0]["status"] == "delivered" else None
+
+        [row] = await _until(delivered)
+        assert row["response_status"] == 200 and row["response_body"] == "thanks"
+        again = await app.client.post(
+            f"{HOOKS}/{hook['id']}/deliveries/{row['id']}/redeliver", headers=auth
+        )
+        assert again.status_code == 202
+        await _until(lambda: asyncio.sleep(0, len(receiver.attempts) == 2))
+        assert receiver.attempts[1].msg_id == attempt.msg_id  # the same id: a repeat
+        assert receiver.attempts[1].body == attempt.body
+        missing = await app.client.post(
+            f"{HOOKS}/{hook['id']}/deliveries/999/redeliver", headers=auth
+        )
+        assert missing.status_code == 404
+        gone = await app.client.delete(f"{HOOKS}/{hook['id']}", headers=auth)
+        assert gone.status_code == 204
+        assert (await app.client.get(f"{HOOKS}/{hook['id']}", headers=auth)).status_code == 404
+
+
+async def test_updates_and_erasure(hook_settings: Settings) -> None:
+    """A name changed by an import is told; an erasure is told without personal data, and
+    every stored event about the person is gone."""
+    await make_list(hook_settings)
+    async with Receiver() as receiver, serve_app(hook_settings) as app:
+        auth = await _token(app)
+        hook = await _endpoint(app, auth, receiver.url, lists=["daily"])
+        imported = await app.client.post(
+            "/api/v1/admin/lists/daily/imports",
+            params={"mode": "confirmed", "reason": "moved from the old tool"},
+            content="email,name,status\nmara@example.com,Mara,confirmed\n".encode(),
+            headers={**auth, "Content-Type": "text/csv"},
+        )
+        assert imported.status_code == 200, imported.text
+        renamed = await app.client.post(
+            "/api/v1/admin/lists/daily/imports",
+            params={"update_existing": "yes"},
+            content="email,name,city\nmara@example.com,Mara Ünal,Köln\n".encode(),
+            headers={**auth, "Content-Type": "text/csv"},
+        )
+        assert renamed.status_code == 200, renamed.text
+        found = await receiver.wait_for(hook["secret"], 2)
+        [confirmed] = payloads(found, "subscription.confirmed")
+        assert confirmed["data"]["method"] == "import"
+        [updated] = payloads(found, "subscriber.updated")
+        person = updated["data"]["subscriber"]
+        assert (person["name"], person["attributes"]["city"]) == ("Mara Ünal", "Köln")
+        assert updated["data"]["lists"] == [{"list": "daily", "status": "confirmed"}]
+
+        erased = await app.client.delete(
+            f"/api/v1/admin/subscribers/{person['id']}", headers=auth
+        )
+        assert erased.status_code == 204
+        found = await receiver.wait_for(hook["secret"], 3)
+        [gone] = payloads(found, "subscriber.erased")
+        assert gone["data"] == {"subscriber": {"id": person["id"]}, "lists": ["daily"]}
+        async with app.db.read() as session:
+            from service.models import WebhookEvent
+
+            stored = [e.payload for e in await session.scalars(select(WebhookEvent))]
+        assert [p["type"] for p in stored] == ["subscriber.erased"]
+        assert "mara" not in str(stored).lower()

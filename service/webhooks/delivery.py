@@ -180,7 +180,7 @@ class WebhookSender:
     @property
     def _lease(self) -> float:
         # Never shorter than one attempt can take, or a slow answer would be sent twice.
-        return max(self._settings.worker_lease, self._settings.webhook_timeout * 2 + 5)
+        return max(self._settings.worker_lease, self._settings.webhook_timeout + 1)
 
     # Sending ---------------------------------------------------------------------------
 

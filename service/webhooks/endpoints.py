@@ -165,7 +165,6 @@ async def add(
 ) -> Added:
     """Add an endpoint; ValueError (or `UnsafeTarget`) says what is wrong."""
     url = check_url(url)
-    await resolve(url, allow_private=allow_private)
     types = _event_types(event_types)
     description = description.strip()
     if len(description) > 200:
@@ -176,6 +175,7 @@ async def add(
         if slug not in ids_by_slug:
             raise ValueError(f"There is no list {slug!r}.")
         list_ids.append(ids_by_slug[slug])
+    await resolve(url, allow_private=allow_private, unresolved_ok=True)
     secret = signing.new_secret()
     async with db.write() as session:
         count = await session.scalar(select(func.count()).select_from(WebhookEndpoint))

@@ -51,14 +51,17 @@ def check_address(address: str, *, allow_private: bool) -> None:
         )
 
 
-async def resolve(url: str, *, allow_private: bool) -> None:
-    """Check the URL's form and every address its host resolves to."""
+async def resolve(url: str, *, allow_private: bool, unresolved_ok: bool = False) -> None:
+    """Check the URL's form and every address its host resolves to. ``unresolved_ok``:
+    a name that does not resolve now passes (when saving: delivery checks again)."""
     parts = urlsplit(check_url(url))
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
+        if unresolved_ok:
+            return
         raise UnsafeTarget(f"The URL's host {host!r} cannot be resolved ({exc}).") from None
     for *_, sockaddr in found:
         check_address(str(sockaddr[0]), allow_private=allow_private)
