@@ -3,6 +3,7 @@ admin signed up, and one headless Chromium for the whole run."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,6 +28,20 @@ from support import (
 from service.auth.api_tokens import create_token
 from service.auth.users import create_user
 from service.settings import Settings
+from service.webhooks import targets
+
+
+@pytest.fixture(autouse=True)
+def _webhooks_stay_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sends a webhook off this machine, whatever URL a test or the fuzzer saves."""
+    check = targets.check_address
+
+    def loopback_only(address: str, *, allow_private: bool) -> None:
+        check(address, allow_private=allow_private)
+        if not ipaddress.ip_address(address.split("%", 1)[0]).is_loopback:
+            raise targets.UnsafeTarget("The tests send webhooks to loopback addresses only.")
+
+    monkeypatch.setattr(targets, "check_address", loopback_only)
 
 
 def _smtp_server(*, smtputf8: bool) -> Iterator[SMTPServer]:

@@ -20,6 +20,7 @@ from service.models import SubscriptionStatus
 from service.people import SHOWN_STATUSES
 from service.signups import TICKED
 from service.validation import MAX_EMAIL, MAX_NAME, MAX_URL
+from service.webhooks import spec as webhook_spec
 
 __all__ = ["document", "routes"]
 
@@ -746,6 +747,15 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+PATHS.update(
+    {
+        path: {m: _admin(op, changes=m != "get") for m, op in operations.items()}
+        for path, operations in webhook_spec.OPERATIONS.items()
+    }
+)
+SCHEMAS.update(webhook_spec.SCHEMAS)
+
+
 def document(base_url: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -758,6 +768,7 @@ def document(base_url: str) -> dict[str, Any]:
         },
         "servers": [{"url": base_url}],
         "paths": PATHS,
+        "webhooks": webhook_spec.WEBHOOKS,
         "components": {
             "securitySchemes": {
                 "token": {

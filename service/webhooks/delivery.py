@@ -26,7 +26,6 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,16 +64,6 @@ def signing_keys(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
     return keys
 
 
-def _as_is(due: Select[int]) -> Select[int]:
-    # The claim's write transaction holds SQLite's one write lock: claims never overlap.
-    return due
-
-
-def _skip_locked(due: Select[int]) -> Select[int]:
-    # Rows another worker's claim is taking are skipped, not waited for.
-    return due.with_for_update(skip_locked=True, of=WebhookDelivery)
-
-
 class _Outcome:
     __slots__ = ("answer", "status")
 
@@ -108,9 +97,6 @@ class WebhookSender:
         self._batch: asyncio.Task[None] | None = None
         self._last_purge = 0.0
         self._stopping = False
-        self._claimable: Callable[[Select[int]], Select[int]] = db.per_backend(
-            sqlite=_as_is, postgresql=_skip_locked
-        )
 
     async def step(self) -> int:
         """Claim a batch and start sending it, unless one is still out; how many claimed."""
@@ -160,10 +146,13 @@ class WebhookSender:
             )
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
             .limit(BATCH)
+            # PostgreSQL: rows another worker's claim is taking are skipped, not waited for
+            # (SQLite has no such clause: its one write lock keeps claims from overlapping).
+            .with_for_update(skip_locked=True, of=WebhookDelivery)
         )
         claim = (
             update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_(self._claimable(due).scalar_subquery()))
+            .where(WebhookDelivery.id.in_(due.scalar_subquery()))
             .values(
                 status="sending",
                 lease_until=now + timedelta(seconds=self._lease),
