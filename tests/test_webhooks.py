@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +20,17 @@ from support import (
     bearer,
     free_port,
     make_list,
+    process_env,
     serve_app,
 )
 
 from service.auth.api_tokens import create_token
 from service.auth.users import create_user
+from service.db import Database
+from service.models import utcnow
 from service.settings import Settings
+from service.webhooks import endpoints
+from service.webhooks.events import TEST, store
 
 HOOKS = "/api/v1/admin/webhooks"
 
@@ -325,3 +334,55 @@ async def test_updates_and_erasure(hook_settings: Settings) -> None:
             stored = [e.payload for e in await session.scalars(select(WebhookEvent))]
         assert [p["type"] for p in stored] == ["subscriber.erased"]
         assert "mara" not in str(stored).lower()
+
+
+def _worker(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "service", "worker"]
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.scenario
+async def test_kill_9_of_a_worker_mid_delivery_loses_nothing(
+    settings: Settings, smtp: SMTPServer, tmp_path: Path
+) -> None:
+    """A `newsletter worker` is killed while its requests hang at the receiver; the next
+    worker takes the leased deliveries over once the lease has run out, and every event
+    arrives, with the id it had."""
+    answers = ["hang"]
+    await make_list(settings)
+    db = Database.from_url(settings.database_url)
+    async with Receiver(plan=lambda n, tries: answers[0]) as receiver:
+        try:
+            added = await endpoints.add(db, receiver.url, allow_private=True)
+            async with db.write() as session:
+                data = [(TEST, None, {"n": i}, [added.endpoint.id]) for i in range(30)]
+                await store(session, data, utcnow())
+        finally:
+            await db.dispose()
+        env = process_env(
+            settings.database_url,
+            smtp,
+            NEWSLETTER_WEBHOOK_ALLOW_PRIVATE="true",
+            NEWSLETTER_WEBHOOK_TIMEOUT="3s",
+            NEWSLETTER_WORKER_LEASE="1s",  # the lease is the timeout and a second: 4 s
+            NEWSLETTER_WORKER_CONCURRENCY="4",
+        )
+        with (tmp_path / "worker.log").open("wb") as log:
+            first = _worker(env, log)
+            try:
+                await _until(lambda: asyncio.sleep(0, len(receiver.attempts) >= 4), 120)
+                first.send_signal(signal.SIGKILL)  # four requests are out, unanswered
+                first.wait()
+            finally:
+                if first.poll() is None:
+                    first.kill()
+            answers[0] = "ok"
+            second = _worker(env, log)
+            try:
+                found = await receiver.wait_for(added.secret, 30, timeout=120)
+            finally:
+                second.terminate()
+                second.wait(30)
+    assert sorted(p["data"]["n"] for p in found.values()) == list(range(30))
+    hung = {a.msg_id for a in receiver.attempts if a.answer == "hang"}
+    assert len(hung) >= 4 and hung <= set(found)  # the cut-off ones came again, same id
