@@ -28,6 +28,7 @@ from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
 from service.web.admin import signin
 from service.web.admin import webhooks as admin_webhooks
+from service.web.admin import welcome as admin_welcome
 from service.web.admin.data import body_limit
 from service.web.middleware import (
     AccessLogMiddleware,
@@ -113,6 +114,7 @@ def create_app(settings: Settings) -> Starlette:
         *admin_api.routes,
         *admin_data.routes,
         *admin_webhooks.routes,
+        *admin_welcome.routes,
     ]
     if settings.uses_mail_catcher:
         routes += devmail.routes

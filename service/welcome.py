@@ -11,9 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import update
+
+from service.db import Database
 from service.models import MailingList
 
-__all__ = ["MAX_BODY", "MAX_SUBJECT", "custom_text", "enabled", "fill", "paragraphs", "validate"]
+__all__ = [
+    "MAX_BODY",
+    "MAX_SUBJECT",
+    "custom_text",
+    "enabled",
+    "fill",
+    "paragraphs",
+    "save",
+    "validate",
+    "with_settings",
+]
 
 MAX_SUBJECT = 200
 MAX_BODY = 10_000
@@ -61,3 +74,28 @@ def validate(
     else:
         texts.pop(language, None)
     return {"enabled": on, "texts": texts}
+
+
+async def save(db: Database, slug: str, settings: dict[str, Any]) -> bool:
+    """Store a list's welcome settings (from `validate`); False if there is no such list."""
+    async with db.write() as session:
+        changed = await session.execute(
+            update(MailingList)
+            .where(MailingList.slug == slug)
+            .values(welcome=settings)
+            .returning(MailingList.id)
+        )
+        return changed.first() is not None
+
+
+def with_settings(mailing_list: MailingList, settings: dict[str, Any]) -> MailingList:
+    """A detached copy of the list with other welcome settings, for a preview."""
+    return MailingList(
+        id=mailing_list.id,
+        slug=mailing_list.slug,
+        name=mailing_list.name,
+        language=mailing_list.language,
+        allowed_origins=list(mailing_list.allowed_origins or []),
+        double_opt_in=mailing_list.double_opt_in,
+        welcome=settings,
+    )

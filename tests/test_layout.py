@@ -109,6 +109,7 @@ ENDPOINTS = {
     "service.web.admin.data",
     "service.web.admin.signin",
     "service.web.admin.webhooks",
+    "service.web.admin.welcome",
 }
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from service.cli import admin, data, lists, migrate, serve, webhooks, worker
+from service.cli import admin, data, lists, migrate, serve, webhooks, welcome, worker
 from service.logs import configure_logging
 from service.settings import Settings, SettingsError
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (serve, migrate, worker, lists, admin, data, webhooks):
+    for module in (serve, migrate, worker, lists, admin, data, webhooks, welcome):
         module.register(commands)
     return parser
 
