@@ -132,7 +132,7 @@ def welcome_context(mailing_list: MailingList, name: str | None) -> dict[str, An
     """The list's own welcome text, filled in, for the welcome templates (empty: built-in)."""
     custom = welcome.custom_text(mailing_list)
     if custom is None:
-        return {}
+        return {"custom_subject": "", "custom_paragraphs": []}
     subject, body = (welcome.fill(t, list_name=mailing_list.name, name=name) for t in custom)
     return {"custom_subject": subject, "custom_paragraphs": welcome.paragraphs(body)}
 

@@ -21,11 +21,14 @@ from service.state import AppRequest
 from service.web.admin.guard import protected
 from service.web.admin.render import admin_page
 from service.web.bodies import BadBody, parse_json_object
+from service.web.params import MAX_ROW_ID
 
 __all__ = ["routes"]
 
 NO_STORE = {"Cache-Control": "no-store"}
 SAMPLE_NAME = "Ada"
+# The preview's links name no subscription that can exist (ids stop at 2**31 - 1).
+PREVIEW_ID = MAX_ROW_ID + 1
 
 
 async def _list(request: AppRequest, *, api: bool) -> MailingList:
@@ -43,7 +46,7 @@ def _sample(request: AppRequest, mailing_list: MailingList) -> EmailMessage:
     row = OutboxMessage(
         template=WELCOME,
         to_address="reader@example.com",
-        subscription_id=0,
+        subscription_id=PREVIEW_ID,
         payload={"name": SAMPLE_NAME},
         message_id="<preview@example.com>",
         created_at=utcnow(),
