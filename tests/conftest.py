@@ -41,7 +41,18 @@ def _webhooks_stay_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
         if not ipaddress.ip_address(address.split("%", 1)[0]).is_loopback:
             raise targets.UnsafeTarget("The tests send webhooks to loopback addresses only.")
 
+    lookup = targets.lookup
+
+    async def no_names_looked_up(host: str, port: int) -> list[str]:
+        if host != "localhost":
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise OSError(f"the tests look up no names ({host})") from None
+        return await lookup(host, port)
+
     monkeypatch.setattr(targets, "check_address", loopback_only)
+    monkeypatch.setattr(targets, "lookup", no_names_looked_up)
 
 
 def _smtp_server(*, smtputf8: bool) -> Iterator[SMTPServer]:

@@ -747,6 +747,50 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+WELCOME = _object(
+    {
+        "list": STRING,
+        "enabled": {"type": "boolean"},
+        "language": STRING,
+        "subject": STRING,
+        "body": STRING,
+        "texts": {"type": "object", "description": "Every language's text kept, by language."},
+    }
+)
+PATHS["/api/v1/admin/lists/{slug}/welcome"] = {
+    "get": _admin(
+        {
+            "summary": "A list's welcome email",
+            "description": "Sent once after a subscription's first confirmation, never after "
+            "a re-confirmation. An empty subject and body: the built-in text in the list's "
+            "language.",
+            "parameters": [SLUG],
+            "responses": {"200": _json(WELCOME), "404": _error("No such list.")},
+        }
+    ),
+    "put": _admin(
+        {
+            "summary": "Turn a list's welcome email on or off and set its text",
+            "description": "subject and body in the list's language; {name} and {list} are "
+            "filled in. Both empty: the built-in text.",
+            "parameters": [SLUG],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {"enabled": {"type": "boolean"}},
+                            subject={"type": "string", "maxLength": 200},
+                            body={"type": "string", "maxLength": 10000},
+                        )
+                    }
+                },
+            },
+            "responses": {"200": _json(WELCOME), "404": _error("No such list.")},
+        },
+        changes=True,
+    ),
+}
 PATHS.update(
     {
         path: {m: _admin(op, changes=m != "get") for m, op in operations.items()}

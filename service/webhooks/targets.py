@@ -14,7 +14,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-__all__ = ["UnsafeTarget", "check_address", "check_url", "resolve"]
+__all__ = ["UnsafeTarget", "check_address", "check_url", "lookup", "resolve"]
 
 
 class UnsafeTarget(ValueError):
@@ -51,6 +51,12 @@ def check_address(address: str, *, allow_private: bool) -> None:
         )
 
 
+async def lookup(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to."""
+    found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(sockaddr[0]) for *_, sockaddr in found]
+
+
 async def resolve(url: str, *, allow_private: bool, unresolved_ok: bool = False) -> None:
     """Check the URL's form and every address its host resolves to. ``unresolved_ok``:
     a name that does not resolve now passes (when saving: delivery checks again)."""
@@ -58,10 +64,10 @@ async def resolve(url: str, *, allow_private: bool, unresolved_ok: bool = False)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        found = await lookup(host, port)
     except OSError as exc:
         if unresolved_ok:
             return
         raise UnsafeTarget(f"The URL's host {host!r} cannot be resolved ({exc}).") from None
-    for *_, sockaddr in found:
-        check_address(str(sockaddr[0]), allow_private=allow_private)
+    for address in found:
+        check_address(address, allow_private=allow_private)
