@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -386,3 +387,62 @@ async def test_kill_9_of_a_worker_mid_delivery_loses_nothing(
     assert sorted(p["data"]["n"] for p in found.values()) == list(range(30))
     hung = {a.msg_id for a in receiver.attempts if a.answer == "hang"}
     assert len(hung) >= 4 and hung <= set(found)  # the cut-off ones came again, same id
+
+
+@pytest.mark.scenario
+def test_the_demo_shows_a_confirmed_signup_arriving_at_its_receiver(tmp_path: Path) -> None:
+    """`newsletter demo --webhook-receiver`: a newcomer signs up, confirms, and sees the
+    signed event arrive."""
+    import os
+    import re
+    import time
+    import urllib.request
+
+    service, article, hooks = free_port(), free_port(), free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    environ["TMPDIR"] = str(tmp_path)
+    environ["NEWSLETTER_MIN_FILL_TIME"] = "0"  # a script sends no form stamp
+    command = [sys.executable, "-m", "service", "demo", "--port", str(service)]
+    command += ["--article-port", str(article), "--webhook-receiver", str(hooks)]
+    process = subprocess.Popen(
+        command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    base = f"http://127.0.0.1:{service}"
+
+    def fetch(url: str, data: bytes | None = None, **headers: str) -> str:
+        request = urllib.request.Request(url, data=data, headers=headers)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return str(response.read().decode())
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fetch(f"{base}/healthz")
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        fetch(
+            f"{base}/api/v1/lists/demo/subscriptions",
+            json.dumps({"email": "newcomer@example.com", "name": "Nia"}).encode(),
+            **{"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{article}"},
+        )
+        while not (found := re.findall(r'/dev/mail/(\d+)"', fetch(f"{base}/dev/mail"))):
+            assert time.monotonic() < deadline, "no confirmation email"
+            time.sleep(0.1)
+        mail = fetch(f"{base}/dev/mail/{found[0]}")
+        [token] = set(re.findall(r"/confirm/([A-Za-z0-9._-]+)", mail))
+        fetch(f"{base}/confirm/{token}", b"")
+        while "subscription.confirmed newcomer@example.com demo" not in (
+            page := fetch(f"http://127.0.0.1:{hooks}/")
+        ):
+            assert time.monotonic() < deadline, page
+            time.sleep(0.1)
+        assert "✔ subscription.confirmed" in page
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert f"Webhooks go to http://127.0.0.1:{hooks}/hooks" in output
+    assert "webhook verified: subscription.confirmed newcomer@example.com demo" in output
+    assert "Traceback" not in output
