@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from support import (
     make_list,
     process_env,
     serve_app,
+    sign_in,
+    visible,
 )
 
 from service.auth.api_tokens import create_token
@@ -446,3 +449,73 @@ def test_the_demo_shows_a_confirmed_signup_arriving_at_its_receiver(tmp_path: Pa
     assert f"Webhooks go to http://127.0.0.1:{hooks}/hooks" in output
     assert "webhook verified: subscription.confirmed newcomer@example.com demo" in output
     assert "Traceback" not in output
+
+
+async def test_admin_pages_manage_an_endpoint(hook_settings: Settings) -> None:
+    """Add in the admin: the secret is shown once; test, see the delivery, pause, resume,
+    rotate, remove; and /metrics counts the attempts."""
+    await make_list(hook_settings)
+    async with Receiver() as receiver, serve_app(hook_settings) as app:
+        await create_user(app.db, "alice", "correct horse battery")
+        session = await sign_in(app)
+        listing = await app.client.get("/admin/webhooks", headers=session)
+        assert listing.status_code == 200 and "No endpoints yet." in visible(listing)
+        refused = await app.client.post(
+            "/admin/webhooks",
+            data={"url": "gopher://x", "events": ["subscription.confirmed"]},
+            headers=session,
+        )
+        assert refused.status_code == 422 and "must start with https://" in visible(refused)
+        added = await app.client.post(
+            "/admin/webhooks",
+            data={
+                "url": receiver.url,
+                "description": "Zoë's CRM",
+                "events": ["subscription.confirmed", "subscriber.erased"],
+                "lists": ["daily"],
+            },
+            headers=session,
+        )
+        assert added.status_code == 200
+        [secret] = re.findall(r"whsec_[A-Za-z0-9+/=]+", added.text)
+        [path] = set(re.findall(r'/admin/webhooks/\d+"', added.text))
+        page_url = path.rstrip('"')
+        page = await app.client.get(page_url, headers=session)
+        assert secret not in page.text and "Zoë's CRM" in visible(page)
+
+        tested = await app.client.post(page_url, data={"action": "test"}, headers=session)
+        assert tested.status_code == 303
+        await receiver.wait_for(secret, 1)
+
+        async def shown() -> Any:
+            page = await app.client.get(page_url, headers=session)
+            return page if "HTTP 200" in visible(page) else None
+
+        page = await _until(shown)
+        assert "webhook.test" in visible(page) and "delivered" in visible(page)
+
+        paused = await app.client.post(page_url, data={"action": "pause"}, headers=session)
+        page = await app.client.get(paused.headers["location"], headers=session)
+        assert "Paused: events wait until it is resumed." in visible(page)
+        assert "Paused by admin alice" in visible(page)
+        listing = await app.client.get("/admin/webhooks", headers=session)
+        assert "paused" in visible(listing) and "Paused by admin alice" in visible(listing)
+        resumed = await app.client.post(page_url, data={"action": "resume"}, headers=session)
+        assert resumed.status_code == 303
+        rotated = await app.client.post(page_url, data={"action": "rotate"}, headers=session)
+        [new_secret] = re.findall(r"whsec_[A-Za-z0-9+/=]+", rotated.text)
+        assert new_secret != secret and "The previous secret signs too" in visible(rotated)
+
+        metrics = await app.client.get("/metrics")
+        assert 'newsletter_webhook_attempts_total{result="delivered"} 1.0' in metrics.text
+        assert 'newsletter_webhook_endpoints{status="active"} 1.0' in metrics.text
+
+        removed = await app.client.post(page_url, data={"action": "remove"}, headers=session)
+        assert removed.headers["location"] == "/admin/webhooks?done=removed"
+        assert (await app.client.get(page_url, headers=session)).status_code == 404
+        elsewhere = await app.client.post(
+            "/admin/webhooks",
+            data={"url": receiver.url},
+            headers={"Cookie": session["Cookie"], "Sec-Fetch-Site": "cross-site"},
+        )
+        assert elsewhere.status_code == 403
