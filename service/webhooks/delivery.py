@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Select, and_, delete, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import Database
 from service.metrics import Metrics
@@ -320,7 +321,7 @@ class WebhookSender:
         return "retry"
 
     async def _count_failure(
-        self, session: Any, endpoint_id: int, outcome: _Outcome, now: datetime
+        self, session: AsyncSession, endpoint_id: int, outcome: _Outcome, now: datetime
     ) -> None:
         failures = await session.scalar(
             update(WebhookEndpoint)

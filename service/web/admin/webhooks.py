@@ -201,7 +201,6 @@ async def _endpoint_page(
     endpoint_id: int,
     *,
     secret: str = "",
-    flash: str = "",
 ) -> Response:
     db = request.state["db"]
     found = await endpoints.get(db, endpoint_id)
@@ -218,7 +217,6 @@ async def _endpoint_page(
             "deliveries": rows,
             "next_before": rows[-1].id if len(rows) == 50 else None,
             "secret": secret,
-            "note": flash,
         },
         section="webhooks",
     )
