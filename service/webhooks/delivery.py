@@ -111,7 +111,14 @@ class WebhookSender:
         claimed = await self._claim(utcnow())
         if claimed:
             self._batch = asyncio.create_task(self._send_all(claimed), name="webhook-batch")
+            if self._wakeup is not None:
+                # Once it is done (not a moment before), the next batch may be claimed.
+                self._batch.add_done_callback(lambda _: self._wake())
         return len(claimed)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     async def run_once(self) -> int:
         """Claim one batch and send it all before returning (tests, the CLI); how many."""
@@ -177,43 +184,39 @@ class WebhookSender:
     async def _send_all(self, rows: list[WebhookDelivery]) -> None:
         if not rows:
             return
-        try:
-            async with self._db.read() as session:
-                events = {
-                    e.id: e
-                    for e in await session.scalars(
-                        select(WebhookEvent).where(WebhookEvent.id.in_({r.event_id for r in rows}))
+        async with self._db.read() as session:
+            events = {
+                e.id: e
+                for e in await session.scalars(
+                    select(WebhookEvent).where(WebhookEvent.id.in_({r.event_id for r in rows}))
+                )
+            }
+            endpoints = {
+                e.id: e
+                for e in await session.scalars(
+                    select(WebhookEndpoint).where(
+                        WebhookEndpoint.id.in_({r.endpoint_id for r in rows})
                     )
-                }
-                endpoints = {
-                    e.id: e
-                    for e in await session.scalars(
-                        select(WebhookEndpoint).where(
-                            WebhookEndpoint.id.in_({r.endpoint_id for r in rows})
-                        )
-                    )
-                }
-            waiting = deque(rows)
+                )
+            }
+        waiting = deque(rows)
 
-            async def lane() -> None:
-                while waiting and not self._stopping:
-                    row = waiting.popleft()
-                    event, endpoint = events.get(row.event_id), endpoints.get(row.endpoint_id)
-                    if event is None or endpoint is None:
-                        continue  # erased or removed meanwhile: the rows went with it
-                    try:
-                        await self._deliver(row, event, endpoint)
-                    except Exception:
-                        log.exception("webhook delivery %s: unexpected error", row.id)
-                        self._count("error")
+        async def lane() -> None:
+            while waiting and not self._stopping:
+                row = waiting.popleft()
+                event, endpoint = events.get(row.event_id), endpoints.get(row.endpoint_id)
+                if event is None or endpoint is None:
+                    continue  # erased or removed meanwhile: the rows went with it
+                try:
+                    await self._deliver(row, event, endpoint)
+                except Exception:
+                    log.exception("webhook delivery %s: unexpected error", row.id)
+                    self._count("error")
 
-            lanes = min(self._settings.worker_concurrency, len(rows))
-            await asyncio.gather(*(lane() for _ in range(lanes)))
-            if waiting:  # stopping: hand back what was not tried, without spending an attempt
-                await self._release([row.id for row in waiting])
-        finally:
-            if self._wakeup is not None:
-                self._wakeup.set()  # the next batch may be due already
+        lanes = min(self._settings.worker_concurrency, len(rows))
+        await asyncio.gather(*(lane() for _ in range(lanes)))
+        if waiting:  # stopping: hand back what was not tried, without spending an attempt
+            await self._release([row.id for row in waiting])
 
     async def _release(self, ids: list[int]) -> None:
         async with self._db.write() as session:
