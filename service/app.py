@@ -26,6 +26,8 @@ from service.web import metrics as metrics_routes
 from service.web.admin import api as admin_api
 from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
+from service.web.admin import security as admin_security
+from service.web.admin import security_api as admin_security_api
 from service.web.admin import signin
 from service.web.admin import webhooks as admin_webhooks
 from service.web.admin import welcome as admin_welcome
@@ -102,17 +104,19 @@ def create_app(settings: Settings) -> Starlette:
             await db.dispose()
 
     routes: list[BaseRoute] = [
+        *widget.routes,  # first: the router tries routes in order, and every page view asks
+        *api.routes,
         *health.routes,
         *metrics_routes.routes,
-        *api.routes,
         *openapi.routes,
-        *widget.routes,
         *pages.routes,
         *hosted.routes,
         *signin.routes,
         *admin_pages.routes,
         *admin_api.routes,
         *admin_data.routes,
+        *admin_security.routes,
+        *admin_security_api.routes,
         *admin_webhooks.routes,
         *admin_welcome.routes,
     ]

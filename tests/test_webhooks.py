@@ -29,6 +29,7 @@ from support import (
 )
 
 from service.auth.api_tokens import create_token
+from service.auth.roles import SCOPES
 from service.auth.users import create_user
 from service.db import Database
 from service.models import utcnow
@@ -56,7 +57,7 @@ async def _admin(settings: Settings) -> Any:
 
 async def _token(app: Running) -> dict[str, str]:
     await create_user(app.db, "alice", "correct horse battery")
-    return bearer(await create_token(app.db, "alice", "tests"))
+    return bearer(await create_token(app.db, "alice", "tests", scopes=SCOPES))
 
 
 async def _subscribe(app: Running, email: str, name: str | None = None) -> None:
@@ -150,7 +151,7 @@ async def _deliveries(app: Running, auth: dict[str, str], endpoint_id: int) -> l
     return items
 
 
-async def _until(check: Any, timeout: float = 30.0) -> Any:
+async def _until(check: Any, timeout: float = 90.0) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while not (result := await check()):
         assert asyncio.get_running_loop().time() < deadline, "gave up waiting"
@@ -233,6 +234,10 @@ async def test_private_and_malformed_targets_are_refused(settings: Settings) -> 
             assert (await app.client.get(path, headers=auth)).status_code == 404
         assert (await app.client.post(f"{HOOKS}/99/test", headers=auth)).status_code == 404
         assert (await app.client.post(f"{HOOKS}/1/explode", headers=auth)).status_code == 404
+        # Webhooks send data elsewhere: a token needs the admin scope.
+        plain = bearer(await create_token(app.db, "alice", "plain", scopes=["read", "write"]))
+        refused = await app.client.get(HOOKS, headers=plain)
+        assert refused.status_code == 403 and "'admin' scope" in refused.json()["message"]
 
 
 async def test_targets_are_checked_again_at_delivery(
@@ -246,7 +251,7 @@ async def test_targets_are_checked_again_at_delivery(
             hook = await _endpoint(app, auth, receiver.url)
         strict = hook_settings.replace(webhook_allow_private=False)
         async with serve_app(strict) as app:
-            auth = bearer(await create_token(app.db, "alice", "again"))
+            auth = bearer(await create_token(app.db, "alice", "again", scopes=SCOPES))
             await app.client.post(f"{HOOKS}/{hook['id']}/test", headers=auth)
 
             async def attempted() -> Any:

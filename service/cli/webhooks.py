@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.cli._common import run_with_db
-from service.db import Database
 from service.settings import Settings
-from service.webhooks import endpoints
-from service.webhooks.events import EVENT_TYPES
-from service.webhooks.targets import UnsafeTarget
+from service.webhooks.types import EVENT_TYPES
+
+if TYPE_CHECKING:
+    from service.db import Database
 
 __all__ = ["register"]
 
 
 def _add(settings: Settings, args: argparse.Namespace) -> int:
+    from service.webhooks import endpoints
+    from service.webhooks.targets import UnsafeTarget
+
     async def job(db: Database) -> int:
         try:
             added = await endpoints.add(
@@ -41,6 +44,8 @@ def _add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
+    from service.webhooks import endpoints
+
     async def job(db: Database) -> int:
         found = await endpoints.list_endpoints(db)
         if not found:
@@ -59,6 +64,8 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _deliveries(settings: Settings, args: argparse.Namespace) -> int:
+    from service.webhooks import endpoints
+
     async def job(db: Database) -> int:
         if await endpoints.get(db, args.id) is None:
             print(f"error: there is no webhook endpoint {args.id}", file=sys.stderr)
@@ -75,6 +82,8 @@ def _deliveries(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _action(settings: Settings, args: argparse.Namespace) -> int:
+    from service.webhooks import endpoints
+
     async def job(db: Database) -> int:
         action = args.webhooks_command
         done: object

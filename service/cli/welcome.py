@@ -5,18 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from service import welcome
 from service.cli._common import run_with_db
-from service.db import Database
-from service.lists import get_list
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.db import Database
 
 __all__ = ["register"]
 
 
 def _show(settings: Settings, args: argparse.Namespace) -> int:
+    from service import welcome
+    from service.lists import get_list
+
     async def job(db: Database) -> int:
         mailing_list = await get_list(db, args.slug)
         if mailing_list is None:
@@ -40,6 +43,9 @@ def _set(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"error: cannot read {args.body_file}: {exc}", file=sys.stderr)
         return 1
+
+    from service import welcome
+    from service.lists import get_list
 
     async def job(db: Database) -> int:
         mailing_list = await get_list(db, args.slug)

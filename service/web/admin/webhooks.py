@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from service.audit import along_with, entry
 from service.auth.sessions import Principal
 from service.errors import Refusal
 from service.lists import all_lists
@@ -25,6 +26,8 @@ from service.webhooks.targets import UnsafeTarget
 __all__ = ["routes"]
 
 NO_STORE = {"Cache-Control": "no-store"}
+# Webhooks send subscribers' data elsewhere: an owner's power, like managing tokens.
+ADMIN = "admin"
 
 
 def _strings(data: dict[str, Any], key: str) -> list[str] | None:
@@ -49,22 +52,25 @@ def _endpoint_id(request: AppRequest) -> int:
     return found
 
 
-async def _add(request: AppRequest, data: dict[str, Any]) -> endpoints.Added:
+async def _add(request: AppRequest, principal: Principal, data: dict[str, Any]) -> endpoints.Added:
     url = data.get("url")
     description = data.get("description", "")
     if not isinstance(url, str) or not url.strip():
         raise BadBody(422, "url is required: the https:// address to send events to.")
     if not isinstance(description, str):
         raise BadBody(422, "description must be a string.")
+    events, lists = _strings(data, "events"), _strings(data, "lists")
+    audit = entry(principal.actor, "webhook.create", url[:200], events=events, lists=lists)
     try:
-        return await endpoints.add(
-            request.state["db"],
-            url,
-            event_types=_strings(data, "events"),
-            list_slugs=_strings(data, "lists"),
-            description=description,
-            allow_private=request.state["settings"].webhook_allow_private,
-        )
+        with along_with(audit):
+            return await endpoints.add(
+                request.state["db"],
+                url,
+                event_types=events,
+                list_slugs=lists,
+                description=description,
+                allow_private=request.state["settings"].webhook_allow_private,
+            )
     except (ValueError, UnsafeTarget) as exc:
         raise Refusal(str(exc), status=422) from None
 
@@ -79,7 +85,7 @@ async def api_endpoints(request: AppRequest, principal: Principal) -> Response:
             {"endpoints": [e.json() for e in found], "event_types": EVENT_TYPES},
             headers=NO_STORE,
         )
-    added = await _add(request, await _json(request))
+    added = await _add(request, principal, await _json(request))
     return JSONResponse(
         {**added.endpoint.json(), "secret": added.secret}, status_code=201, headers=NO_STORE
     )
@@ -89,7 +95,9 @@ async def api_endpoint(request: AppRequest, principal: Principal) -> Response:
     db = request.state["db"]
     endpoint_id = _endpoint_id(request)
     if request.method == "DELETE":
-        if not await endpoints.remove(db, endpoint_id):
+        with along_with(entry(principal.actor, "webhook.remove", f"endpoint {endpoint_id}")):
+            removed = await endpoints.remove(db, endpoint_id)
+        if not removed:
             raise Refusal("No such webhook endpoint.", status=404)
         return Response(status_code=204)
     found = await endpoints.get(db, endpoint_id)
@@ -99,11 +107,20 @@ async def api_endpoint(request: AppRequest, principal: Principal) -> Response:
 
 
 async def api_action(request: AppRequest, principal: Principal) -> Response:
-    db = request.state["db"]
     endpoint_id = _endpoint_id(request)
     action = request.path_params["action"]
     if action not in {"pause", "resume", "rotate", "test"}:
         raise Refusal("Unknown action; send pause, resume, rotate or test.", status=404)
+    with along_with(
+        entry(principal.actor, "webhook.change", f"endpoint {endpoint_id}", what=action)
+    ):
+        return await _api_action(request, principal, endpoint_id, action)
+
+
+async def _api_action(
+    request: AppRequest, principal: Principal, endpoint_id: int, action: str
+) -> Response:
+    db = request.state["db"]
     if action == "rotate":
         secret = await endpoints.rotate(db, endpoint_id)
         if secret is None:
@@ -142,9 +159,14 @@ async def api_deliveries(request: AppRequest, principal: Principal) -> Response:
 async def api_redeliver(request: AppRequest, principal: Principal) -> Response:
     endpoint_id = _endpoint_id(request)
     delivery_id = row_id(str(request.path_params["delivery_id"]))
-    if delivery_id is None or not await endpoints.redeliver(
-        request.state["db"], endpoint_id, delivery_id
-    ):
+    audit = entry(
+        principal.actor, "webhook.change", f"endpoint {endpoint_id}", redeliver=delivery_id
+    )
+    with along_with(audit):
+        done = delivery_id is not None and await endpoints.redeliver(
+            request.state["db"], endpoint_id, delivery_id
+        )
+    if not done:
         raise Refusal("No such delivery, or it is being sent right now.", status=404)
     request.state["worker"].wake()
     return JSONResponse({"delivery_id": delivery_id, "status": "queued"}, status_code=202)
@@ -189,7 +211,7 @@ async def webhooks_page(request: AppRequest, principal: Principal) -> Response:
         "lists": [str(v) for v in data.getlist("lists")],
     }
     try:
-        added = await _add(request, form)
+        added = await _add(request, principal, form)
     except Refusal as exc:
         return await _list_page(request, principal, form=form, error=exc.message, status=422)
     return await _endpoint_page(request, principal, added.endpoint.id, secret=added.secret)
@@ -229,9 +251,17 @@ async def webhook_page(request: AppRequest, principal: Principal) -> Response:
         raise HTTPException(404, "No such webhook endpoint.") from None
     if request.method == "GET":
         return await _endpoint_page(request, principal, endpoint_id)
-    db = request.state["db"]
     data = await request.form(max_files=0, max_fields=5)
     action = str(data.get("action", ""))
+    kind = "webhook.remove" if action == "remove" else "webhook.change"
+    with along_with(entry(principal.actor, kind, f"endpoint {endpoint_id}", what=action)):
+        return await _page_action(request, principal, endpoint_id, action, data)
+
+
+async def _page_action(
+    request: AppRequest, principal: Principal, endpoint_id: int, action: str, data: Any
+) -> Response:
+    db = request.state["db"]
     done = ""
     if action == "rotate":
         secret = await endpoints.rotate(db, endpoint_id)
@@ -257,27 +287,27 @@ async def webhook_page(request: AppRequest, principal: Principal) -> Response:
 
 
 routes = [
-    Route("/admin/webhooks", protected(webhooks_page), methods=["GET", "POST"]),
-    Route("/admin/webhooks/{endpoint_id}", protected(webhook_page), methods=["GET", "POST"]),
-    Route("/api/v1/admin/webhooks", protected(api_endpoints), methods=["GET", "POST"]),
+    Route("/admin/webhooks", protected(webhooks_page, ADMIN), methods=["GET", "POST"]),
+    Route("/admin/webhooks/{endpoint_id}", protected(webhook_page, ADMIN), methods=["GET", "POST"]),
+    Route("/api/v1/admin/webhooks", protected(api_endpoints, ADMIN), methods=["GET", "POST"]),
     Route(
         "/api/v1/admin/webhooks/{endpoint_id}",
-        protected(api_endpoint),
+        protected(api_endpoint, ADMIN),
         methods=["GET", "DELETE"],
     ),
     Route(
         "/api/v1/admin/webhooks/{endpoint_id}/{action:str}",
-        protected(api_action),
+        protected(api_action, ADMIN),
         methods=["POST"],
     ),
     Route(
         "/api/v1/admin/webhooks/{endpoint_id}/deliveries",
-        protected(api_deliveries),
+        protected(api_deliveries, ADMIN),
         methods=["GET"],
     ),
     Route(
         "/api/v1/admin/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver",
-        protected(api_redeliver),
+        protected(api_redeliver, ADMIN),
         methods=["POST"],
     ),
 ]

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from service import welcome
+from service.audit import along_with, entry
 from service.auth.sessions import Principal
 from service.emails import WELCOME
 from service.errors import Refusal
@@ -93,7 +94,8 @@ async def api_welcome(request: AppRequest, principal: Principal) -> Response:
             )
         except ValueError as exc:
             raise Refusal(str(exc), status=422) from None
-        await welcome.save(request.state["db"], mailing_list.slug, settings)
+        with along_with(entry(principal.actor, "list.welcome", mailing_list.slug, on=enabled)):
+            await welcome.save(request.state["db"], mailing_list.slug, settings)
         request.state["lists"].clear()
         mailing_list = welcome.with_settings(mailing_list, settings)
     return JSONResponse(_json(mailing_list), headers=NO_STORE)
@@ -116,7 +118,8 @@ async def welcome_page(request: AppRequest, principal: Principal) -> Response:
             error = str(exc)
         else:
             if form.get("action") == "save":
-                await welcome.save(request.state["db"], mailing_list.slug, settings)
+                with along_with(entry(principal.actor, "list.welcome", mailing_list.slug, on=on)):
+                    await welcome.save(request.state["db"], mailing_list.slug, settings)
                 request.state["lists"].clear()
                 return RedirectResponse(
                     f"/admin/lists/{mailing_list.slug}/welcome?done=saved", status_code=303
