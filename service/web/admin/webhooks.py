@@ -108,7 +108,7 @@ async def api_endpoint(request: AppRequest, principal: Principal) -> Response:
 
 async def api_action(request: AppRequest, principal: Principal) -> Response:
     endpoint_id = _endpoint_id(request)
-    action = request.path_params["action"]
+    action = request.url.path.rsplit("/", 1)[-1]
     if action not in {"pause", "resume", "rotate", "test"}:
         raise Refusal("Unknown action; send pause, resume, rotate or test.", status=404)
     with along_with(
@@ -295,10 +295,13 @@ routes = [
         protected(api_endpoint, ADMIN),
         methods=["GET", "DELETE"],
     ),
-    Route(
-        "/api/v1/admin/webhooks/{endpoint_id}/{action:str}",
-        protected(api_action, ADMIN),
-        methods=["POST"],
+    *(
+        Route(
+            f"/api/v1/admin/webhooks/{{endpoint_id}}/{action}",
+            protected(api_action, ADMIN),
+            methods=["POST"],
+        )
+        for action in ("pause", "resume", "rotate", "test")
     ),
     Route(
         "/api/v1/admin/webhooks/{endpoint_id}/deliveries",
