@@ -31,6 +31,8 @@ from service.web.admin import people as admin_people
 from service.web.admin import security as admin_security
 from service.web.admin import security_api as admin_security_api
 from service.web.admin import signin
+from service.web.admin import webhooks as admin_webhooks
+from service.web.admin import welcome as admin_welcome
 from service.web.admin.data import body_limit
 from service.web.middleware import (
     AccessLogMiddleware,
@@ -119,6 +121,8 @@ def create_app(settings: Settings) -> Starlette:
         *admin_security.routes,
         *admin_security_api.routes,
         *admin_blocklist.routes,
+        *admin_webhooks.routes,
+        *admin_welcome.routes,
     ]
     if settings.uses_mail_catcher:
         routes += devmail.routes

@@ -67,6 +67,10 @@ ACTIONS = (
     "admin.enable",
     "admin.password",
     "session.revoke",
+    "webhook.create",
+    "webhook.change",
+    "webhook.remove",
+    "list.welcome",
 )
 PAGE_SIZE = 50
 CSV_BATCH = 500

@@ -22,6 +22,7 @@ from service.subscriptions import Subscriptions
 from service.suppressions import AddressKeys
 from service.tokens import TokenSigner
 from service.wakeup import Wakeup
+from service.webhooks.delivery import WebhookSender
 from service.worker import OutboxWorker
 
 __all__ = ["Components", "assemble"]
@@ -70,6 +71,7 @@ async def assemble(
         housekeeping=Housekeeping(db, settings),
         wakeup=wakeup,
         metrics=metrics,
+        webhooks=WebhookSender(db, settings, metrics, wakeup),
     )
     challenges = Challenges(key, settings.pow_difficulty, settings.pow_lifetime)
     stamps = FormStamps(key)

@@ -8,6 +8,7 @@ site would be) with the one-line snippet embedded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sys
 import tempfile
@@ -23,6 +24,9 @@ from service.lists import create_list, update_list
 from service.settings import Settings
 from service.templating import make_environment
 from service.web.assets import snippet
+from service.webhooks import endpoints
+from service.webhooks.events import EVENT_TYPES
+from service.webhooks.receiver import DemoReceiver
 
 __all__ = ["ArticleServer", "render_article", "run_demo"]
 
@@ -88,7 +92,9 @@ class ArticleServer:
         self._server.server_close()
 
 
-async def _prepare(settings: Settings, article_origin: str) -> None:
+async def _prepare(
+    settings: Settings, article_origin: str, receiver: DemoReceiver | None = None
+) -> None:
     db = Database.from_url(settings.database_url)
     try:
         await db.migrate()
@@ -99,6 +105,15 @@ async def _prepare(settings: Settings, article_origin: str) -> None:
             origins=[article_origin, article_origin.replace("127.0.0.1", "localhost")],
         )
         await update_list(db, "demo", {"trigger": "delay", "delay": "3", "nameField": "true"})
+        if receiver is not None:
+            added = await endpoints.add(
+                db,
+                f"{receiver.url}/hooks",
+                event_types=list(EVENT_TYPES),
+                description="the demo's receiver",
+                allow_private=True,
+            )
+            receiver.secret = added.secret
     finally:
         await db.dispose()
 
@@ -112,7 +127,9 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def run_demo(settings: Settings, port: int, article_port: int) -> int:
+def run_demo(
+    settings: Settings, port: int, article_port: int, receiver_port: int | None = None
+) -> int:
 
     from service.app import create_app
     from service.server import serve
@@ -123,7 +140,10 @@ def run_demo(settings: Settings, port: int, article_port: int) -> int:
             file=sys.stderr,
         )
         return 1
-    for taken, option in ((port, "--port"), (article_port, "--article-port")):
+    ports = [(port, "--port"), (article_port, "--article-port")]
+    if receiver_port:
+        ports.append((receiver_port, "--webhook-receiver"))
+    for taken, option in ports:
         if port_in_use(taken):
             print(
                 f"newsletter demo: port {taken} is in use; choose another with {option}",
@@ -139,10 +159,23 @@ def run_demo(settings: Settings, port: int, article_port: int) -> int:
             base_url=base_url,
             smtp_host="",
             run_worker=True,
+            webhook_allow_private=receiver_port is not None,  # the receiver is on loopback
         )
         html = render_article(snippet(base_url, "demo"))
-        with ArticleServer(html, article_port) as article:
-            asyncio.run(_prepare(settings, article.url))
+        with contextlib.ExitStack() as stack:
+            article = stack.enter_context(ArticleServer(html, article_port))
+            receiver = (
+                stack.enter_context(DemoReceiver(receiver_port))
+                if receiver_port is not None
+                else None
+            )
+            asyncio.run(_prepare(settings, article.url, receiver))
+            if receiver is not None:
+                print(
+                    f"\n  Webhooks go to {receiver.url}/hooks (signed; shown here and at "
+                    f"{receiver.url}/ as they arrive)",
+                    flush=True,
+                )
             print(
                 "\n  Newsletter demo\n"
                 f"  1. Open the article:       {article.url}/   (the box slides in after 3 s)\n"

@@ -12,6 +12,7 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
+from service import welcome
 from service.i18n import duration, texts
 from service.mail.addresses import wire_address
 from service.mail.render import EmailRenderer, MailHeaders, Outgoing
@@ -19,7 +20,7 @@ from service.models import MailingList, OutboxMessage, OutboxStatus, Subscriptio
 from service.settings import Settings
 from service.tokens import Purpose, TokenSigner
 
-__all__ = ["CONFIRM", "WELCOME", "Emails"]
+__all__ = ["CONFIRM", "WELCOME", "Emails", "welcome_context"]
 
 CONFIRM = "confirm"
 WELCOME = "welcome"
@@ -76,9 +77,18 @@ class Emails:
         return OutboxMessage(**values)
 
     def welcome(
-        self, subscription: Subscription, to: str, now: datetime, *, page_url: str | None = None
+        self,
+        subscription: Subscription,
+        to: str,
+        now: datetime,
+        *,
+        page_url: str | None = None,
+        name: str | None = None,
     ) -> OutboxMessage:
-        return OutboxMessage(**self.welcome_values(subscription.id, to, now, page_url=page_url))
+        """``name``: the subscriber's, for a list's own welcome text that names them."""
+        return OutboxMessage(
+            **self.welcome_values(subscription.id, to, now, page_url=page_url, name=name)
+        )
 
     def confirmation_values(
         self,
@@ -98,10 +108,17 @@ class Emails:
         return self._values(CONFIRM, subscription_id, to, now, payload)
 
     def welcome_values(
-        self, subscription_id: int, to: str, now: datetime, *, page_url: str | None = None
+        self,
+        subscription_id: int,
+        to: str,
+        now: datetime,
+        *,
+        page_url: str | None = None,
+        name: str | None = None,
     ) -> dict[str, Any]:
         """A welcome email's outbox row as column values."""
-        return self._values(WELCOME, subscription_id, to, now, _origin(page_url, False))
+        payload = {**_origin(page_url, False), **({"name": name} if name else {})}
+        return self._values(WELCOME, subscription_id, to, now, payload)
 
     def _values(
         self, template: str, sub_id: int, to: str, now: datetime, payload: dict[str, Any]
@@ -152,10 +169,22 @@ class Emails:
             list_id=f"{mailing_list.slug}.{self._site}",
             unsubscribe_url=unsubscribe_url,
         )
+        if row.template == WELCOME:  # the list's own text may name the person: rendered
+            context.update(welcome_context(mailing_list, row.payload.get("name")))
+            return self._renderer.render(row.template, context, headers)
         # Everything but the links and the envelope is the same for every message of a
         # list, its template and the site named: written out once (`EmailRenderer.prepare`).
         kind = (mailing_list.name, mailing_list.language, mailing_list.slug, site, footer)
         return self._renderer.prepare(row.template, kind, context, urls, headers)
+
+
+def welcome_context(mailing_list: MailingList, name: str | None) -> dict[str, Any]:
+    """The list's own welcome text, filled in, for the welcome templates (empty: built-in)."""
+    custom = welcome.custom_text(mailing_list)
+    if custom is None:
+        return {"custom_subject": "", "custom_paragraphs": []}
+    subject, body = (welcome.fill(t, list_name=mailing_list.name, name=name) for t in custom)
+    return {"custom_subject": subject, "custom_paragraphs": welcome.paragraphs(body)}
 
 
 def _origin(page_url: str | None, imported: bool, added: bool = False) -> dict[str, Any]:

@@ -16,7 +16,13 @@ from sqlalchemy import func, select
 from service.db import Database
 from service.mail.render import Outgoing
 from service.mail.senders import DeliveryError, Mailer
-from service.models import OutboxMessage, OutboxStatus, SignupRequest
+from service.models import (
+    OutboxMessage,
+    OutboxStatus,
+    SignupRequest,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 __all__ = ["CONTENT_TYPE", "CountingMailer", "Metrics"]
 
@@ -78,6 +84,24 @@ class Metrics:
             "is sent again with the same Message-ID.",
             registry=r,
         )
+        self.webhook_attempts = Counter(
+            "newsletter_webhook_attempts",
+            "Webhook delivery attempts by this process's worker: delivered, retry, failed "
+            "(gave up), disabled (410 Gone), error (unexpected).",
+            ["result"],
+            registry=r,
+        )
+        self.webhook_queue = Gauge(
+            "newsletter_webhook_queue_depth",
+            "Webhook deliveries queued or being sent (all processes).",
+            registry=r,
+        )
+        self.webhook_endpoints = Gauge(
+            "newsletter_webhook_endpoints",
+            "Webhook endpoints by status (active, paused, disabled).",
+            ["status"],
+            registry=r,
+        )
         self.requests = Histogram(
             "newsletter_http_request_duration_seconds",
             "Time to answer HTTP requests, by route template, method and status.",
@@ -118,6 +142,18 @@ class Metrics:
                     )
                 )
             ).one()
+            webhooks = await session.scalar(
+                select(func.count()).where(WebhookDelivery.status.in_(["queued", "sending"]))
+            )
+            endpoints: dict[str, int] = {
+                status: count
+                for status, count in await session.execute(
+                    select(WebhookEndpoint.status, func.count()).group_by(WebhookEndpoint.status)
+                )
+            }
+        self.webhook_queue.set(webhooks or 0)
+        for status in ("active", "paused", "disabled"):
+            self.webhook_endpoints.labels(status).set(endpoints.get(status, 0))
         self.signups_waiting.set(waiting)
         self.signups_age.set(_age(first))
         self.outbox_depth.set(depth)

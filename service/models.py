@@ -47,6 +47,9 @@ __all__ = [
     "SubscriptionStatus",
     "Suppression",
     "UsedChallenge",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "utcnow",
 ]
 
@@ -137,6 +140,9 @@ class MailingList(Base):
     consent_text: Mapped[str] = mapped_column(Text, default="")
     widget: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The welcome email after a first confirmation: {"enabled": bool, "texts": {language:
+    # {"subject": ..., "body": ...}}} (``service.welcome``).
+    welcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Subscriber(Base):
@@ -386,3 +392,70 @@ class UsedChallenge(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WebhookEndpoint(Base):
+    """A URL that is told of changes (``service.webhooks``), signed by Standard Webhooks.
+
+    ``secret`` signs every request; during a rotation ``old_secret`` signs too, until
+    ``old_secret_until``. ``lists`` is empty for every list, else list ids. ``status`` is
+    ``active``, ``paused`` (by an admin, or by repeated failure: ``status_reason`` says
+    which) or ``disabled`` (the receiver answered 410 Gone).
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    lists: Mapped[list[int]] = mapped_column(JSON, default=list)
+    secret: Mapped[str] = mapped_column(String(100))
+    old_secret: Mapped[str | None] = mapped_column(String(100))
+    old_secret_until: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # in a row, since a success
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """Something that happened, written in the same transaction as the change itself.
+
+    ``msg_id`` is the ``webhook-id`` every delivery of it carries, on every retry, so
+    receivers can drop repeats. ``subscriber_id`` (no foreign key: the event outlives
+    nothing, erasure deletes it) finds a person's events when they are erased.
+    """
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    msg_id: Mapped[str] = mapped_column(String(64), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    subscriber_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: queued -> sending (leased) -> delivered or failed."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)  # the answer's start, or the error
+    delivered_at: Mapped[datetime | None]

@@ -386,6 +386,39 @@ SETTINGS: tuple[Spec, ...] = (
         _positive_duration,
     ),
     Spec(
+        "webhook_timeout",
+        "10s",
+        "How long a webhook receiver has to answer one delivery attempt.",
+        _positive_duration,
+    ),
+    Spec(
+        "webhook_retry_base",
+        "5s",
+        "First retry delay after a failed webhook delivery; doubles each time (with "
+        "jitter), up to six hours.",
+        _positive_duration,
+    ),
+    Spec(
+        "webhook_retry_deadline",
+        "3d",
+        "A webhook event still undelivered this long after it happened is marked failed.",
+        _positive_duration,
+    ),
+    Spec(
+        "webhook_pause_after",
+        "50",
+        "A webhook endpoint that fails this many delivery attempts in a row is paused "
+        "(the admin says so); its events wait until it is resumed.",
+        _int_range(1, 1_000_000),
+    ),
+    Spec(
+        "webhook_allow_private",
+        "false",
+        "Let webhooks call loopback, private and link-local addresses. Off, such targets "
+        "are refused when saved and at every delivery (no server-side request forgery).",
+        _bool,
+    ),
+    Spec(
         "rate_limit_ip",
         "10/1m,50/1h",
         "Signups one client address may make, as COUNT/DURATION rates (comma-separated); "
@@ -555,6 +588,11 @@ class Settings:
     retry_base: float
     retry_max_delay: float
     retry_deadline: float
+    webhook_timeout: float
+    webhook_retry_base: float
+    webhook_retry_deadline: float
+    webhook_pause_after: int
+    webhook_allow_private: bool
     rate_limit_ip: tuple[Rate, ...]
     rate_limit_list: tuple[Rate, ...]
     rate_limit_address: tuple[Rate, ...]

@@ -38,7 +38,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
-from service import blocklist, limits
+from service import blocklist, limits, welcome
 from service.db import Database, Write, Writes, insert_or_ignore, run
 from service.emails import Emails
 from service.i18n import texts
@@ -58,6 +58,7 @@ from service.settings import Rate, Settings
 from service.suppressions import AddressKeys
 from service.tokens import InvalidToken, Purpose, TokenSigner
 from service.wakeup import Wakeup
+from service.webhooks import events
 
 __all__ = [
     "Asked",
@@ -290,6 +291,7 @@ class Subscriptions:
         consents: list[dict[str, object]] = []
         mail: list[dict[str, object]] = []
         changed: dict[int, _Sub] = {}
+        told: dict[str, list[int]] = {events.CONFIRMED: [], events.PENDING: []}  # webhooks
         todo = list(range(len(batch)))
         while todo:  # a round takes each subscription's next signup: usually one round
             this_round: list[int] = []
@@ -304,7 +306,7 @@ class Subscriptions:
             for i in this_round:
                 a = batch[i]
                 sub = subs[(a.mailing_list.id, ids[a.signup.email])]
-                outcome = self._decide(a, sub, now, consents, mail, changed)
+                outcome = self._decide(a, sub, now, consents, mail, changed, told)
                 if outcome is None:
                     inbox[i] = f"inbox:{self._addresses.counter(a.signup.email)}"
                 else:
@@ -333,6 +335,7 @@ class Subscriptions:
                         sub.id, sub.confirm_nonce, a.signup.email, now, page_url=a.signup.page_url
                     )
                 )
+                told[events.PENDING].append(sub.id)
                 outcomes[i] = Outcome.QUEUED
         if changed:
             yield Write(_update_subscriptions, [sub.changes() for sub in changed.values()])
@@ -340,6 +343,8 @@ class Subscriptions:
             yield Write(insert(ConsentRecord), consents)
         if mail:
             yield Write(insert(OutboxMessage), mail)
+        for event_type, sub_ids in told.items():
+            yield from events.subscriptions_changed_in_batch(event_type, sub_ids, now)
         return [o if o is not None else Outcome.NOTHING for o in outcomes]
 
     def _decide(
@@ -350,6 +355,7 @@ class Subscriptions:
         consents: list[dict[str, object]],
         mail: list[dict[str, object]],
         changed: dict[int, _Sub],
+        told: dict[str, list[int]],
     ) -> Outcome | None:
         """One signup's change to ``sub``; None when a confirmation is due and the inbox's
         limit decides (`subscribe_many` counts those together)."""
@@ -384,8 +390,11 @@ class Subscriptions:
             sub.confirmed_at = now
             sub.confirm_nonce = new_nonce()
             mail.append(
-                self._emails.welcome_values(sub.id, a.signup.email, now, page_url=a.signup.page_url)
+                self._emails.welcome_values(
+                    sub.id, a.signup.email, now, page_url=a.signup.page_url, name=a.signup.name
+                )
             )
+            told[events.CONFIRMED].append(sub.id)
             return Outcome.QUEUED
         if not resend_due:
             return Outcome.NOTHING
@@ -416,7 +425,14 @@ class Subscriptions:
             sub, mailing_list, target = found
             if target.superseded or sub.status != SubscriptionStatus.PENDING:
                 return target if sub.status != SubscriptionStatus.UNSUBSCRIBED else None
+            first_time = sub.confirmed_at is None  # a re-confirmation gets no welcome
             _to_confirmed(sub, now)
+            if first_time and welcome.enabled(mailing_list):
+                name = await session.scalar(
+                    select(Subscriber.name).where(Subscriber.id == sub.subscriber_id)
+                )
+                session.add(self._emails.welcome(sub, target.email, now, name=name))
+            await events.subscriptions_changed(session, events.CONFIRMED, [sub.id], now)
             session.add(
                 _consent(
                     sub.id,
@@ -427,6 +443,7 @@ class Subscriptions:
                     origin,
                 )
             )
+        self._wakeup.set()  # a welcome or a webhook may be waiting
         return LinkTarget(
             **{**target.__dict__, "status": SubscriptionStatus.CONFIRMED, "changed": True}
         )
@@ -605,6 +622,8 @@ async def erase_many(
             )
             for digest in sorted(digests - present):
                 session.add(Suppression(email_hash=digest, reason=f"erased by admin {admin}"))
+            for sid in ids:  # before their rows go: the webhooks' events about them too
+                await events.erased(session, sid, utcnow())
             sub_ids = select(Subscription.id).where(Subscription.subscriber_id.in_(ids))
             await session.execute(
                 delete(OutboxMessage).where(OutboxMessage.subscription_id.in_(sub_ids))
@@ -652,6 +671,8 @@ async def add_by_admin(
     fresh = [(sid, email) for sid, email in dict(people).items() if sid not in existing]
     status = SubscriptionStatus.CONFIRMED if evidence else SubscriptionStatus.PENDING
     added: dict[int, SubscriptionStatus] = {}
+    confirmed_ids: list[int] = []  # subscription ids, for the webhooks
+    pending_ids: list[int] = []
     for start in range(0, len(fresh), 500):
         chunk = fresh[start : start + 500]
         created = {
@@ -686,6 +707,7 @@ async def add_by_admin(
                 continue
             sub_id, nonce = found
             added[sid] = status
+            (confirmed_ids if evidence else pending_ids).append(sub_id)
             if evidence:
                 wording = f"Added as confirmed by admin {admin}. Consent evidence: {evidence}"
                 session.add(_consent(sub_id, ConsentAction.CONFIRM, now, wording, "admin"))
@@ -697,6 +719,10 @@ async def add_by_admin(
                     Subscription(id=sub_id, confirm_nonce=nonce), email, next(times), added=True
                 )
             )
+    await events.subscriptions_changed(
+        session, events.CONFIRMED, confirmed_ids, now, method="admin"
+    )
+    await events.subscriptions_changed(session, events.PENDING, pending_ids, now, method="admin")
     return added, existing
 
 
@@ -811,6 +837,12 @@ async def add_imported(
         if status != SubscriptionStatus.PENDING:
             _earlier_consent(session, sub_id, row, source, now)
         session.add(_consent(sub_id, action, now, wording, "import", page_url=row.page_url))
+    for status, event in (
+        (SubscriptionStatus.CONFIRMED, events.CONFIRMED),
+        (SubscriptionStatus.PENDING, events.PENDING),
+    ):
+        ids = [created[i][0] for i, st in added.items() if st == status]
+        await events.subscriptions_changed(session, event, ids, now, method="import")
     return added, waiting
 
 
@@ -939,6 +971,7 @@ async def _unsubscribe_many(
             for sub_id, wording in wordings.items()
         ],
     )
+    await events.subscriptions_changed(session, events.UNSUBSCRIBED, sub_ids, now, method=method)
 
 
 def _to_confirmed(sub: Subscription, now: datetime) -> None:
@@ -970,6 +1003,8 @@ async def _to_unsubscribed(
         .where(OutboxMessage.status == OutboxStatus.QUEUED)
         .values(status=OutboxStatus.CANCELLED, last_error="unsubscribed before sending")
     )
+    how = {"page": "link"}.get(method, method)
+    await events.subscriptions_changed(session, events.UNSUBSCRIBED, [sub.id], now, method=how)
     return True
 
 

@@ -58,6 +58,7 @@ from service.retention import Housekeeping
 from service.sent_marks import SentMarks
 from service.settings import Settings
 from service.wakeup import Wakeup
+from service.webhooks.delivery import WebhookSender
 
 __all__ = ["OutboxWorker"]
 
@@ -81,6 +82,7 @@ class OutboxWorker:
         housekeeping: Housekeeping | None = None,
         wakeup: Wakeup | None = None,
         metrics: Metrics | None = None,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self._db = db
         self._metrics = metrics
@@ -90,6 +92,7 @@ class OutboxWorker:
         self._intake = intake
         self._housekeeping = housekeeping
         self._wakeup = wakeup or Wakeup()
+        self._webhooks = webhooks
         self._marks = SentMarks(db)  # rows accepted together are recorded together
         self._delivery: _Delivery = _SendThenMark(
             db,
@@ -146,6 +149,8 @@ class OutboxWorker:
         # signal file on SQLite): the poll interval is only a fallback.
         async with self._db.listen_for_work(self._wakeup.set):
             await self._loop()
+        if self._webhooks is not None:
+            await self._webhooks.close()
         log.info("outbox worker stopped")
 
     async def _loop(self) -> None:
@@ -154,6 +159,7 @@ class OutboxWorker:
             try:
                 done = await self.act_on_signups()
                 done += await self.drain_once()
+                done += await self.deliver_webhooks()
                 await self.keep_house()
             except Unavailable as exc:  # read-only, disk full, down: wait, or a wake-up
                 log.warning("outbox worker: the database takes no writes (%s)", exc.reason)
@@ -170,6 +176,11 @@ class OutboxWorker:
     async def act_on_signups(self) -> int:
         """Act on a batch of the signups the web service took in; how many."""
         return await self._intake.process() if self._intake is not None else 0
+
+    async def deliver_webhooks(self) -> int:
+        """Start sending a batch of due webhook deliveries (`service.webhooks.delivery`);
+        how many."""
+        return await self._webhooks.step() if self._webhooks is not None else 0
 
     async def keep_house(self) -> None:
         """Purge what is kept no longer (now and then; see `Housekeeping`)."""

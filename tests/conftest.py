@@ -3,6 +3,7 @@ admin signed up, and one headless Chromium for the whole run."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,6 +28,31 @@ from support import (
 from service.auth.api_tokens import create_token
 from service.auth.users import create_user
 from service.settings import Settings
+from service.webhooks import targets
+
+
+@pytest.fixture(autouse=True)
+def _webhooks_stay_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sends a webhook off this machine, whatever URL a test or the fuzzer saves."""
+    check = targets.check_address
+
+    def loopback_only(address: str, *, allow_private: bool) -> None:
+        check(address, allow_private=allow_private)
+        if not ipaddress.ip_address(address.split("%", 1)[0]).is_loopback:
+            raise targets.UnsafeTarget("The tests send webhooks to loopback addresses only.")
+
+    lookup = targets.lookup
+
+    async def no_names_looked_up(host: str, port: int) -> list[str]:
+        if host != "localhost":
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise OSError(f"the tests look up no names ({host})") from None
+        return await lookup(host, port)
+
+    monkeypatch.setattr(targets, "check_address", loopback_only)
+    monkeypatch.setattr(targets, "lookup", no_names_looked_up)
 
 
 def _smtp_server(*, smtputf8: bool) -> Iterator[SMTPServer]:

@@ -112,6 +112,8 @@ ENDPOINTS = {
     "service.web.admin.security_api",
     "service.web.admin.blocklist",
     "service.web.admin.people",
+    "service.web.admin.webhooks",
+    "service.web.admin.welcome",
 }
 
 

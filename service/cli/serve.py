@@ -65,7 +65,7 @@ async def _schema_problem(settings: Settings) -> str | None:
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from service.demo import run_demo
 
-    return run_demo(settings, args.port, args.article_port)
+    return run_demo(settings, args.port, args.article_port, args.webhook_receiver)
 
 
 def register(commands: Any) -> None:
@@ -96,5 +96,14 @@ def register(commands: Any) -> None:
         type=int,
         default=8001,
         help="port of the sample article page (default: 8001)",
+    )
+    demo.add_argument(
+        "--webhook-receiver",
+        type=int,
+        nargs="?",
+        const=8002,
+        metavar="PORT",
+        help="also start a webhook receiver that prints each signed event as it arrives "
+        "(default port: 8002)",
     )
     demo.set_defaults(handler=_demo)

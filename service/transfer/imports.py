@@ -73,6 +73,7 @@ from service.transfer.reading import (
     decode,
     read_csv,
 )
+from service.webhooks import events
 
 __all__ = [
     "ImportFileError",
@@ -272,6 +273,7 @@ async def _update_people(
         )
     )
     people = {email: (sid, name, attributes or {}) for sid, email, name, attributes in found}
+    changed: list[int] = []
     for row in rows:
         if row.email not in people:
             continue
@@ -284,6 +286,8 @@ async def _update_people(
             update(Subscriber).where(Subscriber.id == sid).values(name=new_name, attributes=merged)
         )
         report.updated += 1
+        changed.append(sid)
+    await events.people_changed(session, changed, utcnow())
 
 
 async def import_rows(

@@ -24,6 +24,7 @@ from service.validation import MAX_EMAIL, MAX_NAME, MAX_URL
 from service.web.bodies import MAX_FIELDS
 from service.web.openapi_security import paths as security_paths
 from service.web.openapi_security import schemas as security_schemas
+from service.webhooks import spec as webhook_spec
 
 __all__ = ["document", "routes"]
 
@@ -1044,6 +1045,59 @@ PATHS["/api/v1/admin/subscribers/bulk"] = {
 }
 
 
+WELCOME = _object(
+    {
+        "list": STRING,
+        "enabled": {"type": "boolean"},
+        "language": STRING,
+        "subject": STRING,
+        "body": STRING,
+        "texts": {"type": "object", "description": "Every language's text kept, by language."},
+    }
+)
+PATHS["/api/v1/admin/lists/{slug}/welcome"] = {
+    "get": _admin(
+        {
+            "summary": "A list's welcome email",
+            "description": "Sent once after a subscription's first confirmation, never after "
+            "a re-confirmation. An empty subject and body: the built-in text in the list's "
+            "language.",
+            "parameters": [SLUG],
+            "responses": {"200": _json(WELCOME), "404": _error("No such list.")},
+        }
+    ),
+    "put": _admin(
+        {
+            "summary": "Turn a list's welcome email on or off and set its text",
+            "description": "subject and body in the list's language; {name} and {list} are "
+            "filled in. Both empty: the built-in text.",
+            "parameters": [SLUG],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {"enabled": {"type": "boolean"}},
+                            subject={"type": "string", "maxLength": 200},
+                            body={"type": "string", "maxLength": 10000},
+                        )
+                    }
+                },
+            },
+            "responses": {"200": _json(WELCOME), "404": _error("No such list.")},
+        },
+        changes=True,
+    ),
+}
+PATHS.update(
+    {
+        path: {m: _admin(op, changes=m != "get") for m, op in operations.items()}
+        for path, operations in webhook_spec.OPERATIONS.items()
+    }
+)
+SCHEMAS.update(webhook_spec.SCHEMAS)
+
+
 def document(base_url: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -1056,6 +1110,7 @@ def document(base_url: str) -> dict[str, Any]:
         },
         "servers": [{"url": base_url}],
         "paths": {**PATHS, **security_paths(_admin, _error, _json)},
+        "webhooks": webhook_spec.WEBHOOKS,
         "components": {
             "securitySchemes": {
                 "token": {

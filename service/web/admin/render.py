@@ -18,6 +18,12 @@ FLASH = {
     "created": "List created.",
     "saved": "Saved.",
     "unsubscribed": "Unsubscribed.",
+    # Webhooks (service.web.admin.webhooks)
+    "removed": "Endpoint removed.",
+    "test": "A test event is queued; it shows below in a moment.",
+    "paused": "Paused: events wait until it is resumed.",
+    "resumed": "Resumed: waiting events go out now.",
+    "redelivered": "Queued again, with the same webhook-id.",
 }
 
 
