@@ -239,7 +239,7 @@ async def add_person(
 ) -> EditResult:
     """Add a new person by hand, onto ``slugs``; a Refusal that says why not (an invalid
     field, no list, someone already here, an erased or blocklisted address)."""
-    signup = validate_signup({"email": fields.get("email"), "name": fields.get("name")})
+    signup = validate_signup({k: v for k in ("email", "name") if (v := fields.get(k)) is not None})
     if not slugs:
         raise Refusal(FIX_FIELDS, status=422, fields={"lists": "choose at least one list"})
     edit = _checked(Edit(signup.name, attributes, frozenset(slugs), evidence))

@@ -270,7 +270,7 @@ async def add_endpoint(request: AppRequest, principal: Principal) -> Response:
             request.state["db"],
             request.state["emails"],
             request.state["subscriptions"].addresses,
-            {"email": email, "name": name},
+            {k: v for k, v in (("email", email), ("name", name)) if v is not None},
             _slugs(data) or [],
             attributes=_attributes(data.get("attributes") or {}),
             evidence=_text(data, "evidence") or "",
