@@ -21,7 +21,7 @@ from service.metrics import Metrics
 from service.settings import Settings
 from service.state import AppState
 from service.templating import make_environment
-from service.web import api, devmail, health, hosted, openapi, pages, widget
+from service.web import api, devmail, health, hosted, openapi, pages, widget, widget_parts
 from service.web import metrics as metrics_routes
 from service.web.admin import api as admin_api
 from service.web.admin import data as admin_data
@@ -105,6 +105,7 @@ def create_app(settings: Settings) -> Starlette:
         *api.routes,
         *openapi.routes,
         *widget.routes,
+        *widget_parts.routes,
         *pages.routes,
         *hosted.routes,
         *signin.routes,
