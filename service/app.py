@@ -21,9 +21,10 @@ from service.metrics import Metrics
 from service.settings import Settings
 from service.state import AppState
 from service.templating import make_environment
-from service.web import api, devmail, health, hosted, openapi, pages, widget, widget_parts
+from service.web import api, devmail, events, health, hosted, openapi, pages, widget, widget_parts
 from service.web import metrics as metrics_routes
 from service.web.admin import api as admin_api
+from service.web.admin import box as admin_box
 from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
 from service.web.admin import signin
@@ -53,6 +54,7 @@ def create_app(settings: Settings) -> Starlette:
         db = Database.from_url(settings.database_url)
         worker_task: asyncio.Task[None] | None = None
         probe: asyncio.Task[None] | None = None
+        counting: asyncio.Task[None] | None = None
         mailer: Mailer | None = None
         lists = ListCache(db, settings.list_cache_ttl)
         try:
@@ -65,6 +67,10 @@ def create_app(settings: Settings) -> Starlette:
             mailer, worker = parts.mailer, parts.worker
             # What the relay offers decides which addresses a signup may give.
             probe = asyncio.create_task(mailer.probe(), name="smtp-probe")
+            box_counter = parts.box_counter
+            counting = asyncio.create_task(
+                box_counter.run(settings.box_flush_interval), name="box-counts"
+            )
             if settings.run_worker:
                 worker_task = asyncio.create_task(worker.run(), name="outbox-worker")
             state: AppState = {
@@ -80,8 +86,14 @@ def create_app(settings: Settings) -> Starlette:
                 "worker": worker,
                 "templates": templates,
                 "metrics": metrics,
+                "box_counter": box_counter,
             }
             yield state
+            counting.cancel()
+            try:
+                await box_counter.flush()  # what was counted since the last write
+            except Exception:
+                log.exception("box counts lost at shutdown")
             if worker_task is not None:
                 worker.stop()
                 try:
@@ -89,7 +101,7 @@ def create_app(settings: Settings) -> Starlette:
                 except TimeoutError:
                     log.warning("outbox worker did not stop in time; cancelling it")
         finally:
-            for task in (probe, worker_task):
+            for task in (probe, worker_task, counting):
                 if task is not None and not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -103,6 +115,7 @@ def create_app(settings: Settings) -> Starlette:
         *health.routes,
         *metrics_routes.routes,
         *api.routes,
+        *events.routes,
         *openapi.routes,
         *widget.routes,
         *widget_parts.routes,
@@ -112,6 +125,7 @@ def create_app(settings: Settings) -> Starlette:
         *admin_pages.routes,
         *admin_api.routes,
         *admin_data.routes,
+        *admin_box.routes,
     ]
     if settings.uses_mail_catcher:
         routes += devmail.routes

@@ -177,6 +177,7 @@ class Intake:
                 "name": ask.signup.name,
                 "page_url": ask.signup.page_url,
                 "language": ask.signup.language,
+                "box_source": ask.signup.box_source,
                 "ip_address": ask.origin.ip,
                 "user_agent": (ask.origin.user_agent or "")[:512] or None,
                 "verdict": ask.verdict,
@@ -251,7 +252,13 @@ class Intake:
         outcome = await self._subscriptions.subscribe(
             session,
             mailing_list,
-            Signup(email=row.email, name=row.name, page_url=row.page_url, language=row.language),
+            Signup(
+                email=row.email,
+                name=row.name,
+                page_url=row.page_url,
+                language=row.language,
+                box_source=row.box_source,
+            ),
             RequestOrigin(ip=row.ip_address, user_agent=row.user_agent),
             received_at=row.received_at,
         )

@@ -32,6 +32,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import limits
+from service.box_counts import count_confirmed
 from service.db import Database, insert_or_ignore, run
 from service.emails import Emails
 from service.i18n import texts
@@ -102,6 +103,7 @@ class Signup:
     name: str | None
     page_url: str | None
     language: str | None = None  # the form's, when not the list's (the consent it showed)
+    box_source: str | None = None  # where the box was, if it came from the box (box_counts)
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,8 @@ class Subscriptions:
             sub.subscribed_at = asked_at
             resend_due = True
         sub.updated_at = now
+        if signup.box_source:
+            sub.box_source = signup.box_source  # the latest signup's box gets the credit
         session.add(
             _consent(
                 sub.id,
@@ -220,6 +224,7 @@ class Subscriptions:
         )
         if not mailing_list.double_opt_in:
             _to_confirmed(sub, now)
+            await self._count_confirmed(session, sub)
             session.add(self._emails.welcome(sub, subscriber.email, now, page_url=signup.page_url))
             return Outcome.QUEUED
         if not resend_due:
@@ -234,6 +239,11 @@ class Subscriptions:
         sub.confirmation_sent_at = now
         session.add(self._emails.confirmation(sub, subscriber.email, now, page_url=signup.page_url))
         return Outcome.QUEUED
+
+    async def _count_confirmed(self, session: AsyncSession, sub: Subscription) -> None:
+        await count_confirmed(
+            session, sub.list_id, sub.box_source, self._settings.box_pages_per_day
+        )
 
     async def _subscriber(self, session: AsyncSession, signup: Signup, now: datetime) -> Subscriber:
         await session.execute(
@@ -298,6 +308,7 @@ class Subscriptions:
             if target.superseded or sub.status != SubscriptionStatus.PENDING:
                 return target if sub.status != SubscriptionStatus.UNSUBSCRIBED else None
             _to_confirmed(sub, now)
+            await self._count_confirmed(session, sub)
             session.add(
                 _consent(
                     sub.id,
