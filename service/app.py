@@ -134,6 +134,8 @@ def create_app(settings: Settings) -> Starlette:
         Middleware(SecurityHeadersMiddleware, https=settings.base_url.startswith("https://")),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, per_path=body_limit),
     ]
+    # The box's events: before the rest of the stack, as cheap as a bare endpoint.
+    middleware.insert(0, Middleware(events.BoxEventsLane))
     if settings.trusted_proxies:
         # Outermost, so the access log, rate limits and consent records see the reader's
         # address rather than the proxy's.
