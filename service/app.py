@@ -25,6 +25,7 @@ from service.web import api, devmail, events, health, hosted, openapi, pages, wi
 from service.web import metrics as metrics_routes
 from service.web.admin import api as admin_api
 from service.web.admin import box as admin_box
+from service.web.admin import box_tests as admin_box_tests
 from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
 from service.web.admin import signin
@@ -126,6 +127,7 @@ def create_app(settings: Settings) -> Starlette:
         *admin_api.routes,
         *admin_data.routes,
         *admin_box.routes,
+        *admin_box_tests.routes,
     ]
     if settings.uses_mail_catcher:
         routes += devmail.routes

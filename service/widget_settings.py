@@ -159,6 +159,22 @@ def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
+def _luminance(colour: str) -> float:
+    digits = colour[1:]
+    if len(digits) in (3, 4):
+        digits = "".join(ch * 2 for ch in digits[:3])
+    channels = [int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.04 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2] + 0.05
+
+
+def _ring(accent: str, background: str) -> str:
+    """The accent, if it stands out 3:1 from the box's background as a focus ring must;
+    else "" (the box uses its text colour)."""
+    a, b = _luminance(accent), _luminance(background)
+    return accent if max(a, b) / min(a, b) >= 3 else ""
+
+
 def setting(mailing_list: MailingList, name: str) -> Any:
     """One setting that is not a text, as `effective` gives it, without building them all
     (the subscribe endpoint needs two on every request)."""
@@ -174,4 +190,7 @@ def effective(mailing_list: MailingList, language: str | None = None) -> dict[st
     settings.update({k: language_texts[k] for k in TEXT_KEYS})
     settings.update({k: v for k, v in stored.items() if k in _CHECKS and v not in ("", None)})
     settings["consent"] = consent_wording(mailing_list, language)
+    settings["ring"] = [_ring(settings["accent"], background) for background in ("#fff", "#1f2937")]
+    if stored.get("test"):
+        settings["test"] = stored["test"]  # a running A/B test (service.box_tests)
     return settings

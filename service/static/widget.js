@@ -64,8 +64,6 @@
   const device = innerWidth < 481 ? "phone" : "larger";
   let variant = "";
   const counted = {};
-  const count = (e) => quiet || counted[e] || (counted[e] = navigator.sendBeacon(base + "/api/v1/lists/" + encodeURIComponent(slug) +
-    "/events", new URLSearchParams({ e, p: location.pathname, v: variant, d: device })));
   const query = ds.lang ? "?lang=" + encodeURIComponent(ds.lang) : "";
   get(base + "/api/v1/lists/" + encodeURIComponent(slug) + "/widget" + query)
     .then(json)
@@ -85,6 +83,11 @@
         "the list " + slug + " (add it to the list's allowed origins): the box is not shown.");
       return emit("error", { reason: "origin" });
     }
+    // An A/B test (service/box_tests.py): the reader keeps the variant first picked.
+    if (s.test && !store.getItem(key + "subscribed")) {
+      Object.assign(s, (await part("ab"))(s.test.variants, store, key));
+      variant = s.key;
+    }
     // Per-page overrides: data-title, data-text, data-button, data-success, data-consent,
     // data-position, data-theme, data-accent, data-trigger, data-delay, data-scroll,
     // data-dismiss-days, data-target, data-name-field.
@@ -103,6 +106,9 @@
     // Proof of work: solved in the background from when the box shows; each solution once.
     let pow = s.proofOfWork === true && !ds.preview;
     let puzzle = null, stamp = null;
+    const count = (e) => quiet || counted[e] || (counted[e] = navigator.sendBeacon(
+      cfg.endpoint.replace(/subscriptions$/, "events"),
+      new URLSearchParams({ e, p: location.pathname, v: variant, d: device })));
     const challenge = () => {
       const got = get(cfg.endpoint.replace(/subscriptions$/, "challenge")).then(json);
       got.catch(() => {});
@@ -138,12 +144,9 @@
     const dark = s.theme === "dark" ||
       (s.theme === "auto" && matchMedia("(prefers-color-scheme: dark)").matches);
     const fg = dark ? "#f3f4f6" : "#1f2937", bg = dark ? "#1f2937" : "#fff";
-    // The focus ring is the accent where that stands out 3:1 from the box, else the text colour.
-    const lum = (c) => [0.2126, 0.7152, 0.0722].reduce((sum, k, i) => {
-      const v = parseInt(c.length < 6 ? c[i + 1] + c[i + 1] : c.substr(i * 2 + 1, 2), 16) / 255;
-      return sum + k * (v > 0.04 ? ((v + 0.055) / 1.055) ** 2.4 : v / 12.92);
-    }, 0.05);
-    const a = lum(s.accent), b = lum(bg), ring = Math.max(a, b) / Math.min(a, b) < 3 ? fg : s.accent;
+    // The focus ring: the accent where it stands out 3:1 from the box (the service works
+    // that out for the list's own, on a light and on a dark box), else the text colour.
+    const ring = s.accent === cfg.settings.accent && s.ring[+dark] || fg;
     // Phones (up to 480 px wide): smaller, the button beside the address, even margins.
     const css = `
 .box{box-sizing:border-box;width:${inline?"100%":"min(360px,calc(100vw - 16px))"};max-height:${inline?"none":"60vh"};overflow:auto;

@@ -55,12 +55,13 @@ class WidgetAsset:
 # The widget's parts, each an ES module whose default export the box imports when a list
 # uses it: the proof-of-work solver (the one the hosted page inlines too), the optional
 # fields (name, consent checkbox, privacy link), the scroll and exit triggers, and what
-# the box says when a signup is refused.
+# the box says when a signup is refused, and the choice of an A/B test's variant.
 PART_SOURCES = {
     "pow": ("static/pow.js", "export default powSolve;"),
     "fields": ("static/parts/fields.js", ""),
     "triggers": ("static/parts/triggers.js", ""),
     "answers": ("static/parts/answers.js", ""),
+    "ab": ("static/parts/ab.js", ""),
 }
 
 

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from service.auth.sessions import Principal
 from service.box_stats import BoxReport, box_report, check_device, date_range
+from service.box_tests import FORM_VARIANTS, MIN_VIEWS, list_tests, results
 from service.errors import Refusal
 from service.lists import get_list
 from service.models import MailingList, utcnow
@@ -84,6 +85,8 @@ def _chart(report: BoxReport) -> Markup:
 
 async def box_page(request: AppRequest, principal: Principal) -> Response:
     mailing_list, report, order = await _report(request)
+    db = request.state["db"]
+    tests = [await results(db, test) for test in await list_tests(db, mailing_list)]
     return admin_page(
         request,
         principal,
@@ -95,6 +98,10 @@ async def box_page(request: AppRequest, principal: Principal) -> Response:
             "pages": report.pages_by(order),
             "chart": _chart(report),
             "query": request.url.query,
+            "tests": tests,
+            "running": any(test["ended_at"] is None for test in tests),
+            "form_variants": range(1, FORM_VARIANTS + 1),
+            "min_views": MIN_VIEWS,
         },
         section="lists",
     )

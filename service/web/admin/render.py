@@ -18,6 +18,9 @@ FLASH = {
     "created": "List created.",
     "saved": "Saved.",
     "unsubscribed": "Unsubscribed.",
+    "test-started": "Test started: readers now see its variants.",
+    "test-ended": "Test ended; its results are kept below.",
+    "test-promoted": "Promoted: the box now uses that variant's settings, and the test has ended.",
 }
 
 
