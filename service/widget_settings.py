@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from service.subscriptions import consent_wording
 __all__ = [
     "BOX_SETTINGS",
     "DEFAULTS",
+    "TARGETING_KEYS",
     "TEXT_KEYS",
     "WIDGET_TEXTS",
     "effective",
@@ -55,7 +57,15 @@ DEFAULTS: dict[str, Any] = {
     "consentCheckbox": False,
     "privacyUrl": "",
     "proofOfWork": False,
+    # Targeting: where and when the box shows (all off by default).
+    "showOn": "",
+    "hideOn": "",
+    "afterViews": 0,
+    "minWidth": 0,
+    "startDate": "",
+    "endDate": "",
 }
+TARGETING_KEYS = ("showOn", "hideOn", "afterViews", "minWidth", "startDate", "endDate")
 
 _HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
 
@@ -119,6 +129,32 @@ def _text(limit: int) -> Callable[[Any], Any]:
     return check
 
 
+_PATTERN = re.compile(r"^/[^\s,]*$")
+
+
+def _patterns(value: Any) -> Any:
+    """Page paths, ``*`` matching anything (``/articles/*``), separated by commas or
+    whitespace; kept one per line."""
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    patterns = value.replace(",", " ").split()
+    bad = [p for p in patterns if not _PATTERN.match(p) or len(p) > 200]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a page path such as /articles/*")
+    if len(patterns) > 50:
+        raise ValueError("at most 50 patterns")
+    return "\n".join(patterns)
+
+
+def _day(value: Any) -> Any:
+    if value in ("", None):
+        return ""
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise ValueError("must be a date such as 2026-12-24") from None
+
+
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "position": _choice("bottom-right", "bottom-left", "bottom-center"),
     "theme": _choice("light", "dark", "auto"),
@@ -131,6 +167,12 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "consentCheckbox": parse_flag,
     "privacyUrl": _url,
     "proofOfWork": parse_flag,
+    "showOn": _patterns,
+    "hideOn": _patterns,
+    "afterViews": _number(0, 100),
+    "minWidth": _number(0, 4000),
+    "startDate": _day,
+    "endDate": _day,
     "title": _text(120),
     "text": _text(500),
     "button": _text(40),
@@ -154,6 +196,9 @@ def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
             clean[name] = check(value)
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
+    start, end = clean.get("startDate"), clean.get("endDate")
+    if start and end and start > end:
+        problems.append("endDate: must not be before startDate")
     if problems:
         raise ValueError("; ".join(problems))
     return clean

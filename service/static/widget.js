@@ -12,8 +12,10 @@
   const base = new URL(script.src).origin;
   const key = "nlw:" + slug + ":";
   const memory = {};
-  let store;
+  let store, views = 1;
   try {
+    // Pages seen in this visit (the tab's session storage), for targeting.
+    views = sessionStorage[key + "v"] = Number(sessionStorage[key + "v"]) + 1 || 1;
     store = window.localStorage;
     store.setItem(key + "t", "1");
     store.removeItem(key + "t");
@@ -55,8 +57,7 @@
 
   // What a list may not use (the proof-of-work solver, A/B tests, targeting) comes in
   // parts, fetched only where needed: ES modules beside this script, cached for good.
-  const parts = /* parts */{};
-  const part = (name) => import(base + "/widget/" + name + ".js?v=" + parts[name]).then((m) => m.default);
+  const part = (name) => import(base + "/widget/" + name + ".js?v=" + /* parts */"").then((m) => m.default);
   // Counting what the box does (service/box_counts.py): the event, the page's path, the
   // copy's variant and whether the screen is a phone's. No cookie, no identifier; nothing
   // at all where the reader asks not to be tracked (Do Not Track, Global Privacy Control).
@@ -64,14 +65,18 @@
   const device = innerWidth < 481 ? "phone" : "larger";
   let variant = "";
   const counted = {};
+  // Targeting: where a page's data- attributes rule it out, the box asks for nothing; the
+  // list's own rules are checked when its settings come.
+  const aims = ["showOn", "hideOn", "afterViews", "minWidth", "startDate", "endDate"];
+  const aimed = async (t) => !aims.some((n) => t[n] && t[n] != "0") || (await part("target"))(t, views);
   const query = ds.lang ? "?lang=" + encodeURIComponent(ds.lang) : "";
-  get(base + "/api/v1/lists/" + encodeURIComponent(slug) + "/widget" + query)
+  aimed(ds).then((go) => go ? get(base + "/api/v1/lists/" + encodeURIComponent(slug) + "/widget" + query)
     .then(json)
     .then(start, (err) => {
       host.remove();
       console.error("[newsletter] could not load list " + slug + ":", err.message);
       emit("error", { reason: "config" });
-    });
+    }) : host.remove());
 
   async function start(cfg) {
     const s = Object.assign({}, cfg.settings);
@@ -90,11 +95,13 @@
     }
     // Per-page overrides: data-title, data-text, data-button, data-success, data-consent,
     // data-position, data-theme, data-accent, data-trigger, data-delay, data-scroll,
-    // data-dismiss-days, data-target, data-name-field.
+    // data-dismiss-days, data-target, data-name-field; data-show-on, data-hide-on,
+    // data-after-views, data-min-width, data-start-date, data-end-date.
     for (const name of ["title", "text", "button", "success", "consent", "position", "theme",
-      "accent", "trigger", "delay", "scroll", "dismissDays", "target", "nameField"]) {
+      "accent", "trigger", "delay", "scroll", "dismissDays", "target", "nameField", ...aims]) {
       if (ds[name] !== undefined) s[name] = ds[name];
     }
+    if (!await aimed(s)) return host.remove();
     if (!/^#[0-9a-f]{3,8}$/i.test(s.accent)) s.accent = cfg.settings.accent;
     if (!/^bottom-(left|right|center)$/.test(s.position)) s.position = "bottom-right";
     // The optional fields, and the triggers other than a delay, come as parts.

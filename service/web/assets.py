@@ -20,6 +20,7 @@ __all__ = [
     "PART_SOURCES",
     "WidgetAsset",
     "fallback",
+    "parts_version",
     "pow_solver",
     "snippet",
     "widget_asset",
@@ -37,12 +38,11 @@ class WidgetAsset:
     def load(cls) -> WidgetAsset:
         # The parts a list may not use are fetched by version (see `widget_part`). Served
         # minified (comments and spaces are a fifth of what every reader would download).
-        versions = json.dumps({name: part.version for name, part in _parts().items()})
         source = (
             files("service")
             .joinpath("static/widget.js")
             .read_text()
-            .replace("/* parts */{}", versions, 1)
+            .replace('/* parts */""', json.dumps(parts_version()), 1)
         )
         return cls.of(source)
 
@@ -55,13 +55,14 @@ class WidgetAsset:
 # The widget's parts, each an ES module whose default export the box imports when a list
 # uses it: the proof-of-work solver (the one the hosted page inlines too), the optional
 # fields (name, consent checkbox, privacy link), the scroll and exit triggers, and what
-# the box says when a signup is refused, and the choice of an A/B test's variant.
+# the box says when a signup is refused, the choice of an A/B test's variant, targeting.
 PART_SOURCES = {
     "pow": ("static/pow.js", "export default powSolve;"),
     "fields": ("static/parts/fields.js", ""),
     "triggers": ("static/parts/triggers.js", ""),
     "answers": ("static/parts/answers.js", ""),
     "ab": ("static/parts/ab.js", ""),
+    "target": ("static/parts/target.js", ""),
 }
 
 
@@ -71,6 +72,15 @@ def _parts() -> dict[str, WidgetAsset]:
         name: WidgetAsset.of(files("service").joinpath(path).read_text() + "\n" + export + "\n")
         for name, (path, export) in PART_SOURCES.items()
     }
+
+
+@functools.cache
+def parts_version() -> str:
+    """One version for all the parts (``?v=``): what widget.js asks for, cached for good."""
+    digest = hashlib.sha256()
+    for part in _parts().values():
+        digest.update(part.body)
+    return digest.hexdigest()[:12]
 
 
 def widget_part(name: str) -> WidgetAsset | None:

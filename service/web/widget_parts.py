@@ -2,7 +2,8 @@
 uses them (the proof-of-work solver, the optional fields, the scroll and exit triggers,
 the answers to a refused signup), so that a plain list's page loads none of them.
 
-widget.js asks for each by its version (``?v=HASH``), so that URL is cached for a year.
+widget.js asks for each by the parts' version (``?v=HASH``), so that URL is cached for a
+year.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.web.assets import widget_part
+from service.web.assets import parts_version, widget_part
 from service.web.refusals import api_error
 
 __all__ = ["routes"]
@@ -40,7 +41,7 @@ async def widget_part_js(request: Request) -> Response:
         return api_error(404, f"There is no widget part {name!r}.", headers=headers)
     headers["Vary"] = "Accept-Encoding"
     headers["ETag"] = f'"{asset.version}"'
-    versioned = request.query_params.get("v") == asset.version
+    versioned = request.query_params.get("v") == parts_version()
     headers["Cache-Control"] = LONG_CACHE if versioned else SHORT_CACHE
     body = asset.body
     if _accepts_gzip(request):
