@@ -9,9 +9,13 @@ Runs on 127.0.0.1, one server process each, on the same uvicorn set-up as
   as the box sends it (its Origin, a beacon's body), counted in memory and written in
   batches as in production.
 
-A separate load-generator process (raw asyncio HTTP/1.1 keep-alive client) measures
-throughput closed loop with ``--clients`` connections. Targets alternate for
-``--rounds`` rounds and the medians are compared: the promise is a ratio of at least 0.8.
+Each round, two load-generator processes (raw asyncio HTTP/1.1 keep-alive clients,
+closed loop with ``--clients`` connections each) run at the same time, one against each
+server: both servers share the machine's cores for the same seconds. On a shared machine
+the wall-clock rates swing with everyone else's load, so each server's CPU time in the
+round is read too (/proc/PID/stat, Linux): requests per CPU-second is what one process
+with a core of its own would answer per second. The median of the rounds' ratios (events
+/ bare) is the result: the promise is at least 0.8.
 
     python bench/events_bench.py [--seconds 4] [--rounds 3] [--clients 16]
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -57,10 +62,10 @@ async def load(port: int, clients: int, warmup: float, seconds: float) -> dict[s
     loop = asyncio.get_running_loop()
     start = loop.time() + warmup
     end = start + seconds
-    done = errors = 0
+    done = errors = warm = 0
 
     async def client(i: int) -> None:
-        nonlocal done, errors
+        nonlocal done, errors, warm
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         n = i
         while (t0 := loop.time()) < end:
@@ -82,10 +87,12 @@ async def load(port: int, clients: int, warmup: float, seconds: float) -> dict[s
                 errors += 1
             elif t0 >= start:
                 done += 1
+            else:
+                warm += 1
         writer.close()
 
     await asyncio.gather(*(client(i) for i in range(clients)))
-    return {"rps": done / seconds, "errors": errors}
+    return {"rps": done / seconds, "requests": done + warm, "errors": errors}
 
 
 def serve(kind: str, env: dict[str, str], folder: Path) -> tuple[int, subprocess.Popen[bytes]]:
@@ -100,14 +107,33 @@ def serve(kind: str, env: dict[str, str], folder: Path) -> tuple[int, subprocess
     return port, proc
 
 
-def measure(port: int, args: argparse.Namespace) -> dict[str, Any]:
-    command = [
-        sys.executable, __file__, "--generate", "--port", str(port),
-        "--clients", str(args.clients), "--seconds", str(args.seconds),
-    ]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
-    result: dict[str, Any] = json.loads(out)
-    return result
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(ports: list[int], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Load every port at once, one generator process each."""
+    procs = [
+        subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                __file__,
+                "--generate",
+                "--port",
+                str(port),
+                "--clients",
+                str(args.clients),
+                "--seconds",
+                str(args.seconds),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for port in ports
+    ]
+    return [json.loads(proc.communicate()[0]) for proc in procs]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -116,25 +142,35 @@ def main(args: argparse.Namespace) -> int:
     newsletter(["migrate"], env)
     newsletter(["lists", "create", "bench", "--name", "Bench", "--origin", ORIGIN], env)
     results: dict[str, list[float]] = {"bare": [], "events": []}
+    per_cpu: dict[str, list[float]] = {"bare": [], "events": []}
     servers = {kind: serve(kind, env, folder) for kind in results}
     try:
         for _ in range(args.rounds):
-            for kind, (port, _) in servers.items():
-                got = measure(port, args)
-                if got["errors"]:
-                    print(f"{kind}: {got['errors']} answers were not 204", file=sys.stderr)
-                results[kind].append(got["rps"])
-                time.sleep(0.2)
+            before = {kind: cpu_seconds(proc.pid) for kind, (_, proc) in servers.items()}
+            got = measure([port for port, _ in servers.values()], args)
+            for kind, result in zip(servers, got, strict=True):
+                if result["errors"]:
+                    print(f"{kind}: {result['errors']} answers were not 204", file=sys.stderr)
+                used = cpu_seconds(servers[kind][1].pid) - before[kind]
+                results[kind].append(result["rps"])
+                per_cpu[kind].append(result["requests"] / max(used, 1e-3))
+            time.sleep(0.2)
     finally:
         for _, proc in servers.values():
             proc.terminate()
             proc.wait(10)
-    bare, events = (statistics.median(results[k]) for k in ("bare", "events"))
-    print("rounds:", {k: [round(v) for v in vs] for k, vs in results.items()})
-    print(f"bare Starlette endpoint: {bare:,.0f} requests/s (median of {args.rounds})")
-    print(f"event endpoint:          {events:,.0f} requests/s (median of {args.rounds})")
-    ratio = events / bare
-    print(f"ratio: {ratio:.2f} (promise: at least {RATIO})")
+    ratios = [e / b for b, e in zip(per_cpu["bare"], per_cpu["events"], strict=True)]
+    print("rounds, requests/s:", {k: [round(v) for v in vs] for k, vs in results.items()})
+    print(
+        "rounds, requests per CPU-second:", {k: [round(v) for v in vs] for k, vs in per_cpu.items()}
+    )
+    for kind, label in (("bare", "bare Starlette endpoint"), ("events", "event endpoint")):
+        print(
+            f"{label + ':':25} {statistics.median(per_cpu[kind]):,.0f} requests per CPU-second "
+            f"({statistics.median(results[kind]):,.0f} requests/s on the shared machine)"
+        )
+    ratio = statistics.median(ratios)
+    print(f"ratio, median of {args.rounds} rounds: {ratio:.2f} (promise: at least {RATIO})")
     return 0 if ratio >= RATIO else 1
 
 

@@ -52,6 +52,7 @@ EVENTS = (*BOX_EVENTS, "accepted", "confirmed")  # and what the service adds
 DEVICES = ("phone", "larger")
 OTHER = "(other)"
 MAX_PAGE = 256
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 VARIANT = re.compile(r"^(?:[a-z0-9][a-z0-9_-]{0,31})?$")
 CONTROL = ""  # the list's own copy, when no test runs (shown as "control" in a test)
 
@@ -94,7 +95,7 @@ def page_path(value: str) -> str:
         raise ValueError("p: the page's path must start with /")
     if len(path) > MAX_PAGE:
         raise ValueError(f"p: the page's path must be at most {MAX_PAGE} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
+    if CONTROL_CHARS.search(path):
         raise ValueError("p: the page's path must not contain control characters")
     return path
 
