@@ -99,6 +99,9 @@ async def box_page(request: AppRequest, principal: Principal) -> Response:
             "chart": _chart(report),
             "query": request.url.query,
             "tests": tests,
+            "labels": {
+                v["key"]: f"{t['name']}: {v['label']}" for t in tests for v in t["variants"]
+            },
             "running": any(test["ended_at"] is None for test in tests),
             "form_variants": range(1, FORM_VARIANTS + 1),
             "min_views": MIN_VIEWS,
