@@ -28,6 +28,8 @@ from service.web.admin import box as admin_box
 from service.web.admin import box_tests as admin_box_tests
 from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
+from service.web.admin import security as admin_security
+from service.web.admin import security_api as admin_security_api
 from service.web.admin import signin
 from service.web.admin.data import body_limit
 from service.web.middleware import (
@@ -113,12 +115,12 @@ def create_app(settings: Settings) -> Starlette:
             await db.dispose()
 
     routes: list[BaseRoute] = [
+        *widget.routes,  # first: the router tries routes in order, and every page view asks
+        *api.routes,
         *health.routes,
         *metrics_routes.routes,
-        *api.routes,
         *events.routes,
         *openapi.routes,
-        *widget.routes,
         *widget_parts.routes,
         *pages.routes,
         *hosted.routes,
@@ -126,6 +128,8 @@ def create_app(settings: Settings) -> Starlette:
         *admin_pages.routes,
         *admin_api.routes,
         *admin_data.routes,
+        *admin_security.routes,
+        *admin_security_api.routes,
         *admin_box.routes,
         *admin_box_tests.routes,
     ]

@@ -30,6 +30,7 @@ __all__ = [
     "AdminSession",
     "AdminUser",
     "ApiToken",
+    "AuditEvent",
     "Base",
     "BoxCount",
     "BoxTest",
@@ -262,6 +263,8 @@ class AdminUser(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    role: Mapped[str] = mapped_column(String(16), default="owner", server_default="owner")
+    disabled_at: Mapped[datetime | None]  # set: no sign-in, no session, no token
 
 
 class AdminSession(Base):
@@ -276,6 +279,8 @@ class AdminSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+    ip_address: Mapped[str | None] = mapped_column(String(64))  # where it signed in from
+    user_agent: Mapped[str | None] = mapped_column(String(256))
 
 
 class ApiToken(Base):
@@ -290,6 +295,30 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # Comma-separated; tokens made before scopes existed keep every scope they had.
+    scopes: Mapped[str] = mapped_column(
+        String(100), default="read,export,write,erase", server_default="read,export,write,erase"
+    )
+    expires_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    """Who did what on the admin side, when and from where. Rows are only ever added.
+
+    ``actor`` is a name, not a foreign key: the record outlives what it names.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_action_id", "action", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    via: Mapped[str] = mapped_column(String(16))  # session, token, cli, or "-" (signed out)
+    client: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class LoginAttempt(Base):

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from email_validator import EmailNotValidError, validate_email
-
 __all__ = [
     "SETTINGS",
     "Rate",
@@ -168,6 +166,8 @@ def _secret_key(value: str) -> Secret:
 def _mail_from(value: str) -> str:
     from email.headerregistry import Address
     from email.utils import parseaddr
+
+    from email_validator import EmailNotValidError, validate_email  # slow to import
 
     name, address = parseaddr(value)
     if not address:

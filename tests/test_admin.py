@@ -45,6 +45,7 @@ from service.models import (
 )
 from service.settings import Settings
 from service.suppressions import AddressKeys, email_hash, suppressed
+from service.web.assets import widget_asset
 
 ADMIN_PAGES = [
     "/admin/",
@@ -315,9 +316,10 @@ async def test_dashboard_lists_and_subscribers(admin: Running, smtp: SMTPServer)
     )
     assert created.headers["location"] == "/admin/lists/weekly?done=created"
     edit = await admin.client.get("/admin/lists/weekly", headers=headers)
-    assert '<script src="https://news.example.org/widget.js" data-list="weekly" async>' in (
-        visible(edit)
-    )
+    version = widget_asset().version
+    assert (
+        f'<script src="https://news.example.org/widget.js?v={version}" data-list="weekly" async>'
+    ) in visible(edit)
     saved = await admin.client.post(
         "/admin/lists/weekly",
         headers=headers,

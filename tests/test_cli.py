@@ -156,7 +156,7 @@ def test_demo_serves_the_service_and_an_article_with_the_box(tmp_path: Path) -> 
                 time.sleep(0.1)
         with urllib.request.urlopen(f"http://127.0.0.1:{article}/", timeout=5) as r:
             page = r.read().decode()
-        assert f'<script src="http://127.0.0.1:{service}/widget.js" data-list="demo" async>' in page
+        assert f'<script src="http://127.0.0.1:{service}/widget.js?v=' in page
         request = urllib.request.Request(
             f"http://127.0.0.1:{service}/api/v1/lists/demo/widget",
             headers={"Origin": f"http://127.0.0.1:{article}"},

@@ -11,6 +11,7 @@ import pytest
 
 from service.cli import main
 from service.lists import LIST_FIELDS
+from service.web.assets import widget_asset
 from service.widget_settings import BOX_SETTINGS
 
 
@@ -60,8 +61,11 @@ def test_the_snippet_comes_with_a_link_for_readers_without_javascript(
     capsys.readouterr()
     assert main(["lists", "snippet", "tages"]) == 0
     script, noscript = capsys.readouterr().out.strip().splitlines()
+    # The script's URL names its version: browsers keep it without asking again.
+    version = widget_asset().version
     assert script == (
-        '<script src="https://news.example.org/widget.js" data-list="tages" async></script>'
+        f'<script src="https://news.example.org/widget.js?v={version}" data-list="tages" '
+        "async></script>"
     )
     assert noscript == (
         '<noscript><a href="https://news.example.org/subscribe/tages">'

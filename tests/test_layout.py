@@ -108,6 +108,8 @@ ENDPOINTS = {
     "service.web.admin.pages",
     "service.web.admin.data",
     "service.web.admin.signin",
+    "service.web.admin.security",
+    "service.web.admin.security_api",
 }
 
 

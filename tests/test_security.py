@@ -96,8 +96,12 @@ def check_page(response: httpx.Response, *, framed_by: str = "'none'") -> str:
 
 
 def check_headers(response: httpx.Response) -> None:
+    """The security headers; JSON needs only nosniff (it is never shown as a document)."""
     where = str(response.url)
     assert response.headers["x-content-type-options"] == "nosniff", where
+    if response.headers.get("content-type", "").startswith("application/json"):
+        assert "content-security-policy" not in response.headers, where
+        return
     assert response.headers["cross-origin-opener-policy"] == "same-origin", where
     assert "camera=()" in response.headers["permissions-policy"], where
     assert response.headers["referrer-policy"] in {
@@ -179,11 +183,18 @@ async def test_every_page_has_a_nonce_policy_and_a_fresh_nonce(
     nonces.append(check_page(preview, framed_by="'self'"))
     assert policy(preview)["connect-src"] == "'self'"
     assert preview.headers["x-frame-options"] == "SAMEORIGIN"
-    # Everything not HTML gets the headers too, and a policy that allows nothing.
+    # JSON and scripts are never shown as a document: nosniff keeps it so, and the headers
+    # only a document obeys are left off.
     for path in ("/api/v1/lists/daily/widget", "/widget.js", "/api/v1/openapi.json", "/health"):
         response = await client.get(path)
-        check_headers(response)
-        assert policy(response)["default-src"] == "'none'", path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        for page_only in ("content-security-policy", "x-frame-options", "permissions-policy"):
+            assert page_only not in response.headers, (path, page_only)
+    # Anything else that is not a page gets them all, with a policy that allows nothing.
+    text = await client.get("/robots.txt")
+    assert text.headers["content-type"].startswith("text/plain")
+    check_headers(text)
+    assert policy(text)["default-src"] == "'none'"
     assert len(set(nonces)) == len(nonces), "a fresh nonce for every response"
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 
-from support import SUBSCRIBE, Running, SMTPServer
+from support import SUBSCRIBE, Running, SMTPServer, make_list, serve_app
 
+from service.auth.api_tokens import create_token
+from service.auth.users import create_user
+from service.settings import Settings
 from service.web.assets import widget_asset
 
 
@@ -16,7 +19,8 @@ async def test_script_caching_compression_and_cors(app: Running) -> None:
     assert plain.status_code == 200
     assert plain.headers["content-type"].startswith("text/javascript")
     assert plain.content == asset.body
-    assert plain.headers["cache-control"] == "public, max-age=300"
+    # Cached five minutes, then used while the browser checks it in the background.
+    assert plain.headers["cache-control"] == "public, max-age=300, stale-while-revalidate=86400"
     assert plain.headers["access-control-allow-origin"] == "*"
     assert plain.headers["vary"] == "Accept-Encoding"
     etag = plain.headers["etag"]
@@ -36,7 +40,8 @@ async def test_script_caching_compression_and_cors(app: Running) -> None:
     versioned = await app.client.get(f"/widget.js?v={asset.version}")
     assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
     stale = await app.client.get("/widget.js?v=0000")
-    assert stale.headers["cache-control"] == "public, max-age=300"
+    assert stale.headers["cache-control"].startswith("public, max-age=300,")
+    assert stale.status_code == 200 and stale.content == asset.body  # an old snippet works
 
 
 async def test_config_says_whether_the_calling_origin_may_sign_people_up(app: Running) -> None:
@@ -50,7 +55,7 @@ async def test_config_says_whether_the_calling_origin_may_sign_people_up(app: Ru
     assert body["settings"]["title"] == "Get our newsletter"
     assert "Frühstücks-Briefing" in body["settings"]["consent"]
     assert body["texts"]["email_label"] == "Email address"
-    assert allowed.headers["vary"] == "Origin"
+    assert allowed.headers["vary"] == "Origin, Accept-Encoding"
 
     foreign = await app.client.get(
         "/api/v1/lists/daily/widget", headers={"Origin": "https://evil.example.net"}
@@ -149,3 +154,74 @@ async def test_openapi_document_covers_every_api_route(app: Running) -> None:
         for method in (route.methods or set()) - {"HEAD"}
     }
     assert served <= documented, served - documented
+
+
+async def test_settings_are_gzipped_and_revalidated_until_the_list_changes(
+    app: Running,
+) -> None:
+    path, page = "/api/v1/lists/daily/widget", {"Origin": "https://www.example.com"}
+    zipped = await app.client.get(path, headers={**page, "Accept-Encoding": "gzip"})
+    assert zipped.status_code == 200
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert int(zipped.headers["content-length"]) < len(zipped.content)  # httpx unzipped it
+    assert zipped.json()["origin_allowed"] is True
+    assert zipped.headers["cache-control"] == "public, max-age=60, stale-while-revalidate=600"
+    assert zipped.headers["access-control-allow-origin"] == "*"
+    etag = zipped.headers["etag"]
+    assert etag.startswith('"') and etag.endswith('-gz"')
+
+    plain = await app.client.get(path, headers={**page, "Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.content == zipped.content and plain.headers["etag"] != etag
+
+    # The browser has it: 304, no body, the same caching headers.
+    again = await app.client.get(
+        path, headers={**page, "Accept-Encoding": "gzip", "If-None-Match": etag}
+    )
+    assert (again.status_code, again.content) == (304, b"")
+    assert again.headers["etag"] == etag and again.headers["cache-control"].startswith("public")
+    # Another site, another answer (it may not sign people up), another tag.
+    foreign = await app.client.get(
+        path,
+        headers={"Origin": "https://evil.example.net", "If-None-Match": etag},
+    )
+    assert foreign.status_code == 200 and foreign.json()["origin_allowed"] is False
+
+    # A change through the admin API: the next page view gets the new settings.
+    await create_user(app.db, "alice", "correct horse battery staple")
+    token = await create_token(app.db, "alice", "tests")
+    changed = await app.client.patch(
+        "/api/v1/admin/lists/daily",
+        json={"title": "Ünsere Pöst"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert changed.status_code == 200, changed.text
+    fresh = await app.client.get(
+        path, headers={**page, "Accept-Encoding": "gzip", "If-None-Match": etag}
+    )
+    assert fresh.status_code == 200 and fresh.headers["etag"] != etag
+    assert fresh.json()["settings"]["title"] == "Ünsere Pöst"
+
+
+async def test_the_same_settings_have_the_same_etag_in_every_process(
+    settings: Settings, smtp: SMTPServer
+) -> None:
+    await make_list(settings)
+    tags = []
+    for _ in range(2):  # two servers in turn, as two processes behind a balancer
+        async with serve_app(settings) as app:
+            reply = await app.client.get("/api/v1/lists/daily/widget?lang=de")
+            tags.append(reply.headers["etag"])
+    assert tags[0] == tags[1]
+
+
+async def test_bad_conditional_headers_are_ignored(app: Running) -> None:
+    path = "/api/v1/lists/daily/widget"
+    for value in ("", "*garbage*", 'W/"x", "y"', "\u00e9t\u00e9", ",,,"):
+        reply = await app.client.get(
+            path, headers={"If-None-Match": value.encode(), "Accept-Encoding": "gzip;q=0"}
+        )
+        assert reply.status_code == 200, value
+        assert "content-encoding" not in reply.headers
+    star = await app.client.get(path, headers={"If-None-Match": "*"})
+    assert star.status_code == 304

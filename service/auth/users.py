@@ -1,4 +1,5 @@
-"""Admin accounts and sign-in, with throttling that holds across processes."""
+"""Admin accounts (roles, disabling) and sign-in, with throttling that holds across
+processes. Every change here is written to the audit log in its own transaction."""
 
 from __future__ import annotations
 
@@ -10,20 +11,27 @@ from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from zxcvbn import zxcvbn
 
+from service.audit import Actor, entry
 from service.auth.passwords import hash_password, verify_password
+from service.auth.roles import ROLES
 from service.db import Database
 from service.errors import Refusal
 from service.models import AdminSession, AdminUser, ApiToken, LoginAttempt, utcnow
 
 __all__ = [
+    "LastOwner",
     "PasswordChanged",
     "SignIn",
     "Throttled",
     "UserExists",
     "create_user",
+    "list_users",
+    "set_disabled",
     "set_password",
+    "set_role",
     "sign_in",
 ]
 
@@ -43,6 +51,10 @@ MIN_STRENGTH = 3  # zxcvbn's score, 0-4: 3 resists an offline attack on a slow h
 
 
 class UserExists(Refusal):
+    status = 409
+
+
+class LastOwner(Refusal):
     status = 409
 
 
@@ -88,17 +100,109 @@ def check_password_rules(password: str, username: str = "") -> None:
         )
 
 
-async def create_user(db: Database, username: str, password: str) -> AdminUser:
+def check_role(role: object) -> str:
+    if not isinstance(role, str) or role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    return role
+
+
+async def create_user(
+    db: Database,
+    username: str,
+    password: str,
+    *,
+    role: str = "owner",
+    actor: Actor | None = None,
+) -> AdminUser:
     if not _USERNAME.match(username):
         raise ValueError("a username is 1-64 letters, digits and . _ @ -")
+    check_role(role)
     check_password_rules(password, username)
-    user = AdminUser(username=username, password_hash=await hash_password(password))
+    user = AdminUser(username=username, password_hash=await hash_password(password), role=role)
     try:
         async with db.write() as session:
             session.add(user)
+            if actor is not None:
+                session.add(entry(actor, "admin.create", username, role=role))
     except IntegrityError:
         raise UserExists(f"an admin named {username!r} already exists") from None
     return user
+
+
+async def list_users(db: Database) -> list[AdminUser]:
+    async with db.read() as session:
+        return list((await session.scalars(select(AdminUser).order_by(AdminUser.id))).all())
+
+
+async def _target(session: AsyncSession, username: str) -> AdminUser:
+    """The admin row, and every active owner's locked (PostgreSQL: FOR UPDATE; SQLite's
+    write transactions already run one at a time), so two owners demoting each other at
+    once cannot leave no owner."""
+    await session.execute(
+        select(AdminUser.id)
+        .where(AdminUser.role == "owner", AdminUser.disabled_at.is_(None))
+        .with_for_update()
+    )
+    user = await session.scalar(select(AdminUser).where(AdminUser.username == username))
+    if user is None:
+        raise LookupError(f"there is no admin named {username!r}")
+    return user
+
+
+async def _keep_an_owner(session: AsyncSession, user: AdminUser) -> None:
+    if user.role != "owner" or user.disabled_at is not None:
+        return
+    others = await session.scalar(
+        select(func.count())
+        .select_from(AdminUser)
+        .where(AdminUser.role == "owner", AdminUser.disabled_at.is_(None), AdminUser.id != user.id)
+    )
+    if not others:
+        raise LastOwner(
+            f"{user.username} is the last active owner: make another admin an owner first."
+        )
+
+
+async def set_role(db: Database, username: str, role: str, *, actor: Actor | None = None) -> bool:
+    """Give ``username`` ``role``; False if it had it. The last active owner stays one."""
+    check_role(role)
+    async with db.write() as session:
+        user = await _target(session, username)
+        if user.role == role:
+            return False
+        if role != "owner":
+            await _keep_an_owner(session, user)
+        before, user.role = user.role, role
+        if actor is not None:
+            session.add(entry(actor, "admin.role", username, role=role, was=before))
+    return True
+
+
+async def set_disabled(
+    db: Database, username: str, disabled: bool, *, actor: Actor | None = None
+) -> bool:
+    """Disable (or enable) ``username``; False if it already was. Disabling ends the
+    admin's sessions and revokes their tokens in the same transaction: whatever they
+    hold stops working at once. The last active owner cannot be disabled."""
+    now = utcnow()
+    async with db.write() as session:
+        user = await _target(session, username)
+        if (user.disabled_at is not None) == disabled:
+            return False
+        if disabled:
+            await _keep_an_owner(session, user)
+            user.disabled_at = now
+            await session.execute(delete(AdminSession).where(AdminSession.user_id == user.id))
+            await session.execute(
+                update(ApiToken)
+                .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        else:
+            user.disabled_at = None
+        if actor is not None:
+            session.add(entry(actor, "admin.disable" if disabled else "admin.enable", username))
+    return True
 
 
 @dataclass(frozen=True)
@@ -108,12 +212,17 @@ class PasswordChanged:
 
 
 async def set_password(
-    db: Database, username: str, password: str, *, revoke_tokens: bool = False
+    db: Database,
+    username: str,
+    password: str,
+    *,
+    revoke_tokens: bool = False,
+    actor: Actor | None = None,
 ) -> PasswordChanged:
     """Set a new password and end every session of the user's, in the same transaction:
     whoever signed in with the old password is out. API tokens are kept unless
-    ``revoke_tokens``: they are made only on the command line, never with a password or a
-    session, and the scripts that hold them should not stop because a password changed.
+    ``revoke_tokens``: the scripts that hold them should not stop because a password
+    changed (disable the admin, or revoke tokens one by one, to stop them).
     """
     check_password_rules(password, username)
     new_hash = await hash_password(password)
@@ -131,6 +240,8 @@ async def set_password(
                 .values(revoked_at=utcnow())
             )
             revoked = int(getattr(result, "rowcount", 0) or 0)
+        if actor is not None:
+            session.add(entry(actor, "admin.password", username, tokens_revoked=revoked))
     return PasswordChanged(int(getattr(ended, "rowcount", 0) or 0), revoked)
 
 
@@ -160,12 +271,16 @@ async def sign_in(db: Database, username: str, password: str, ip: str | None) ->
             raise Throttled(max(1, int((oldest + WINDOW - now).total_seconds())))
 
     ok, new_hash = await verify_password(user.password_hash if user else None, password)
-    if not ok or user is None:
+    if not ok or user is None or user.disabled_at is not None:
+        reason = (
+            "no such admin" if user is None else "wrong password" if not ok else "admin disabled"
+        )
         async with db.write() as session:
             session.add_all([LoginAttempt(key=key, created_at=now) for key in keys])
             await session.execute(
                 delete(LoginAttempt).where(LoginAttempt.created_at < now - WINDOW)
             )
+            session.add(entry(Actor(loggable(username), "-", ip), "signin.failed", reason=reason))
         log.warning(
             "admin sign-in failed: user %r from %s",
             loggable(username),
@@ -180,4 +295,5 @@ async def sign_in(db: Database, username: str, password: str, ip: str | None) ->
         stored.last_login_at = now
         if new_hash:
             stored.password_hash = new_hash
+        session.add(entry(Actor(user.username, "session", ip), "signin"))
     return SignIn(user.id, user.username)

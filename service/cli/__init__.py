@@ -1,4 +1,9 @@
-"""The ``newsletter`` command: one module per group of subcommands."""
+"""The ``newsletter`` command: one module per group of subcommands.
+
+A new group is a module with a ``register(commands)`` function, added to ``COMMANDS``.
+Its top-level imports stay light (see ``service.cli._common``): what a command needs is
+imported when it runs.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from service.logs import configure_logging
 from service.settings import Settings, SettingsError
 
 __all__ = ["build_parser", "main"]
+
+COMMANDS = (serve, migrate, worker, lists, admin, data)
 
 DESCRIPTION = """\
 Self-hosted newsletter signups: an embeddable subscribe box, double opt-in emails,
@@ -26,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (serve, migrate, worker, lists, admin, data):
+    for module in COMMANDS:
         module.register(commands)
     return parser
 

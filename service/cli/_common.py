@@ -1,13 +1,21 @@
-"""What the command modules share: running a job against the database."""
+"""What the command modules share: running a job against the database.
+
+A command module imports at its top only what building its parser needs (argparse, the
+settings); the database, the app and the rest are imported by the command when it runs,
+so ``newsletter --help`` and the commands that need no database start at once
+(tests/test_cli_startup.py checks which modules ``--help`` loads).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from service.db import Database, SchemaError
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.db import Database
 
 __all__ = ["run_with_db"]
 
@@ -17,6 +25,9 @@ def run_with_db(settings: Settings, job: Callable[[Database], Awaitable[int]]) -
 
     An old schema is a message naming ``newsletter migrate`` and exit status 1.
     """
+    import asyncio
+
+    from service.db import Database, SchemaError
 
     async def runner() -> int:
         db = Database.from_url(settings.database_url)

@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from service.auth.api_tokens import create_token, list_tokens, revoke_token
-from service.auth.users import UserExists, create_user, set_password
+from service.auth.roles import LEGACY_SCOPES, ROLES, SCOPES
 from service.cli._common import run_with_db
-from service.db import Database
-from service.models import AdminUser
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.db import Database
 
 __all__ = ["register"]
 
@@ -31,23 +29,31 @@ def _read_password() -> str | None:
 
 
 def _create(settings: Settings, args: argparse.Namespace) -> int:
+    from service.audit import CLI
+    from service.auth.users import UserExists, create_user
+
     password = _read_password()
     if password is None:
         return 1
 
     async def job(db: Database) -> int:
         try:
-            await create_user(db, args.username, password)
+            await create_user(db, args.username, password, role=args.role, actor=CLI)
         except (ValueError, UserExists) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        print(f"created admin {args.username!r}; sign in at {settings.base_url}/admin/")
+        print(
+            f"created admin {args.username!r} ({args.role}); sign in at {settings.base_url}/admin/"
+        )
         return 0
 
     return run_with_db(settings, job)
 
 
 def _password(settings: Settings, args: argparse.Namespace) -> int:
+    from service.audit import CLI
+    from service.auth.users import set_password
+
     password = _read_password()
     if password is None:
         return 1
@@ -55,7 +61,7 @@ def _password(settings: Settings, args: argparse.Namespace) -> int:
     async def job(db: Database) -> int:
         try:
             changed = await set_password(
-                db, args.username, password, revoke_tokens=args.revoke_tokens
+                db, args.username, password, revoke_tokens=args.revoke_tokens, actor=CLI
             )
         except (ValueError, LookupError) as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -78,6 +84,12 @@ def _password(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from service.audit import CLI
+    from service.auth.api_tokens import create_token, expiry_from_days
+    from service.models import AdminUser
+
     async def job(db: Database) -> int:
         username = args.user
         if username is None:
@@ -93,13 +105,21 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
                 return 1
             username = names[0]
         try:
-            token = await create_token(db, username, args.name)
-        except LookupError as exc:
+            token = await create_token(
+                db,
+                username,
+                args.name,
+                scopes=args.scopes.split(","),
+                expires_at=expiry_from_days(args.expires_in_days),
+                actor=CLI,
+            )
+        except (LookupError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(token)
         print(
-            f"(token {args.name!r} for {username}; shown only now, store it safely)",
+            f"(token {args.name!r} for {username}, scopes {args.scopes}; "
+            "shown only now, store it safely)",
             file=sys.stderr,
         )
         return 0
@@ -108,23 +128,77 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token_list(settings: Settings, args: argparse.Namespace) -> int:
+    from service.auth.api_tokens import list_tokens, token_scopes
+    from service.models import utcnow
+
     async def job(db: Database) -> int:
+        now = utcnow()
         for token, username in await list_tokens(db):
-            state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "active"
+            if token.revoked_at:
+                state = f"revoked {token.revoked_at:%Y-%m-%d}"
+            elif token.expires_at and token.expires_at <= now:
+                state = f"expired {token.expires_at:%Y-%m-%d}"
+            elif token.expires_at:
+                state = f"active until {token.expires_at:%Y-%m-%d %H:%M}"
+            else:
+                state = "active"
             used = f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never"
-            print(f"{token.id}\t{token.name}\t{username}\t{state}\tlast used {used}")
+            scopes = ",".join(token_scopes(token))
+            print(f"{token.id}\t{token.name}\t{username}\t{scopes}\t{state}\tlast used {used}")
         return 0
 
     return run_with_db(settings, job)
 
 
 def _token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from service.audit import CLI
+    from service.auth.api_tokens import revoke_token
+
     async def job(db: Database) -> int:
-        if await revoke_token(db, args.id):
+        if await revoke_token(db, args.id, actor=CLI):
             print(f"token {args.id} revoked")
             return 0
         print(f"error: no active token {args.id}", file=sys.stderr)
         return 1
+
+    return run_with_db(settings, job)
+
+
+def _list(settings: Settings, args: argparse.Namespace) -> int:
+    from service.auth.users import list_users
+
+    async def job(db: Database) -> int:
+        for user in await list_users(db):
+            state = f"disabled {user.disabled_at:%Y-%m-%d}" if user.disabled_at else "active"
+            last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
+            print(f"{user.username}\t{user.role}\t{state}\tlast sign-in {last}")
+        return 0
+
+    return run_with_db(settings, job)
+
+
+def _change(settings: Settings, args: argparse.Namespace) -> int:
+    """disable, enable, or role: one change to one admin."""
+    from service.audit import CLI
+    from service.auth.users import LastOwner, set_disabled, set_role
+
+    async def job(db: Database) -> int:
+        try:
+            if args.admin_command == "role":
+                changed = await set_role(db, args.username, args.role, actor=CLI)
+                what = f"now {args.role}"
+            else:
+                disable = args.admin_command == "disable"
+                changed = await set_disabled(db, args.username, disable, actor=CLI)
+                what = "disabled: sessions ended, API tokens revoked" if disable else "enabled"
+        except (LookupError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except LastOwner as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+        print(f"{args.username}: {what}" if changed else f"{args.username}: already so")
+        return 0
 
     return run_with_db(settings, job)
 
@@ -143,7 +217,30 @@ def register(commands: Any) -> None:
         "terminal, or read from the first line of stdin.",
     )
     create.add_argument("username")
+    create.add_argument(
+        "--role",
+        choices=sorted(ROLES),
+        default="owner",
+        help="owner (everything, the default) or editor (no export, erasure, admins, tokens)",
+    )
     create.set_defaults(handler=_create)
+    listing = sub.add_parser("list", help="show admins", description="Show admins and roles.")
+    listing.set_defaults(handler=_list)
+    for name, text in (
+        ("disable", "disable an admin: sessions end and API tokens are revoked at once"),
+        ("enable", "enable a disabled admin again"),
+    ):
+        change = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        change.add_argument("username")
+        change.set_defaults(handler=_change)
+    role = sub.add_parser(
+        "role",
+        help="change an admin's role",
+        description="Change an admin's role. The last active owner stays an owner.",
+    )
+    role.add_argument("username")
+    role.add_argument("role", choices=sorted(ROLES))
+    role.set_defaults(handler=_change)
     password = sub.add_parser(
         "password",
         help="set an admin's password",
@@ -170,6 +267,14 @@ def register(commands: Any) -> None:
     )
     token_create.add_argument("name", help="what the token is for, e.g. 'nightly export'")
     token_create.add_argument("--user", help="the admin it acts for (needed if several)")
+    token_create.add_argument(
+        "--scopes",
+        default=",".join(LEGACY_SCOPES),
+        help=f"comma-separated, of {', '.join(SCOPES)} (default: {','.join(LEGACY_SCOPES)})",
+    )
+    token_create.add_argument(
+        "--expires-in-days", type=int, default=None, help="expire after N days (default: never)"
+    )
     token_create.set_defaults(handler=_token_create)
     token_list = token_sub.add_parser("list", help="show tokens", description="Show tokens.")
     token_list.set_defaults(handler=_token_list)

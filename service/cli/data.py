@@ -10,15 +10,14 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from service.cli._common import run_with_db
-from service.db import Database
-from service.lists import get_list
 from service.settings import Settings
-from service.transfer.exports import ExportQuery, check_format, count_rows, export_chunks
 from service.transfer.formats import FORMATS, STATUSES
-from service.transfer.imports import ImportFileError, ImportOptions, import_rows
+
+if TYPE_CHECKING:
+    from service.db import Database
 
 __all__ = ["Progress", "register"]
 
@@ -72,6 +71,9 @@ def _day(value: str) -> datetime:
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from service.lists import get_list
+    from service.transfer.exports import ExportQuery, check_format, count_rows, export_chunks
+
     statuses = {s.strip() for value in args.status or ["confirmed"] for s in value.split(",")}
     if "all" in statuses:
         statuses = set(STATUSES)
@@ -124,6 +126,15 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()  # read and checked whole before anything is written
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    from service.lists import get_list
+    from service.transfer.imports import ImportFileError, ImportOptions, import_rows
+
     try:
         options = ImportOptions(
             confirmed=args.confirmed,
@@ -136,12 +147,6 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"error: {exc} Use --reason TEXT with --confirmed.", file=sys.stderr)
-        return 2
-    path = Path(args.file)
-    try:
-        data = path.read_bytes()  # read and checked whole before anything is written
-    except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
 
     async def job(db: Database) -> int:

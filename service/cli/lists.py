@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.cli._common import run_with_db
-from service.db import Database
 from service.i18n import LANGUAGES
-from service.lists import ListExists, all_lists, create_list, get_list, update_list
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.db import Database
 
 __all__ = ["register"]
 
 
 def _lists_create(settings: Settings, args: argparse.Namespace) -> int:
+    from service.lists import ListExists, create_list
+
     async def job(db: Database) -> int:
         try:
             created = await create_list(
@@ -42,6 +45,8 @@ def _lists_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _lists_list(settings: Settings, args: argparse.Namespace) -> int:
+    from service.lists import all_lists
+
     async def job(db: Database) -> int:
         lists = await all_lists(db)
         if not lists:
@@ -57,6 +62,7 @@ def _lists_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _lists_snippet(settings: Settings, args: argparse.Namespace) -> int:
+    from service.lists import get_list
     from service.web.assets import fallback, snippet
 
     async def job(db: Database) -> int:
@@ -79,6 +85,7 @@ def _lists_set(settings: Settings, args: argparse.Namespace) -> int:
             print(f"error: {item!r} is not KEY=VALUE", file=sys.stderr)
             return 2
         changes[key.strip()] = value
+    from service.lists import update_list
 
     async def job(db: Database) -> int:
         try:

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
-
-from service.db import Database, SchemaError
-from service.db.sqlite import missing_file
 from service.settings import Settings
 
 __all__ = ["register"]
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.db import Database, SchemaError
+    from service.db.sqlite import missing_file
+
     where = make_url(settings.database_url).render_as_string(hide_password=True)
 
     if args.check and missing_file(settings.database_url):

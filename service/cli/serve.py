@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 from typing import Any
 
-from service.db import Database, SchemaError
 from service.settings import Settings
 
 __all__ = ["register"]
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
 
     from service.app import create_app
-    from service.server import serve
+    from service.logs import configure_logging
+    from service.server import serve, server_stack
+
+    # A line per request: written in batches, not one write each.
+    configure_logging(settings.log_level, settings.log_format, batched=True)
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -35,7 +38,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"newsletter: {problem}", file=sys.stderr)
         return 1
     logging.getLogger("service").info(
-        "serving on http://%s:%s (public URL %s)", host, port, settings.base_url
+        "serving on http://%s:%s (public URL %s; event loop %s, HTTP parser %s)",
+        host,
+        port,
+        settings.base_url,
+        *server_stack(),
     )
     serve(create_app(settings), host, port)
     return 0
@@ -43,6 +50,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _schema_problem(settings: Settings) -> str | None:
     """Migrate if that is on; else why the schema cannot be used (None: it can)."""
+    from service.db import Database, SchemaError
+
     db = Database.from_url(settings.database_url)
     try:
         await db.prepare_schema(migrate=settings.migrates_on_start)

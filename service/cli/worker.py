@@ -9,17 +9,15 @@ signal stops at once, and what was in hand is sent by another worker after its l
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.cli._common import run_with_db
-from service.components import assemble
-from service.db import Database
-from service.metrics import Metrics
 from service.settings import Settings
-from service.templating import make_environment
+
+if TYPE_CHECKING:
+    from service.db import Database
 
 __all__ = ["register"]
 
@@ -27,6 +25,12 @@ log = logging.getLogger("service.worker")
 
 
 async def _work(settings: Settings, db: Database) -> int:
+    import asyncio
+
+    from service.components import assemble
+    from service.metrics import Metrics
+    from service.templating import make_environment
+
     parts = await assemble(settings, db, make_environment(), Metrics())
     worker, mailer = parts.worker, parts.mailer
     task = asyncio.create_task(worker.run(), name="outbox-worker")

@@ -100,8 +100,14 @@ def widget_asset() -> WidgetAsset:
 
 
 def snippet(base_url: str, slug: str) -> str:
-    """The one line a site owner pastes next to their articles."""
-    return f'<script src="{base_url}/widget.js" data-list="{slug}" async></script>'
+    """The one line a site owner pastes next to their articles.
+
+    The script's URL names its version, so browsers keep it for a year without asking
+    again; after an upgrade that URL still works (it gets the new script, cached briefly)
+    until the snippet is pasted anew.
+    """
+    src = f"{base_url}/widget.js?v={widget_asset().version}"
+    return f'<script src="{src}" data-list="{slug}" async></script>'
 
 
 def fallback(base_url: str, slug: str, list_name: str, language: str) -> str:

@@ -7,6 +7,7 @@ so CORS has nothing to say about it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -44,6 +45,7 @@ class OriginRefused(Refusal):
         self.mailing_list = mailing_list
 
 
+@functools.lru_cache(maxsize=8)  # asked on every page view, of the one public URL
 def own_origin(base_url: str) -> str:
     scheme, _, rest = base_url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}".lower()
@@ -54,8 +56,8 @@ def origin_allowed(request: AppRequest, mailing_list: MailingList) -> bool:
     if origin is None:
         return True
     origin = origin.lower()
-    return origin == own_origin(request.state["settings"].base_url) or (
-        origin in mailing_list.allowed_origins
+    return origin in mailing_list.allowed_origins or (
+        origin == own_origin(request.state["settings"].base_url)
     )
 
 

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.box_counts import list_variants, parse_event
 from service.state import AppState
 from service.web.cors import own_origin
-from service.web.middleware import PERMISSIONS_POLICY, RESOURCE_CSP
+from service.web.middleware import HSTS, PERMISSIONS_POLICY, RESOURCE_CSP
 from service.web.refusals import api_error
 
 __all__ = ["MAX_EVENT_BODY", "BoxEventsLane", "routes"]
@@ -132,6 +132,8 @@ class BoxEventsLane:
             return
         headers = {name.lower(): value for name, value in scope["headers"]}
         answer = [*SECURITY, (b"vary", b"Origin")]
+        if scope["state"]["settings"].base_url.startswith("https://"):
+            answer.append((b"strict-transport-security", HSTS.encode()))
         origin = headers.get(b"origin")
         try:
             body = await _read(receive, headers.get(b"content-length"))

@@ -12,11 +12,10 @@ import time
 from collections.abc import Callable
 from random import getrandbits
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.logs import request_id_var
+from service.logs import info_line, request_id_var
 from service.metrics import Metrics
 
 __all__ = [
@@ -79,8 +78,12 @@ class BodyLimitMiddleware:
                 )
                 return
         api = scope["path"].startswith("/api/")
+        has_body = False
         for name, value in scope["headers"]:
-            if name == b"content-length":
+            if name == b"transfer-encoding":
+                has_body = True
+            elif name == b"content-length":
+                has_body = True
                 try:
                     declared = int(value)
                 except ValueError:
@@ -92,6 +95,9 @@ class BodyLimitMiddleware:
                     await _drain(receive, {"more_body": True})
                     await _refuse(send, api, 413, self._message())
                     return
+        if not has_body:  # neither header: HTTP/1.1 says there is no body (RFC 9112 6.3)
+            await self.app(scope, receive, send)
+            return
         received = 0
         deadline = asyncio.get_running_loop().time() + self.body_seconds
 
@@ -171,11 +177,18 @@ class AccessLogMiddleware:
 
     A well-formed ``X-Request-ID`` from the proxy in front is kept, so its logs and ours
     line up; otherwise a new id is made. Either way the response carries it back.
+
+    Every request pays for this, so it is kept lean: the latency histogram's child for a
+    route, method and status is looked up once, and the line is made only when the
+    access log is on (see ``service.logs`` for what a line costs).
     """
+
+    MAX_SERIES = 2000  # children remembered; beyond, looked up each time
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._observe: dict[tuple[str, str, int], Callable[[float], None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -183,16 +196,23 @@ class AccessLogMiddleware:
             return
         start = time.perf_counter()
         status = 500
-        incoming = Headers(scope=scope).get("x-request-id", "")
+        incoming = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
         # Ids need only be unique enough to find a request's lines, not unguessable.
-        request_id = incoming if _REQUEST_ID.match(incoming) else f"{getrandbits(64):016x}"
+        if not (incoming and _REQUEST_ID.match(incoming)):
+            incoming = f"{getrandbits(64):016x}"
+        request_id = incoming
         token = request_id_var.set(request_id)
+        id_header = (b"x-request-id", request_id.encode())
 
         async def capture(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
@@ -201,23 +221,28 @@ class AccessLogMiddleware:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(template, scope["method"], str(status)).observe(elapsed)
-            path = redact_path(scope["path"])
-            client = scope.get("client")
-            access_log.info(
-                "%s %s %s %.1fms",
-                scope["method"],
-                path,
-                status,
-                elapsed * 1000,
-                extra={
-                    "method": scope["method"],
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "client": client[0] if client else None,
-                },
-            )
+            method = scope["method"]
+            key = (template, method, status)
+            observe = self._observe.get(key)
+            if observe is None:
+                observe = self.metrics.requests.labels(template, method, str(status)).observe
+                if len(self._observe) < self.MAX_SERIES:
+                    self._observe[key] = observe
+            observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                path = redact_path(scope["path"])
+                client = scope.get("client")
+                info_line(
+                    access_log,
+                    f"{method} {path} {status} {elapsed * 1000:.1f}ms",
+                    {
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "client": client[0] if client else None,
+                    },
+                )
             request_id_var.reset(token)
 
 
@@ -255,39 +280,49 @@ def content_security_policy(nonce: str, **changes: str) -> str:
     return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
-# For everything that is not a page (JSON, CSV, scripts): if opened as a document, it may
-# load nothing and be framed by no one.
+# For what is neither a page nor data a browser only reads (CSV, text, anything else): if
+# opened as a document, it may load nothing and be framed by no one.
 RESOURCE_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 PERMISSIONS_POLICY = (
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
     "microphone=(), payment=(), usb=()"
 )
 HSTS = "max-age=31536000; includeSubDomains"
+# JSON and scripts are never rendered as a document (nosniff stops a browser from guessing
+# otherwise), so the headers that only a document obeys (its policy, framing, referrer,
+# permissions, opener) would be bytes on every API answer and page view for nothing.
+DATA_TYPES = (b"application/json", b"text/javascript", b"application/javascript")
 
 
 class SecurityHeadersMiddleware:
     """Security headers on every response, and a fresh CSP nonce for every page.
 
+    Pages get the full set and their policy; JSON and scripts (and 304s, which only
+    confirm a cached answer) get what applies to them: ``nosniff``, and HSTS over HTTPS.
     The nonce (`csp_nonce`) goes into the request's state, where ``page()`` hands it to
     the templates for their ``<style>`` and ``<script>`` tags, and into the page's
     policy. A route that needs another policy sets its own header, built with
     ``content_security_policy``.
     """
 
+    PAGE, RESOURCE, DATA = 0, 1, 2
+
     def __init__(self, app: ASGIApp, https: bool = False) -> None:
         self.app = app
-        common = [
-            (b"x-content-type-options", b"nosniff"),
+        always = [(b"x-content-type-options", b"nosniff")]
+        if https:  # Strict-Transport-Security only when served over HTTPS
+            always.append((b"strict-transport-security", HSTS.encode()))
+        documents = [
+            *always,
             (b"referrer-policy", b"no-referrer"),
             (b"permissions-policy", PERMISSIONS_POLICY.encode()),
             (b"cross-origin-opener-policy", b"same-origin"),
         ]
-        if https:  # Strict-Transport-Security only when served over HTTPS
-            common.append((b"strict-transport-security", HSTS.encode()))
         # Added where the response has not set its own; pages also get their policy.
         self._headers = {
-            True: [*common, (b"x-frame-options", b"DENY")],
-            False: [*common, (b"content-security-policy", RESOURCE_CSP.encode())],
+            self.PAGE: [*documents, (b"x-frame-options", b"DENY")],
+            self.RESOURCE: [*documents, (b"content-security-policy", RESOURCE_CSP.encode())],
+            self.DATA: always,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -301,14 +336,19 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 raw = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in raw}
-                html = any(
-                    name.lower() == b"content-type" and value.startswith(b"text/html")
-                    for name, value in raw
-                )
-                for name, value in self._headers[html]:
-                    if name not in present:
-                        raw.append((name, value))
-                if html and b"content-security-policy" not in present:
+                kind = self.DATA if message["status"] == 304 else self.RESOURCE
+                if kind != self.DATA and b"content-type" in present:
+                    for name, value in raw:
+                        if name.lower() == b"content-type":
+                            if value.startswith(b"text/html"):
+                                kind = self.PAGE
+                            elif value.startswith(DATA_TYPES):
+                                kind = self.DATA
+                            break
+                for header in self._headers[kind]:
+                    if header[0] not in present:
+                        raw.append(header)
+                if kind == self.PAGE and b"content-security-policy" not in present:
                     policy = content_security_policy(csp_nonce(scope))
                     raw.append((b"content-security-policy", policy.encode()))
                 message["headers"] = raw

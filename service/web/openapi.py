@@ -21,6 +21,8 @@ from service.models import SubscriptionStatus
 from service.people import SHOWN_STATUSES
 from service.signups import TICKED
 from service.validation import MAX_EMAIL, MAX_NAME, MAX_URL
+from service.web.openapi_security import paths as security_paths
+from service.web.openapi_security import schemas as security_schemas
 
 __all__ = ["document", "routes"]
 
@@ -62,12 +64,21 @@ BODY_ERRORS = {
 }
 ADMIN_ERRORS = {
     "401": _error(
-        "No valid session or API token.",
+        "No valid session or API token, or the token expired (the message says so).",
         headers={"WWW-Authenticate": "Bearer realm=..."},
+    ),
+    "403": _error(
+        "The token lacks the scope this needs, or the admin's role does not allow it "
+        "(the message names the scope)."
     ),
 }
 # A signed-in browser's state-changing call from another site (API tokens are exempt).
-CROSS_SITE = {"403": _error("Sent from another site with a session cookie.")}
+CROSS_SITE = {
+    "403": _error(
+        "Sent from another site with a session cookie; or the token or role lacks the "
+        "scope this needs (the message names it)."
+    )
+}
 
 
 def _admin(operation: dict[str, Any], *, changes: bool = False) -> dict[str, Any]:
@@ -1002,16 +1013,18 @@ def document(base_url: str) -> dict[str, Any]:
             "when particular fields are wrong.",
         },
         "servers": [{"url": base_url}],
-        "paths": PATHS,
+        "paths": {**PATHS, **security_paths(_admin, _error, _json)},
         "components": {
             "securitySchemes": {
                 "token": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "newsletter admin token create NAME",
+                    "description": "An API token: `newsletter admin token create NAME "
+                    "--scopes read,export`, or made on the admin's Security page. Each "
+                    "operation needs one scope: read, export, write, erase or admin.",
                 }
             },
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **security_schemas},
         },
     }
 

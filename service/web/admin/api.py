@@ -9,6 +9,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.audit import along_with, entry
 from service.auth.sessions import Principal
 from service.errors import Refusal
 from service.lists import all_lists, create_list, get_list, update_list
@@ -69,7 +70,7 @@ async def lists_endpoint(request: AppRequest, principal: Principal) -> Response:
     origins = data.get("origins", [])
     if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
         raise BadBody(422, "origins must be a list of URLs.")
-    with invalid_as_422():
+    with invalid_as_422(), along_with(entry(principal.actor, "list.create", str(data.get("slug")))):
         created = await create_list(
             db,
             slug=str(data.get("slug", "")),
@@ -97,7 +98,10 @@ async def list_endpoint(request: AppRequest, principal: Principal) -> Response:
             k: ",".join(v) if k == "origins" and isinstance(v, list) else str(v)
             for k, v in data.items()
         }
-        with invalid_as_422():
+        with (
+            invalid_as_422(),
+            along_with(entry(principal.actor, "list.update", slug, fields=sorted(changes))),
+        ):
             try:
                 await update_list(db, slug, changes)
             except LookupError:
@@ -135,9 +139,10 @@ async def subscriber_endpoint(request: AppRequest, principal: Principal) -> Resp
     db = request.state["db"]
     subscriber_id = _id(request)
     if request.method == "DELETE":
-        erased = subscriber_id is not None and await request.state["subscriptions"].erase(
-            subscriber_id, principal.username
-        )
+        with along_with(entry(principal.actor, "subscriber.erase", f"subscriber {subscriber_id}")):
+            erased = subscriber_id is not None and await request.state["subscriptions"].erase(
+                subscriber_id, principal.username
+            )
         if not erased:
             raise no_such_subscriber()
         return Response(status_code=204)
@@ -158,7 +163,14 @@ async def unsubscribe_endpoint(request: AppRequest, principal: Principal) -> Res
     if not matches:
         email, slug = record.subscriber.email, data.get("list")
         raise Refusal(f"{email} is not on the list {slug!r}.", status=404)
-    await unsubscribe_by_admin(db, matches[0].id, principal.username)
+    audit = entry(
+        principal.actor,
+        "subscriber.unsubscribe",
+        f"subscriber {record.subscriber.id}",
+        list=data.get("list"),
+    )
+    with along_with(audit):
+        await unsubscribe_by_admin(db, matches[0].id, principal.username)
     return JSONResponse({"status": "unsubscribed"}, headers=NO_STORE)
 
 
@@ -184,7 +196,7 @@ routes = [
     Route("/api/v1/admin/subscribers", protected(subscribers_endpoint), methods=["GET"]),
     Route(
         "/api/v1/admin/subscribers/{subscriber_id}",
-        protected(subscriber_endpoint),
+        protected(subscriber_endpoint, {"GET": "read", "DELETE": "erase"}),
         methods=["GET", "DELETE"],
     ),
     Route(

@@ -17,10 +17,11 @@ from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from service.audit import entry, record
 from service.auth.sessions import Principal
 from service.errors import Refusal
 from service.lists import all_lists, get_list
-from service.models import utcnow
+from service.models import MailingList, utcnow
 from service.state import AppRequest
 from service.transfer.exports import ExportQuery, check_format, export_chunks, export_filename
 from service.transfer.formats import FORMATS, STATUSES
@@ -79,8 +80,22 @@ async def export_request(request: AppRequest) -> tuple[ExportQuery, str, bool]:
     return query, fmt, params.get("bom", "") in {"1", "true", "yes", "on"}
 
 
-def stream_export(request: AppRequest, query: ExportQuery, fmt: str, bom: bool) -> Response:
+async def stream_export(
+    request: AppRequest, principal: Principal, query: ExportQuery, fmt: str, bom: bool
+) -> Response:
     name = export_filename(query, fmt, utcnow().date())
+    await record(
+        request.state["db"],
+        entry(
+            principal.actor,
+            "export",
+            query.list_slug or "all lists",
+            format=fmt,
+            statuses=sorted(query.statuses),
+            since=query.since.date().isoformat() if query.since else None,
+            until=query.until.date().isoformat() if query.until else None,
+        ),
+    )
     return StreamingResponse(
         export_chunks(request.state["db"], query, fmt, bom=bom),
         media_type=export_media_type(fmt),
@@ -134,7 +149,7 @@ async def download(request: AppRequest, principal: Principal) -> Response:
         query, fmt, bom = await export_request(request)
     except Refusal as exc:
         return await _exports_page(request, principal, error=exc.message, status=exc.status)
-    return stream_export(request, query, fmt, bom)
+    return await stream_export(request, principal, query, fmt, bom)
 
 
 async def export_endpoint(request: AppRequest, principal: Principal) -> Response:
@@ -142,7 +157,7 @@ async def export_endpoint(request: AppRequest, principal: Principal) -> Response
         query, fmt, bom = await export_request(request)
     except Refusal as exc:
         return api_error(exc.status, exc.message)
-    return stream_export(request, query, fmt, bom)
+    return await stream_export(request, principal, query, fmt, bom)
 
 
 def _options(
@@ -170,11 +185,37 @@ def _yes(value: object) -> bool:
 
 
 async def _run_import(
-    request: AppRequest, slug: str, binary: IO[bytes], options: ImportOptions
+    request: AppRequest,
+    principal: Principal,
+    slug: str,
+    binary: IO[bytes],
+    options: ImportOptions,
 ) -> ImportReport:
     mailing_list = await get_list(request.state["db"], slug)
     if mailing_list is None:
         raise Refusal(f"There is no list {slug!r}.", status=404)
+    report = await _import(request, mailing_list, binary, options)
+    # An import writes in batches: its entry, with what it did, comes after them.
+    await record(
+        request.state["db"],
+        entry(
+            principal.actor,
+            "import",
+            slug,
+            source=options.source,
+            dry_run=options.dry_run,
+            rows=report.rows,
+            changed=report.changed,
+            updated=report.updated,
+            invalid=len(report.errors) + report.more_errors,
+        ),
+    )
+    return report
+
+
+async def _import(
+    request: AppRequest, mailing_list: MailingList, binary: IO[bytes], options: ImportOptions
+) -> ImportReport:
     return await import_rows(
         request.state["db"],
         request.state["emails"],
@@ -195,7 +236,7 @@ async def upload(request: AppRequest, principal: Principal) -> Response:
             options = _options(request, form, principal, file.filename)
             slug = str(form.get("list", ""))
             mailing_list = await get_list(request.state["db"], slug)
-            report = await _run_import(request, slug, file.file, options)
+            report = await _run_import(request, principal, slug, file.file, options)
         except Refusal as exc:
             return await _exports_page(
                 request, principal, error=exc.message, status=exc.status, chosen=form
@@ -225,11 +266,11 @@ async def import_endpoint(request: AppRequest, principal: Principal) -> Response
                 if not isinstance(file, UploadFile):
                     raise Refusal("Send the CSV file as the form field 'file'.", status=422)
                 options = _options(request, form, principal, file.filename or "upload")
-                report = await _run_import(request, slug, file.file, options)
+                report = await _run_import(request, principal, slug, file.file, options)
         elif content_type in {"text/csv", "text/plain", "application/csv"}:
             options = _options(request, request.query_params, principal, "api upload")
             with await _spool(request) as body:
-                report = await _run_import(request, slug, body, options)
+                report = await _run_import(request, principal, slug, body, options)
         else:
             raise Refusal(
                 "Send the CSV file as text/csv, or as the field 'file' of a multipart form.",
@@ -241,8 +282,8 @@ async def import_endpoint(request: AppRequest, principal: Principal) -> Response
 
 
 routes = [
-    Route("/admin/exports/download", protected(download), methods=["GET"]),
+    Route("/admin/exports/download", protected(download, "export"), methods=["GET"]),
     Route("/admin/imports", protected(upload), methods=["POST"]),
-    Route("/api/v1/admin/exports", protected(export_endpoint), methods=["GET"]),
+    Route("/api/v1/admin/exports", protected(export_endpoint, "export"), methods=["GET"]),
     Route("/api/v1/admin/lists/{slug}/imports", protected(import_endpoint), methods=["POST"]),
 ]

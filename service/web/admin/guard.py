@@ -3,23 +3,37 @@
 Browsers send ``Sec-Fetch-Site`` (and ``Origin``) with every POST, so a form post from
 another site is recognised without hidden CSRF tokens (the approach of datasette's csrf).
 Bearer-token calls carry no ambient credentials and need no such check.
+
+Every protected endpoint needs a scope (see ``service.auth.roles``): ``read`` for a GET,
+``write`` for anything else, unless the route names another. The server refuses what the
+admin's role or the token's scopes do not allow, whatever the pages show.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import quote
 
 from starlette.responses import RedirectResponse, Response
 
-from service.auth.api_tokens import check_token
+from service.auth.api_tokens import TokenExpired, check_token
+from service.auth.roles import role_scopes
 from service.auth.sessions import Principal, find_session
 from service.state import AppRequest
 from service.web.cors import own_origin
 from service.web.refusals import api_error
 from service.web.responses import page
 
-__all__ = ["Handler", "cookie_name", "current_principal", "protected", "same_site_post"]
+__all__ = [
+    "Handler",
+    "client_address",
+    "cookie_name",
+    "current_principal",
+    "missing_scope",
+    "protected",
+    "same_site_post",
+]
 
 Handler = Callable[[AppRequest], Awaitable[Response]]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -30,16 +44,45 @@ def cookie_name(base_url: str) -> str:
     return "__Host-nl_admin" if base_url.startswith("https://") else "nl_admin"
 
 
+def client_address(request: AppRequest) -> str | None:
+    """The client's address (behind a trusted proxy, the one it forwarded)."""
+    return request.client.host if request.client else None
+
+
 async def current_principal(request: AppRequest) -> Principal | None:
+    """The admin behind the request, or None; TokenExpired for a token past its expiry."""
     state = request.state
     authorization = request.headers.get("authorization", "")
+    found: Principal | None
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer":
             return None
-        return await check_token(state["db"], value.strip())
-    value = request.cookies.get(cookie_name(state["settings"].base_url), "")
-    return await find_session(state["db"], value, state["settings"].admin_idle_timeout)
+        found = await check_token(state["db"], value.strip())
+    else:
+        value = request.cookies.get(cookie_name(state["settings"].base_url), "")
+        found = await find_session(state["db"], value, state["settings"].admin_idle_timeout)
+    return dataclasses.replace(found, client=client_address(request)) if found else None
+
+
+def missing_scope(principal: Principal, scope: str) -> str:
+    """Why ``principal`` may not do what needs ``scope``, naming the scope."""
+    if principal.via == "token" and scope in role_scopes(principal.role):
+        return f"This API token does not have the '{scope}' scope."
+    return (
+        f"This needs the '{scope}' permission, which an admin with the role "
+        f"'{principal.role}' does not have."
+    )
+
+
+Scope = str | Mapping[str, str] | None
+
+
+def _needed(scope: Scope, method: str) -> str:
+    if isinstance(scope, str):
+        return scope
+    default = "read" if method in SAFE_METHODS else "write"
+    return scope.get(method, default) if scope is not None else default
 
 
 def same_site_post(request: AppRequest) -> bool:
@@ -57,11 +100,20 @@ def _is_api(request: AppRequest) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def protected(handler: Callable[[AppRequest, Principal], Awaitable[Response]]) -> Handler:
-    """Run ``handler`` only for a signed-in admin (pages) or a valid token (API)."""
+def protected(
+    handler: Callable[[AppRequest, Principal], Awaitable[Response]], scope: Scope = None
+) -> Handler:
+    """Run ``handler`` only for a signed-in admin (pages) or a valid token (API) that has
+    ``scope``: one scope, or one per method (a GET needs ``read``, other methods ``write``,
+    unless said otherwise)."""
 
     async def endpoint(request: AppRequest) -> Response:
-        principal = await current_principal(request)
+        try:
+            principal = await current_principal(request)
+        except TokenExpired as exc:
+            return api_error(
+                401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="newsletter"'}
+            )
         if principal is None:
             if _is_api(request):
                 return api_error(
@@ -77,6 +129,14 @@ def protected(handler: Callable[[AppRequest, Principal], Awaitable[Response]]) -
             and not same_site_post(request)
         ):
             message = "This form was sent from another site, so it was refused."
+            if _is_api(request):
+                return api_error(403, message)
+            return page(
+                request, "pages/error.html", {"status": 403, "message": message}, status=403
+            )
+        needed = _needed(scope, request.method)
+        if not principal.can(needed):
+            message = missing_scope(principal, needed)
             if _is_api(request):
                 return api_error(403, message)
             return page(

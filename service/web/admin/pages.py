@@ -12,6 +12,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from service.audit import along_with, entry
+from service.audit import record as record_event
 from service.auth.sessions import Principal
 from service.i18n import LANGUAGES
 from service.lists import ListExists, all_lists, create_list, get_list, update_list
@@ -93,13 +95,14 @@ async def lists_page(request: AppRequest, principal: Principal) -> Response:
         data = await request.form(max_files=0, max_fields=20)
         form = {key: str(data.get(key, "")).strip() for key in form}
         try:
-            await create_list(
-                db,
-                slug=form["slug"],
-                name=form["name"],
-                origins=form["origins"].split(),
-                language=form["language"],
-            )
+            with along_with(entry(principal.actor, "list.create", form["slug"])):
+                await create_list(
+                    db,
+                    slug=form["slug"],
+                    name=form["name"],
+                    origins=form["origins"].split(),
+                    language=form["language"],
+                )
             request.state["lists"].clear()  # it was not there a moment ago
         except (ValueError, ListExists) as exc:
             error = str(exc)
@@ -147,7 +150,8 @@ async def list_edit(request: AppRequest, principal: Principal) -> Response:
                 changes[key] = str(values[-1])  # a ticked checkbox follows its hidden "false"
         changes["origins"] = ",".join(str(data.get("origins", "")).split())
         try:
-            await update_list(db, slug, changes)
+            with along_with(entry(principal.actor, "list.update", slug, fields=sorted(changes))):
+                await update_list(db, slug, changes)
             request.state["lists"].clear()
         except LookupError:
             raise HTTPException(404, f"There is no list {slug!r}.") from None
@@ -256,6 +260,8 @@ async def subscriber_data(request: AppRequest, principal: Principal) -> Response
     if record is None:
         raise HTTPException(404, "No such subscriber.")
     body = json.dumps(personal_data(record), indent=2, ensure_ascii=False)
+    target = f"subscriber {record.subscriber.id}"
+    await record_event(request.state["db"], entry(principal.actor, "subscriber.data", target))
     return Response(
         body,
         media_type="application/json",
@@ -273,7 +279,9 @@ async def subscriber_unsubscribe(request: AppRequest, principal: Principal) -> R
     wanted = str(data.get("subscription", ""))
     if record is None or not any(str(s.id) == wanted for s, _ in record.subscriptions):
         raise HTTPException(404, "No such subscription.")
-    await unsubscribe_by_admin(request.state["db"], int(wanted), principal.username)
+    audit = entry(principal.actor, "subscriber.unsubscribe", f"subscriber {subscriber_id}")
+    with along_with(audit):
+        await unsubscribe_by_admin(request.state["db"], int(wanted), principal.username)
     return RedirectResponse(
         f"/admin/subscribers/{subscriber_id}?done=unsubscribed", status_code=303
     )
@@ -297,7 +305,9 @@ async def subscriber_erase(request: AppRequest, principal: Principal) -> Respons
     email = record.subscriber.email
     if not confirmed:
         return _erase_page(request, principal, "confirm", record)
-    if not await request.state["subscriptions"].erase(subscriber_id, principal.username):
+    with along_with(entry(principal.actor, "subscriber.erase", f"subscriber {subscriber_id}")):
+        erased = await request.state["subscriptions"].erase(subscriber_id, principal.username)
+    if not erased:
         return _erase_page(request, principal, "gone", None)
     return _erase_page(request, principal, "erased", None, email=email)
 
@@ -352,7 +362,9 @@ routes = [
     Route("/admin/subscribers", protected(subscribers_page), methods=["GET"]),
     Route("/admin/subscribers/{subscriber_id}", protected(subscriber_page), methods=["GET"]),
     Route(
-        "/admin/subscribers/{subscriber_id}/data.json", protected(subscriber_data), methods=["GET"]
+        "/admin/subscribers/{subscriber_id}/data.json",
+        protected(subscriber_data, "export"),
+        methods=["GET"],
     ),
     Route(
         "/admin/subscribers/{subscriber_id}/unsubscribe",
@@ -360,7 +372,9 @@ routes = [
         methods=["POST"],
     ),
     Route(
-        "/admin/subscribers/{subscriber_id}/erase", protected(subscriber_erase), methods=["POST"]
+        "/admin/subscribers/{subscriber_id}/erase",
+        protected(subscriber_erase, "erase"),
+        methods=["POST"],
     ),
     Route("/admin/exports", protected(exports_page), methods=["GET"]),
 ]

@@ -37,7 +37,13 @@ def admin_page(
     return page(
         request,
         template,
-        {"admin": principal.username, "section": section, "flash": flash, **context},
+        {
+            "admin": principal.username,
+            "can": principal.scopes,  # what the pages offer: the server checks it again
+            "section": section,
+            "flash": flash,
+            **context,
+        },
         status=status,
         language="en",
         headers={

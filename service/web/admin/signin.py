@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from service.auth.sessions import end_session, start_session
+from service.audit import Actor, along_with, entry
+from service.auth.api_tokens import TokenExpired
+from service.auth.sessions import end_session, find_session, start_session
 from service.auth.users import Throttled, sign_in
 from service.state import AppRequest
-from service.web.admin.guard import cookie_name, current_principal, same_site_post
+from service.web.admin.guard import (
+    client_address,
+    cookie_name,
+    current_principal,
+    same_site_post,
+)
 from service.web.responses import page
 
 __all__ = ["routes"]
@@ -43,8 +52,9 @@ def _form(
 async def login(request: AppRequest) -> Response:
     nxt = _safe_next(request.query_params.get("next", "/admin/"))
     if request.method == "GET":
-        if await current_principal(request) is not None:
-            return RedirectResponse(nxt, status_code=303)
+        with contextlib.suppress(TokenExpired):
+            if await current_principal(request) is not None:
+                return RedirectResponse(nxt, status_code=303)
         return _form(request, nxt=nxt)
     if not same_site_post(request):
         return _form(
@@ -55,7 +65,7 @@ async def login(request: AppRequest) -> Response:
     password = str(form.get("password", ""))[:1000]
     nxt = _safe_next(str(form.get("next", "/admin/")))
     state = request.state
-    client = request.client.host if request.client else None
+    client = client_address(request)
     try:
         user = await sign_in(state["db"], username, password, client)
     except Throttled as exc:
@@ -73,7 +83,13 @@ async def login(request: AppRequest) -> Response:
             request, username=username, nxt=nxt, status=401, error="Wrong username or password."
         )
     settings = state["settings"]
-    value = await start_session(state["db"], user.user_id, settings.admin_session_lifetime)
+    value = await start_session(
+        state["db"],
+        user.user_id,
+        settings.admin_session_lifetime,
+        ip_address=client,
+        user_agent=request.headers.get("user-agent"),
+    )
     response = RedirectResponse(nxt, status_code=303)
     response.set_cookie(
         cookie_name(settings.base_url),
@@ -98,7 +114,15 @@ async def logout(request: AppRequest) -> Response:
     name = cookie_name(request.state["settings"].base_url)
     value = request.cookies.get(name)
     if value:
-        await end_session(request.state["db"], value)
+        db = request.state["db"]
+        settings = request.state["settings"]
+        who = await find_session(db, value, settings.admin_idle_timeout)
+        if who is None:
+            await end_session(db, value)
+        else:
+            actor = Actor(who.username, "session", client_address(request))
+            with along_with(entry(actor, "signout")):
+                await end_session(db, value)
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(
         name, path="/", secure=name.startswith("__Host-"), httponly=True, samesite="lax"
