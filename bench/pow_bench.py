@@ -21,7 +21,7 @@ import time
 from playwright.async_api import async_playwright
 
 from service.challenges import Challenges
-from service.web.widget import pow_solver
+from service.web.assets import pow_solver
 
 RATES = (1, 4, 6)
 

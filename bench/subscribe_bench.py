@@ -254,6 +254,9 @@ def base_env(db_url: str) -> dict[str, str]:
             # but high enough that the one load generator is never refused.
             "NEWSLETTER_RATE_LIMIT_IP": "100000000/1m",
             "NEWSLETTER_RATE_LIMIT_LIST": "100000000/1m",
+            # The surge's reads too, at rates the load never reaches (no proof of work).
+            "NEWSLETTER_POW_SURGE_LIST": "100000000/1m",
+            "NEWSLETTER_POW_SURGE_CLIENT": "100000000/1m",
         }
     )
     return env

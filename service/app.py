@@ -24,10 +24,12 @@ from service.templating import make_environment
 from service.web import api, devmail, events, health, hosted, openapi, pages, widget, widget_parts
 from service.web import metrics as metrics_routes
 from service.web.admin import api as admin_api
+from service.web.admin import blocklist as admin_blocklist
 from service.web.admin import box as admin_box
 from service.web.admin import box_tests as admin_box_tests
 from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
+from service.web.admin import people as admin_people
 from service.web.admin import security as admin_security
 from service.web.admin import security_api as admin_security_api
 from service.web.admin import signin
@@ -125,11 +127,13 @@ def create_app(settings: Settings) -> Starlette:
         *pages.routes,
         *hosted.routes,
         *signin.routes,
+        *admin_people.routes,  # before admin_pages: /admin/subscribers/new is no id
         *admin_pages.routes,
         *admin_api.routes,
         *admin_data.routes,
         *admin_security.routes,
         *admin_security_api.routes,
+        *admin_blocklist.routes,
         *admin_box.routes,
         *admin_box_tests.routes,
     ]

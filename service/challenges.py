@@ -13,6 +13,10 @@ only the counter's block per try. Spent challenges are remembered in ``used_chal
 until after they expire (``service.retention`` then deletes them), so a solved challenge
 cannot be replayed, not even against another process of the same deployment.
 
+Under a flood the difficulty a signup must pay rises (``service.surge``): a challenge
+carries the difficulty it was made at, and a signup is checked against what is asked at
+the time it arrives.
+
 A challenge is spent in a transaction of its own, before the signup's rate limits are
 counted: a replay is refused without counting against anyone's limit (one solved
 challenge replayed from many addresses must not use up a list's limit), at the price of
@@ -93,21 +97,30 @@ class Challenges:
         self.difficulty = difficulty
         self.lifetime = lifetime
 
-    def make(self, slug: str, now: float | None = None) -> Challenge:
+    def make(self, slug: str, now: float | None = None, *, difficulty: int = 0) -> Challenge:
+        """A challenge for ``slug`` at ``difficulty`` bits (this service's own, if more)."""
+        difficulty = max(difficulty, self.difficulty)
         expires = int((time.time() if now is None else now) + self.lifetime)
-        head = f"{slug}.{expires}.{self.difficulty}."
+        head = f"{slug}.{expires}.{difficulty}."
         fixed = len(head) + 1 + 22  # ".SIGNATURE"
         size = -(fixed + 1) % 64  # + ":" ends on a block boundary
         while size < 16:
             size += 64
         nonce = "".join(secrets.choice(_ALPHABET) for _ in range(size))
         body = head + nonce
-        return Challenge(f"{body}.{self._signer.sign(body)}", self.difficulty, expires)
+        return Challenge(f"{body}.{self._signer.sign(body)}", difficulty, expires)
 
     def check(
-        self, slug: str, challenge: object, solution: object, now: float | None = None
+        self,
+        slug: str,
+        challenge: object,
+        solution: object,
+        now: float | None = None,
+        *,
+        least: int = 0,
     ) -> Proof:
-        """The proof to spend, or ChallengeRefused saying what is wrong."""
+        """The proof to spend, or ChallengeRefused saying what is wrong. The challenge must
+        be of at least ``least`` bits (this service's own, if more)."""
         if not challenge or not solution:
             raise ChallengeRefused(
                 "This list asks each signup to solve a small puzzle first (proof of work): "
@@ -128,7 +141,7 @@ class Challenges:
             )
         if (time.time() if now is None else now) >= int(expires):
             raise ChallengeRefused("The proof-of-work challenge has expired; fetch a new one.")
-        if int(difficulty) < self.difficulty:
+        if int(difficulty) < max(least, self.difficulty):
             raise ChallengeRefused(
                 "The proof-of-work challenge is easier than this service now asks; fetch a new one."
             )

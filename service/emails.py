@@ -24,6 +24,8 @@ __all__ = ["CONFIRM", "WELCOME", "Emails"]
 
 CONFIRM = "confirm"
 WELCOME = "welcome"
+# How an address came to be on the list, when not through a form: the footer that says so.
+FOOTERS = {"import": "footer_imported", "admin": "footer_added"}
 UNSUBSCRIBE_NONCE = "u"
 
 
@@ -59,12 +61,14 @@ class Emails:
         *,
         page_url: str | None = None,
         imported: bool = False,
+        added: bool = False,
     ) -> OutboxMessage:
         """``page_url``: where the reader signed up, named in the footer; ``imported``: the
-        address came in a file, and the email says so instead."""
+        address came in a file, ``added``: an admin added it, and the email says so instead."""
         expires_at = int(now.timestamp() + self._settings.confirm_ttl)
         payload: dict[str, Any] = {"nonce": subscription.confirm_nonce, "expires_at": expires_at}
-        return self._row(CONFIRM, subscription, to, now, {**payload, **_origin(page_url, imported)})
+        origin = _origin(page_url, imported, added)
+        return self._row(CONFIRM, subscription, to, now, {**payload, **origin})
 
     def welcome(
         self, subscription: Subscription, to: str, now: datetime, *, page_url: str | None = None
@@ -96,7 +100,7 @@ class Emails:
             # The site the reader was on, which they know, if the list allows it (a page URL is
             # the caller's to choose); else the list's own.
             "site": _site(row.payload.get("site"), mailing_list) or self._site,
-            "footer": "footer_imported" if row.payload.get("via") == "import" else "footer",
+            "footer": FOOTERS.get(str(row.payload.get("via", "")), "footer"),
             "unsubscribe_url": unsubscribe_url,
             "t": texts(mailing_list.language),
         }
@@ -117,10 +121,10 @@ class Emails:
         return self._renderer.render(row.template, context, headers)
 
 
-def _origin(page_url: str | None, imported: bool) -> dict[str, Any]:
+def _origin(page_url: str | None, imported: bool, added: bool = False) -> dict[str, Any]:
     """How the address came to be on the list, as the email's footer tells it."""
-    if imported:
-        return {"via": "import"}
+    if imported or added:
+        return {"via": "import" if imported else "admin"}
     parts = urlsplit(page_url or "")
     return {"site": f"{parts.scheme}://{parts.netloc}".lower()} if parts.netloc else {}
 

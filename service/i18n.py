@@ -93,6 +93,8 @@ EN = {
     "copy_link": "Button not working? Copy this address into your browser:",
     "footer": "You received this email because this address was entered in the signup form of "
     "{list} ({site}).",
+    "footer_added": "You received this email because the publisher of {list} added this "
+    "address to its readers; it stays off the list unless you confirm.",
     "footer_imported": "You received this email because this address was added to the "
     "readers of {list} from a list the publisher brought along; it stays off the list unless "
     "you confirm.",
@@ -188,6 +190,8 @@ DE = {
     "copy_link": "Der Knopf funktioniert nicht? Kopieren Sie diese Adresse in Ihren Browser:",
     "footer": "Sie erhalten diese E-Mail, weil diese Adresse im Anmeldeformular von {list} "
     "({site}) eingegeben wurde.",
+    "footer_added": "Sie erhalten diese E-Mail, weil der Herausgeber von {list} diese "
+    "Adresse eingetragen hat; sie bleibt nur auf der Liste, wenn Sie bestätigen.",
     "footer_imported": "Sie erhalten diese E-Mail, weil der Herausgeber von {list} diese "
     "Adresse aus einer mitgebrachten Liste übernommen hat; ohne Ihre Bestätigung bleibt sie "
     "nicht auf der Liste.",
@@ -281,6 +285,8 @@ FR = {
     "copy_link": "Le bouton ne fonctionne pas ? Copiez cette adresse dans votre navigateur :",
     "footer": "Vous recevez cet e-mail parce que cette adresse a été saisie dans le formulaire "
     "d'inscription de {list} ({site}).",
+    "footer_added": "Vous recevez cet e-mail parce que l'éditeur de {list} a ajouté cette "
+    "adresse à ses lecteurs ; elle n'y reste que si vous confirmez.",
     "footer_imported": "Vous recevez cet e-mail parce que l'éditeur de {list} a repris cette "
     "adresse d'une liste existante ; sans votre confirmation, elle ne reste pas sur la liste.",
     "unsubscribe_link": "Se désinscrire",

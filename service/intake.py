@@ -25,7 +25,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
-from service import limits
+from service import blocklist, limits, surge
 from service.bots import Stamp
 from service.db import Database, Write, Writes, insert_or_ignore, run
 from service.metrics import Metrics
@@ -78,6 +78,12 @@ class Intake:
         self._metrics = metrics
         self._wakeup = wakeup or Wakeup()  # set: a signup is waiting, or mail was queued
         self._waiting: list[_Ask] = []
+        # Each signup counts against the client's and the list's limits, and in the windows
+        # the surge reads (``service.surge``: counted, never refused).
+        self._rates = (
+            settings.rate_limit_ip + surge.counting(settings.pow_surge_client),
+            settings.rate_limit_list + surge.counting(settings.pow_surge_list),
+        )
         self._writer: asyncio.Task[None] | None = None
 
     async def take(
@@ -157,9 +163,10 @@ class Intake:
                         answers[i] = Refused(0.0, "stamp")
         counted = [i for i, answer in enumerate(answers) if answer is None]
         keys = [
-            (f"client:{batch[i].origin.ip}", f"list:{batch[i].mailing_list.id}") for i in counted
+            (limits.client_key(batch[i].origin.ip), limits.list_key(batch[i].mailing_list.id))
+            for i in counted
         ]
-        rates = self._settings.rate_limit_ip, self._settings.rate_limit_list
+        rates = self._rates
         # One hit per signup and scope; `add` counts a key's hits together, in this order.
         hits = [(key, 1, r) for both in keys for key, r in zip(both, rates, strict=True)]
         waits = (yield from limits.add(hits, now)) if hits else {}
@@ -218,10 +225,11 @@ class Intake:
                 ).all()
             )
             rows.sort(key=lambda r: r.id)
+            barred = await blocklist.blocked(session, {r.email for r in rows if not r.verdict})
             for row in rows:
                 try:
                     async with session.begin_nested():
-                        outcomes.append(await self._act(session, row))
+                        outcomes.append(await self._act(session, row, row.email in barred))
                 except Exception:
                     # One bad row must not hold back the others forever: it is dropped.
                     log.exception("signup %s could not be acted on; dropped", row.id)
@@ -244,10 +252,14 @@ class Intake:
             log.warning("service-wide confirmation cap reached; signups wait for the next window")
         return room
 
-    async def _act(self, session: AsyncSession, row: SignupRequest) -> Outcome:
+    async def _act(self, session: AsyncSession, row: SignupRequest, barred: bool) -> Outcome:
         mailing_list = await session.get(MailingList, row.list_id)
         if row.verdict or mailing_list is None:
             log.info("signup %s dropped (%s)", row.id, row.verdict or "list deleted")
+            return Outcome.NOTHING
+        if barred:  # answered like any signup; nothing is written or sent (service.blocklist)
+            log.info("signup %s dropped: the address or its domain is blocklisted", row.id)
+            self._metrics.signups_dropped.labels("blocklist").inc()
             return Outcome.NOTHING
         outcome = await self._subscriptions.subscribe(
             session,

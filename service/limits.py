@@ -25,7 +25,10 @@ __all__ = [
     "add",
     "add_one",
     "canonical_address",
+    "client_key",
     "count",
+    "list_key",
+    "recent",
     "reserve",
 ]
 
@@ -58,7 +61,8 @@ def add(
                 "key": _counter(key, rate),
                 "window_start": window,
                 "hits": count,
-                "expires_at": _at(window + rate.seconds),
+                # Kept a window longer: `recent` reads the previous window too.
+                "expires_at": _at(window + 2 * rate.seconds),
             }
     waits: dict[str, list[float | None]] = {key: [None] * count for key, count, _ in asked}
     if not rows:
@@ -101,6 +105,25 @@ def count(key: str, rate: Rate, now: datetime) -> Writes[int]:
     return int(found.scalar() or 0)
 
 
+def recent(keys: Iterable[str], seconds: int, now: datetime) -> Writes[dict[str, float]]:
+    """Hits on each key over the last ``seconds``, estimated from the fixed windows of a
+    rate of that length: the current window's count and the part of the previous one that
+    the last ``seconds`` still cover (no drop to zero when a window turns)."""
+    stamp = now.timestamp()
+    current = _window(stamp, Rate(1, seconds))
+    names = {_counter(key, Rate(1, seconds)): key for key in keys}
+    found = yield Write(
+        select(RateCounter.key, RateCounter.window_start, RateCounter.hits)
+        .where(RateCounter.key.in_(sorted(names)))
+        .where(RateCounter.window_start.in_([current - seconds, current]))
+    )
+    left = 1.0 - (stamp - current) / seconds  # of the previous window, still in view
+    totals = dict.fromkeys(names.values(), 0.0)
+    for row in found:
+        totals[names[row.key]] += row.hits if row.window_start == current else row.hits * left
+    return totals
+
+
 def reserve(key: str, hits: int, rates: tuple[Rate, ...], now: datetime) -> Writes[list[datetime]]:
     """Count ``hits`` on ``key`` at the earliest windows with room; when each may happen.
 
@@ -126,6 +149,16 @@ def reserve(key: str, hits: int, rates: tuple[Rate, ...], now: datetime) -> Writ
             at = datetime.fromtimestamp(min(ends), UTC)
     times.extend([now] * (hits - len(times)))  # no rates: no cap
     return times
+
+
+def client_key(ip: str | None) -> str:
+    """The counters of one client address."""
+    return f"client:{ip}"
+
+
+def list_key(list_id: int) -> str:
+    """The counters of one list, all clients together."""
+    return f"list:{list_id}"
 
 
 def _counter(key: str, rate: Rate) -> str:

@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -17,11 +18,12 @@ from service.db import Database
 from service.errors import Refusal
 from service.i18n import LANGUAGES
 from service.models import MailingList
-from service.widget_settings import BOX_SETTINGS, parse_flag, validate_changes
+from service.widget_settings import BOX_SETTINGS, check_changes, parse_flag
 
 __all__ = [
     "SLUG_PATTERN",
     "ListCache",
+    "ListErrors",
     "ListExists",
     "all_lists",
     "create_list",
@@ -39,6 +41,14 @@ _SLUG = re.compile(SLUG_PATTERN)
 
 class ListExists(Refusal):
     status = 409
+
+
+class ListErrors(ValueError):
+    """What is wrong with each field of a list's change, by field name."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in fields.items()))
+        self.fields = fields
 
 
 def validate_slug(slug: str) -> str:
@@ -110,32 +120,48 @@ async def update_list(db: Database, slug: str, changes: dict[str, str]) -> Maili
             f"{', '.join(BOX_SETTINGS)} (its box)"
         )
     widget_changes = {k: v for k, v in changes.items() if k not in LIST_FIELDS}
-    clean_widget = validate_changes(widget_changes)
+    clean_widget, problems = check_changes(widget_changes)
+    clean = _check_list_fields(changes, problems)
+    if problems:
+        raise ListErrors(problems)  # every field checked first: nothing is half-saved
     async with db.write() as session:
         mailing_list = await session.scalar(select(MailingList).where(MailingList.slug == slug))
         if mailing_list is None:
             raise LookupError(f"there is no list {slug!r}")
-        if "name" in changes:
-            if not changes["name"].strip():
-                raise ValueError("name: a list needs a name")
-            mailing_list.name = changes["name"].strip()
-        if "origins" in changes:
-            mailing_list.allowed_origins = sorted(
-                {normalise_origin(o) for o in changes["origins"].split(",") if o.strip()}
-            )
-        if "language" in changes:
-            if changes["language"] not in LANGUAGES:
-                raise ValueError(f"language: must be one of {', '.join(LANGUAGES)}")
-            mailing_list.language = changes["language"]
-        if "consent_text" in changes:
-            mailing_list.consent_text = changes["consent_text"].strip()
-        if "double_opt_in" in changes:
-            try:
-                mailing_list.double_opt_in = parse_flag(changes["double_opt_in"])
-            except ValueError as exc:
-                raise ValueError(f"double_opt_in: {exc}") from None
+        for key, value in clean.items():
+            setattr(mailing_list, key, value)
         mailing_list.widget = {**(mailing_list.widget or {}), **clean_widget}
     return mailing_list
+
+
+def _check_list_fields(changes: dict[str, str], problems: dict[str, str]) -> dict[str, Any]:
+    """The list's own fields among ``changes``, checked (what is wrong goes in ``problems``)."""
+    clean: dict[str, Any] = {}
+    if "name" in changes:
+        if changes["name"].strip():
+            clean["name"] = changes["name"].strip()
+        else:
+            problems["name"] = "a list needs a name"
+    if "origins" in changes:
+        try:
+            clean["allowed_origins"] = sorted(
+                {normalise_origin(o) for o in changes["origins"].split(",") if o.strip()}
+            )
+        except ValueError as exc:
+            problems["origins"] = str(exc)
+    if "language" in changes:
+        if changes["language"] in LANGUAGES:
+            clean["language"] = changes["language"]
+        else:
+            problems["language"] = f"must be one of {', '.join(LANGUAGES)}"
+    if "consent_text" in changes:
+        clean["consent_text"] = changes["consent_text"].strip()
+    if "double_opt_in" in changes:
+        try:
+            clean["double_opt_in"] = parse_flag(changes["double_opt_in"])
+        except ValueError as exc:
+            problems["double_opt_in"] = str(exc)
+    return clean
 
 
 async def get_list(db: Database, slug: str) -> MailingList | None:

@@ -45,7 +45,7 @@ class Metrics:
         self.signups_challenged = Counter(
             "newsletter_signups_challenged",
             "Signups asked for a proof of work before being taken, by reason (no-stamp, "
-            "bad-stamp, old-stamp, reused-stamp, too-fast).",
+            "bad-stamp, old-stamp, reused-stamp, too-fast, surge: a flood makes every signup pay).",
             ["reason"],
             registry=r,
         )

@@ -32,6 +32,7 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Base",
+    "BlockedEntry",
     "BoxCount",
     "BoxTest",
     "CaughtMail",
@@ -253,6 +254,23 @@ class Suppression(Base):
     email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     reason: Mapped[str] = mapped_column(String(200), default="")
+
+
+class BlockedEntry(Base):
+    """An address or a domain the admin has blocked: no signup or import adds it.
+
+    ``value`` is an address in its canonical form (``service.limits.canonical_address``)
+    or a domain, which blocks its subdomains too (see ``service.blocklist``).
+    """
+
+    __tablename__ = "blocklist"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[str] = mapped_column(String(320), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "address" or "domain"
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AdminUser(Base):

@@ -7,6 +7,7 @@ costs. Reading only: unsubscribing someone and erasing them are state changes, m
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     and_,
     case,
+    cast,
     exists,
     func,
     literal,
@@ -33,6 +35,7 @@ __all__ = [
     "Page",
     "PersonRecord",
     "SearchFilters",
+    "matching_ids",
     "person_record",
     "personal_data",
     "search",
@@ -119,11 +122,16 @@ def _subscription_conditions(filters: SearchFilters) -> list[ColumnElement[bool]
 def _filtered(filters: SearchFilters) -> Select[Subscriber]:
     query = select(Subscriber)
     if filters.query:
-        needle = f"%{_escape_like(filters.query.strip().lower())}%"
+        text = filters.query.strip().lower()
+        needle = f"%{_escape_like(text)}%"
+        # Attributes are stored as JSON text, non-ASCII escaped (\\u00f6): look for the
+        # text as JSON spells it, so "Köln" finds {"city": "Köln"}.
+        spelled = f"%{_escape_like(json.dumps(text)[1:-1])}%"
         query = query.where(
             or_(
                 Subscriber.email.like(needle, escape="\\"),
                 Subscriber.name.ilike(needle, escape="\\"),
+                cast(Subscriber.attributes, String).ilike(spelled, escape="\\"),
             )
         )
     conditions = [Subscription.subscriber_id == Subscriber.id]
@@ -131,6 +139,14 @@ def _filtered(filters: SearchFilters) -> Select[Subscriber]:
     if len(conditions) > 1:
         query = query.where(exists(select(Subscription.id).where(and_(*conditions))))
     return query
+
+
+async def matching_ids(db: Database, filters: SearchFilters) -> list[int]:
+    """The ids of everyone the filters match (every page), newest first: a bulk action's
+    people."""
+    query = _filtered(filters).with_only_columns(Subscriber.id).order_by(Subscriber.id.desc())
+    async with db.read() as session:
+        return list((await session.scalars(query)).all())
 
 
 async def search(

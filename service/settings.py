@@ -59,6 +59,14 @@ def parse_rates(value: str) -> tuple[Rate, ...]:
     return tuple(rates)
 
 
+def _one_rate(value: str) -> Rate | None:
+    """One ``COUNT/DURATION`` rate, or None for empty."""
+    rates = parse_rates(value)
+    if len(rates) > 1:
+        raise ValueError("expected one rate such as 60/1m")
+    return rates[0] if rates else None
+
+
 class Secret:
     """A string that never shows itself in ``repr``, ``str``, logs or tracebacks."""
 
@@ -379,8 +387,10 @@ SETTINGS: tuple[Spec, ...] = (
     ),
     Spec(
         "rate_limit_list",
-        "600/1m",
-        "Signups one list takes from everyone together (429 above). Empty: no limit.",
+        "",
+        "A hard cap on the signups one list takes from everyone together: 429 above it, for "
+        "real readers too, so a flood can close the list. Empty (the default): no cap; "
+        "under a flood the proof of work rises instead (`NEWSLETTER_POW_SURGE_LIST`).",
         parse_rates,
     ),
     Spec(
@@ -416,6 +426,32 @@ SETTINGS: tuple[Spec, ...] = (
         _int_range(1, 32),
     ),
     Spec(
+        "pow_difficulty_max",
+        "19",
+        "The most proof of work a surge asks (bits; never less than "
+        "`NEWSLETTER_POW_DIFFICULTY`): at 19 a desktop browser takes about a quarter of a "
+        "second on average and a mid-range phone about a second (docs/benchmarks.md); a "
+        "flood pays that for every signup it gets in.",
+        _int_range(1, 32),
+    ),
+    Spec(
+        "pow_surge_list",
+        "60/1m",
+        "A list taking signups faster than this rate (all clients together) asks every "
+        "signup for a proof of work, form stamp or not: `NEWSLETTER_POW_DIFFICULTY` bits, one "
+        "more each time the rate doubles, up to `NEWSLETTER_POW_DIFFICULTY_MAX`. One rate; "
+        "empty: off.",
+        _one_rate,
+    ),
+    Spec(
+        "pow_surge_client",
+        "2/1m",
+        "The same for one client address: past this rate its signups pay a proof of work "
+        "that doubles as its rate does (the higher of the list's and the client's counts). "
+        "One rate; empty: off.",
+        _one_rate,
+    ),
+    Spec(
         "pow_lifetime",
         "10m",
         "How long a proof-of-work challenge may be used (each one once).",
@@ -427,8 +463,9 @@ SETTINGS: tuple[Spec, ...] = (
         "The public endpoints keep a list's settings this long, then renew them in the "
         "background (one read per list, while the old settings still answer for up to as long "
         "again); a change made by another process (the CLI, another app server) applies within "
-        "twice this time, one made through this process's admin side at once. 0 turns the "
-        "cache off.",
+        "twice this time, one made through this process's admin side at once. A list's and "
+        "a client's recent signup rates (the proof of work a surge asks) are kept as long. "
+        "0 turns the cache off.",
         parse_duration,
     ),
     Spec(
@@ -531,6 +568,9 @@ class Settings:
     rate_limit_confirmations: tuple[Rate, ...]
     min_fill_time: float
     pow_difficulty: int
+    pow_difficulty_max: int
+    pow_surge_list: Rate | None
+    pow_surge_client: Rate | None
     pow_lifetime: float
     list_cache_ttl: float
     unconfirmed_retention: float

@@ -2,7 +2,8 @@
 
 ``Signups.take`` holds every rule a signup passes on its way in, in order: the fields are
 valid, the consent box is ticked where the list asks for it, the proof of work is solved
-where the list asks for it, and neither the client nor the list is over its rate limit.
+where the list asks for it or a flood makes it (``service.surge``), and neither the client
+nor the list is over its rate limit.
 It either returns (the signup is stored for the worker: answer 202) or raises a
 ``Refusal`` that says what is wrong. How the answer looks is the web layer's business.
 
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from service import bots
 from service.box_counts import BoxCounter, list_variants, signup_source
-from service.challenges import ChallengeRefused, Challenges, spend
+from service.challenges import Challenge, ChallengeRefused, Challenges, spend
 from service.db import Database
 from service.errors import Refusal
 from service.intake import Intake
@@ -29,10 +30,11 @@ from service.metrics import Metrics
 from service.models import MailingList
 from service.settings import Settings
 from service.subscriptions import RequestOrigin
+from service.surge import Surge, least
 from service.validation import FIX_FIELDS, FieldErrors, validate_signup
 from service.widget_settings import setting
 
-__all__ = ["CONSENT_MISSING", "TICKED", "UNPROVEN", "Signups", "TooMany"]
+__all__ = ["CONSENT_MISSING", "SURGING", "TICKED", "UNPROVEN", "Asked", "Signups", "TooMany"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,20 @@ UNPROVEN = (
     "Fetch a challenge from GET /api/v1/lists/{slug}/challenge and send pow_challenge and "
     "pow_solution with the signup."
 )
+SURGING = (
+    "This list is taking signups very fast right now, so each one must solve a small puzzle "
+    "first (proof of work). Fetch a challenge from GET /api/v1/lists/{slug}/challenge and "
+    "send pow_challenge and pow_solution with the signup."
+)
 TICKED = ("yes", "true", "on", "1")  # what a ticked consent box may send
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A challenge for a client, and whether its signup must pay it (``required``)."""
+
+    challenge: Challenge
+    required: bool
 
 
 class TooMany(Refusal):
@@ -85,6 +100,7 @@ class Signups:
         self._intake = intake
         self._metrics = metrics
         self._mailer = mailer  # knows whether the relay takes non-ASCII local parts
+        self._surge = Surge(db, settings)
 
     async def take(
         self, mailing_list: MailingList, fields: Mapping[str, Any], origin: RequestOrigin
@@ -104,8 +120,10 @@ class Signups:
         if not verdict and setting(mailing_list, "consentCheckbox") and not ticked:
             raise Refusal(FIX_FIELDS, status=422, fields={"consent": CONSENT_MISSING})
         suspect, stamp = ("", None) if verdict else self._suspicion(fields, slug)
-        if suspect or setting(mailing_list, "proofOfWork") or fields.get("pow_solution"):
-            await self._pay(slug, fields, suspect)
+        # Under a flood every signup pays, at the level in force, stamp or not.
+        surge = await self._surge.difficulty(mailing_list.id, origin.ip)
+        if surge or suspect or setting(mailing_list, "proofOfWork") or fields.get("pow_solution"):
+            await self._pay(slug, fields, suspect or ("surge" if surge else ""), surge)
             stamp = None  # the work is proof enough: the stamp need not be spent
         # The same work for every address and every verdict: what differs happens later.
         refused = await self._intake.take(
@@ -133,17 +151,23 @@ class Signups:
             max_age=self._settings.pow_lifetime,  # a form stamp lives as long as a challenge
         )
 
-    async def _pay(self, slug: str, fields: Mapping[str, Any], suspect: str) -> None:
+    async def challenge(self, mailing_list: MailingList, origin: RequestOrigin) -> Asked:
+        """The proof of work to hand a client for its signup on this list now."""
+        surge = await self._surge.difficulty(mailing_list.id, origin.ip)
+        made = self._challenges.make(mailing_list.slug, difficulty=surge)
+        return Asked(made, bool(surge) or bool(setting(mailing_list, "proofOfWork")))
+
+    async def _pay(self, slug: str, fields: Mapping[str, Any], suspect: str, surge: int) -> None:
         """A valid, unspent proof of work, or the refusal that asks for one."""
+        easiest = least(surge, self._settings.pow_difficulty) if surge else 0
         try:
             proof = self._challenges.check(
-                slug, fields.get("pow_challenge"), fields.get("pow_solution")
+                slug, fields.get("pow_challenge"), fields.get("pow_solution"), least=easiest
             )
         except ChallengeRefused as refused:
             if suspect and refused.missing:
                 self._metrics.signups_challenged.labels(suspect).inc()
-                raise ChallengeRefused(
-                    UNPROVEN.format(slug=slug), missing=True, suspect=suspect
-                ) from None
+                message = (SURGING if suspect == "surge" else UNPROVEN).format(slug=slug)
+                raise ChallengeRefused(message, missing=True, suspect=suspect) from None
             raise
         await spend(self._db, proof)

@@ -96,10 +96,12 @@ class Daily:
     day: date
     signups: int
     confirmations: int
+    unsubscribes: int = 0
 
 
 async def daily_activity(db: Database, days: int = 30) -> list[Daily]:
-    """Signups and confirmations per UTC day, oldest first, days without any included."""
+    """Signups, confirmations and unsubscribes per UTC day, oldest first, days without any
+    included."""
     today = utcnow().date()
     start = today - timedelta(days=days - 1)
     since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
@@ -110,6 +112,7 @@ async def daily_activity(db: Database, days: int = 30) -> list[Daily]:
         for column, attr in (
             (Subscription.subscribed_at, "signups"),
             (Subscription.confirmed_at, "confirmations"),
+            (Subscription.unsubscribed_at, "unsubscribes"),
         ):
             day = func.date(column)
             rows = await session.execute(

@@ -15,6 +15,9 @@ else.
   pending. An admin can only unsubscribe; an import adds subscriptions that do not exist
   yet (``add_imported``) and otherwise only unsubscribes, where its file says the person
   opted out (``unsubscribe_by_import``).
+- An admin adds people to a list (``add_by_admin``, by hand or as a bulk action): a
+  confirmation email, unless the admin records the evidence of their consent; never
+  back onto a list they left.
 - Erasure deletes the person and everything about them and keeps a hash of the address,
   so it stays suppressed.
 """
@@ -31,7 +34,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import limits
+from service import blocklist, limits
 from service.box_counts import count_confirmed
 from service.db import Database, insert_or_ignore, run
 from service.emails import Emails
@@ -60,11 +63,14 @@ __all__ = [
     "RequestOrigin",
     "Signup",
     "Subscriptions",
+    "add_by_admin",
     "add_imported",
     "consent_wording",
     "erase",
+    "erase_many",
     "unsubscribe_by_admin",
     "unsubscribe_by_import",
+    "unsubscribe_many_by_admin",
 ]
 
 
@@ -142,6 +148,10 @@ class Imported:
     page_url: str | None = None  # where the person signed up, when the file says
     optin_ip: str | None = None  # where from, when the file says (Mailchimp's OPTIN_IP)
     confirm_ip: str | None = None  # and where from they confirmed (CONFIRM_IP)
+    optin_user_agent: str | None = None  # our own export's evidence columns, read back
+    optin_wording: str | None = None
+    confirm_user_agent: str | None = None
+    confirm_wording: str | None = None
 
 
 class Outcome(enum.Enum):
@@ -335,6 +345,10 @@ class Subscriptions:
             sub, mailing_list, target = found
             if sub.status != SubscriptionStatus.UNSUBSCRIBED:
                 return target
+            if await blocklist.blocked(session, [target.email]):
+                # As for any blocked signup: the usual answer, nothing done or sent.
+                log.info("subscription %s not renewed: the address is blocklisted", sub.id)
+                return LinkTarget(**{**target.__dict__, "changed": True})
             signup = Signup(email=target.email, name=None, page_url=None)
             outcome = await self.subscribe(
                 session,
@@ -438,27 +452,154 @@ async def unsubscribe_by_admin(db: Database, subscription_id: int, admin: str) -
     return True
 
 
+async def unsubscribe_many_by_admin(
+    session: AsyncSession, subscription_ids: Sequence[int], admin: str, now: datetime
+) -> set[int]:
+    """Unsubscribe these subscriptions on an admin's behalf (a bulk action), inside
+    ``session``; the ids of those that changed (those unsubscribed already are left)."""
+    changed: set[int] = set()
+    for start in range(0, len(subscription_ids), 500):
+        found = (
+            await session.execute(
+                select(Subscription.id)
+                .where(
+                    Subscription.id.in_(subscription_ids[start : start + 500]),
+                    Subscription.status != SubscriptionStatus.UNSUBSCRIBED,
+                )
+                .with_for_update()
+            )
+        ).all()
+        ids = [sub_id for (sub_id,) in found]
+        await _unsubscribe_many(
+            session, {sub_id: f"Unsubscribed by admin {admin}." for sub_id in ids}, "admin", now
+        )
+        changed.update(ids)
+    return changed
+
+
 async def erase(db: Database, subscriber_id: int, admin: str, addresses: AddressKeys) -> bool:
     """Delete the person and all their data; keep only a keyed hash of their inbox."""
-    async with db.write() as session:
-        subscriber = await session.get(Subscriber, subscriber_id)
-        if subscriber is None:
-            return False
-        digest = addresses.tombstone(subscriber.email)
-        if await session.get(Suppression, digest) is None:
-            session.add(Suppression(email_hash=digest, reason=f"erased by admin {admin}"))
-        sub_ids = select(Subscription.id).where(Subscription.subscriber_id == subscriber_id)
-        await session.execute(
-            delete(OutboxMessage).where(OutboxMessage.subscription_id.in_(sub_ids))
+    return bool(await erase_many(db, [subscriber_id], admin, addresses))
+
+
+async def erase_many(
+    db: Database, subscriber_ids: Sequence[int], admin: str, addresses: AddressKeys
+) -> list[str]:
+    """Erase these people (`erase`), 500 to a transaction; the addresses erased (for the
+    page that says whom it erased; they are kept nowhere)."""
+    erased: list[str] = []
+    for start in range(0, len(subscriber_ids), 500):
+        chunk = list(subscriber_ids[start : start + 500])
+        async with db.write() as session:
+            people = (
+                await session.execute(
+                    select(Subscriber.id, Subscriber.email).where(Subscriber.id.in_(chunk))
+                )
+            ).all()
+            if not people:
+                continue
+            ids = [sid for sid, _ in people]
+            digests = {addresses.tombstone(email) for _, email in people}
+            present = set(
+                await session.scalars(
+                    select(Suppression.email_hash).where(Suppression.email_hash.in_(digests))
+                )
+            )
+            for digest in sorted(digests - present):
+                session.add(Suppression(email_hash=digest, reason=f"erased by admin {admin}"))
+            sub_ids = select(Subscription.id).where(Subscription.subscriber_id.in_(ids))
+            await session.execute(
+                delete(OutboxMessage).where(OutboxMessage.subscription_id.in_(sub_ids))
+            )
+            await session.execute(
+                delete(ConsentRecord).where(ConsentRecord.subscription_id.in_(sub_ids))
+            )
+            await session.execute(delete(Subscription).where(Subscription.subscriber_id.in_(ids)))
+            await session.execute(delete(Subscriber).where(Subscriber.id.in_(ids)))
+            erased.extend(email for _, email in people)
+    return erased
+
+
+async def add_by_admin(
+    session: AsyncSession,
+    mailing_list: MailingList,
+    people: Sequence[tuple[int, str]],
+    *,
+    evidence: str,
+    admin: str,
+    emails: Emails,
+    now: datetime,
+    cap: tuple[Rate, ...] = (),
+) -> tuple[dict[int, SubscriptionStatus], dict[int, SubscriptionStatus]]:
+    """Add people ``(subscriber id, email)`` to a list on an admin's behalf; the statuses
+    of those added, and of those who were on the list already (left exactly as they are:
+    an opt-out wins, only the person can subscribe again).
+
+    With ``evidence`` (where, when and how the person consented, in the admin's words) they
+    are confirmed at once and the consent record keeps it; without, each gets a
+    confirmation email (following the service-wide cap, as imports do) and stays pending
+    until they click.
+    """
+    evidence = evidence.strip()
+    ids = [subscriber_id for subscriber_id, _ in people]
+    existing: dict[int, SubscriptionStatus] = {}
+    for start in range(0, len(ids), 500):
+        on_list = await session.execute(
+            select(Subscription.subscriber_id, Subscription.status).where(
+                Subscription.list_id == mailing_list.id,
+                Subscription.subscriber_id.in_(ids[start : start + 500]),
+            )
         )
-        await session.execute(
-            delete(ConsentRecord).where(ConsentRecord.subscription_id.in_(sub_ids))
-        )
-        await session.execute(
-            delete(Subscription).where(Subscription.subscriber_id == subscriber_id)
-        )
-        await session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
-    return True
+        existing.update({sid: status for sid, status in on_list})
+    fresh = [(sid, email) for sid, email in dict(people).items() if sid not in existing]
+    status = SubscriptionStatus.CONFIRMED if evidence else SubscriptionStatus.PENDING
+    added: dict[int, SubscriptionStatus] = {}
+    for start in range(0, len(fresh), 500):
+        chunk = fresh[start : start + 500]
+        created = {
+            subscriber_id: (sub_id, nonce)
+            for sub_id, subscriber_id, nonce in await session.execute(
+                insert_or_ignore(session, Subscription)
+                .values(
+                    [
+                        {
+                            "list_id": mailing_list.id,
+                            "subscriber_id": sid,
+                            "status": status,
+                            "confirm_nonce": new_nonce(),
+                            "created_at": now,
+                            "updated_at": now,
+                            "subscribed_at": now,
+                            "confirmed_at": now if evidence else None,
+                            "confirmation_sent_at": None if evidence else now,
+                            "unsubscribed_at": None,
+                        }
+                        for sid, _ in chunk
+                    ]
+                )
+                .returning(Subscription.id, Subscription.subscriber_id, Subscription.confirm_nonce)
+            )
+        }
+        pending = 0 if evidence else len(created)
+        times = iter(await run(session, limits.reserve(limits.CONFIRMATIONS, pending, cap, now)))
+        for sid, email in chunk:
+            found = created.get(sid)
+            if found is None:  # joined at this very moment by other means: left as they are
+                continue
+            sub_id, nonce = found
+            added[sid] = status
+            if evidence:
+                wording = f"Added as confirmed by admin {admin}. Consent evidence: {evidence}"
+                session.add(_consent(sub_id, ConsentAction.CONFIRM, now, wording, "admin"))
+                continue
+            wording = f"Added by admin {admin}; a confirmation email was queued."
+            session.add(_consent(sub_id, ConsentAction.SUBSCRIBE, now, wording, "admin"))
+            session.add(
+                emails.confirmation(
+                    Subscription(id=sub_id, confirm_nonce=nonce), email, next(times), added=True
+                )
+            )
+    return added, existing
 
 
 # Imports ---------------------------------------------------------------------------------
@@ -575,34 +716,41 @@ async def add_imported(
     return added, waiting
 
 
+# The method of a consent record carried over from an imported file: the person's own
+# signup or confirmation as the file records it, at the time it gives (exports prefer these
+# to the import's own records, see ``service.transfer.exports``).
+CARRIED = "imported-record"
+
+
 def _earlier_consent(
     session: AsyncSession, sub_id: int, row: Imported, source: str, now: datetime
 ) -> None:
-    """The opt-in and confirmation the file records with an IP address (Mailchimp's
-    OPTIN_IP and CONFIRM_IP), at the times it gives; the times alone are kept on the
-    subscription."""
+    """The opt-in and confirmation the file records evidence of (an IP address, a user
+    agent, the wording shown: Mailchimp's OPTIN_IP and CONFIRM_IP, our own export's
+    evidence columns), at the times it gives; without evidence, the times alone are kept
+    on the subscription."""
     said = f"as {source} records it (the previous mailing tool's export)"
-    if row.optin_ip:
+    if row.optin_ip or row.optin_user_agent or row.optin_wording:
         session.add(
             _consent(
                 sub_id,
                 ConsentAction.SUBSCRIBE,
                 row.subscribed_at or now,
-                f"Opted in, {said}.",
-                "import",
-                RequestOrigin(ip=row.optin_ip, user_agent=None),
+                row.optin_wording or f"Opted in, {said}.",
+                CARRIED,
+                RequestOrigin(ip=row.optin_ip, user_agent=row.optin_user_agent),
                 row.page_url,
             )
         )
-    if row.confirm_ip:
+    if row.confirm_ip or row.confirm_user_agent or row.confirm_wording:
         session.add(
             _consent(
                 sub_id,
                 ConsentAction.CONFIRM,
                 row.confirmed_at or now,
-                f"Confirmed, {said}.",
-                "import",
-                RequestOrigin(ip=row.confirm_ip, user_agent=None),
+                row.confirm_wording or f"Confirmed, {said}.",
+                CARRIED,
+                RequestOrigin(ip=row.confirm_ip, user_agent=row.confirm_user_agent),
             )
         )
 
@@ -637,7 +785,30 @@ async def unsubscribe_by_import(
     ).all()
     if not found:
         return set()
-    sub_ids = [sub_id for sub_id, _ in found]
+    await _unsubscribe_many(
+        session,
+        {
+            sub_id: f"Unsubscribed by an import by admin {admin}, from {source}: "
+            f"the file marks this address {opted_out[subscriber_id]!r}."
+            for sub_id, subscriber_id in found
+        },
+        "import",
+        now,
+    )
+    return {subscriber_id for _, subscriber_id in found}
+
+
+# Transitions -----------------------------------------------------------------------------
+
+
+async def _unsubscribe_many(
+    session: AsyncSession, wordings: dict[int, str], method: str, now: datetime
+) -> None:
+    """Unsubscribe the subscriptions ``{id: consent wording}`` (locked by the caller, none
+    unsubscribed yet) and cancel their queued mail: a few statements, whatever the count."""
+    if not wordings:
+        return
+    sub_ids = list(wordings)
     await session.execute(  # by primary key, one executemany: a nonce of its own each
         update(Subscription),
         [
@@ -664,17 +835,12 @@ async def unsubscribe_by_import(
                 "subscription_id": sub_id,
                 "action": ConsentAction.UNSUBSCRIBE,
                 "created_at": now,
-                "wording": f"Unsubscribed by an import by admin {admin}, from {source}: "
-                f"the file marks this address {opted_out[subscriber_id]!r}.",
-                "method": "import",
+                "wording": wording,
+                "method": method,
             }
-            for sub_id, subscriber_id in found
+            for sub_id, wording in wordings.items()
         ],
     )
-    return {subscriber_id for _, subscriber_id in found}
-
-
-# Transitions -----------------------------------------------------------------------------
 
 
 def _to_confirmed(sub: Subscription, now: datetime) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "TARGETING_KEYS",
     "TEXT_KEYS",
     "WIDGET_TEXTS",
+    "check_changes",
     "effective",
     "parse_flag",
     "validate_changes",
@@ -185,23 +186,29 @@ BOX_SETTINGS = tuple(_CHECKS)
 
 def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     """Checked values, or ValueError naming every bad one."""
+    clean, problems = check_changes(changes)
+    if problems:
+        raise ValueError("; ".join(f"{name}: {problem}" for name, problem in problems.items()))
+    return clean
+
+
+def check_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(checked values, {setting: what is wrong with it}) for every setting given."""
     clean: dict[str, Any] = {}
-    problems: list[str] = []
+    problems: dict[str, str] = {}
     for name, value in changes.items():
         check = _CHECKS.get(name)
         if check is None:
-            problems.append(f"{name}: unknown setting")
+            problems[name] = "unknown setting"
             continue
         try:
             clean[name] = check(value)
         except ValueError as exc:
-            problems.append(f"{name}: {exc}")
+            problems[name] = str(exc)
     start, end = clean.get("startDate"), clean.get("endDate")
     if start and end and start > end:
-        problems.append("endDate: must not be before startDate")
-    if problems:
-        raise ValueError("; ".join(problems))
-    return clean
+        problems["endDate"] = "must not be before startDate"
+    return clean, problems
 
 
 def _luminance(colour: str) -> float:

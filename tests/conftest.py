@@ -95,6 +95,8 @@ def settings(db_url: str, smtp: SMTPServer) -> Settings:
             "NEWSLETTER_RATE_LIMIT_ADDRESS": "",
             "NEWSLETTER_RATE_LIMIT_CONFIRMATIONS": "",
             "NEWSLETTER_MIN_FILL_TIME": "0",
+            "NEWSLETTER_POW_SURGE_LIST": "",
+            "NEWSLETTER_POW_SURGE_CLIENT": "",
             # Tests change lists behind the server's back and expect it to see that.
             "NEWSLETTER_LIST_CACHE_TTL": "0",
         }

@@ -40,6 +40,12 @@ ENDPOINTS = [
     ("GET", "/api/v1/admin/admins/alice", "admin"),
     ("PATCH", "/api/v1/admin/admins/alice", "admin"),
     ("GET", "/api/v1/admin/audit", "admin"),
+    ("POST", "/api/v1/admin/subscribers", "write"),
+    ("PATCH", "/api/v1/admin/subscribers/1", "write"),
+    ("POST", "/api/v1/admin/subscribers/bulk", "write"),
+    ("GET", "/api/v1/admin/blocklist", "read"),
+    ("POST", "/api/v1/admin/blocklist", "write"),
+    ("DELETE", "/api/v1/admin/blocklist/999", "write"),
 ]
 SCOPES = ("read", "export", "write", "erase", "admin")
 EDITOR_PASSWORD = "plum kettle orbit sunday"
@@ -308,6 +314,13 @@ async def test_the_audit_log_says_who_did_what_from_where(admin: Running) -> Non
     assert (
         await admin.client.get("/api/v1/admin/exports?list=daily", headers=auth)
     ).status_code == 200
+    for dry_run in ("1", ""):
+        imported = await admin.client.post(
+            f"/api/v1/admin/lists/daily/imports?dry_run={dry_run}",
+            headers={**auth, "Content-Type": "text/csv"},
+            content=b"email\r\nnew@example.com\r\n",
+        )
+        assert imported.json()["confirmation_sent"] == 1, imported.text
     erased_email = "a@example.com"
     assert (
         await admin.client.delete("/api/v1/admin/subscribers/1", headers=auth)
@@ -319,12 +332,14 @@ async def test_the_audit_log_says_who_did_what_from_where(admin: Running) -> Non
     assert actions == [
         ("token.create", "alice", "token 2 (ci)"),
         ("subscriber.erase", "alice", "subscriber 1"),
+        ("import", "alice", "daily"),  # the dry run before it wrote, and records, nothing
         ("export", "alice", "daily"),
         ("list.create", "alice", "weekly"),
         ("signin", "alice", ""),
         ("signin.failed", "alice", ""),
     ]
     assert log["events"][1]["via"] == "token"
+    assert log["events"][2]["detail"]["changed"] == 1
     assert log["events"][-1]["detail"] == {"reason": "wrong password"}
     assert all(e["client"] for e in log["events"])
     assert erased_email not in str(log)  # an erasure's record does not keep the address
@@ -336,7 +351,7 @@ async def test_the_audit_log_says_who_did_what_from_where(admin: Running) -> Non
     rest = await admin.client.get(
         f"/api/v1/admin/audit?limit=10&before={first['next_before']}", headers=auth
     )
-    assert rest.json()["events"][0]["action"] == "export"
+    assert rest.json()["events"][0]["action"] == "import"
     for query in ("action=nothing", "limit=0", "limit=x", "before=-1", "format=xml"):
         bad_query = await admin.client.get(f"/api/v1/admin/audit?{query}", headers=auth)
         assert bad_query.status_code == 422, query
@@ -464,3 +479,35 @@ async def test_the_token_page_says_what_is_wrong(admin: Running) -> None:
     none = await admin.client.post("/admin/tokens", headers=owner, data={"name": "x"})
     assert none.status_code == 422
     assert "at least one scope" in visible(none)
+
+
+async def test_bulk_erasure_needs_the_erase_scope_and_bulk_actions_are_audited(
+    admin: Running,
+) -> None:
+    await add_people(admin)
+    writer = bearer(await create_token(admin.db, "alice", "writer", scopes=["read", "write"]))
+    owner = bearer(await create_token(admin.db, "alice", "owner", scopes=list(SCOPES)))
+    erase = {"action": "erase", "filters": {"list": "daily"}}
+    refused = await admin.client.post("/api/v1/admin/subscribers/bulk", headers=writer, json=erase)
+    assert refused.status_code == 403
+    assert "'erase' scope" in refused.json()["message"]
+    planned = await admin.client.post("/api/v1/admin/subscribers/bulk", headers=owner, json=erase)
+    assert planned.status_code == 200 and planned.json()["done"] is False
+    matching = planned.json()["matching"]
+    assert matching > 0
+    unsubscribe = {"action": "unsubscribe", "filters": {"list": "daily"}, "expected": matching}
+    done = await admin.client.post(
+        "/api/v1/admin/subscribers/bulk", headers=writer, json=unsubscribe
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["changed"] + done.json()["left"] == matching
+    blocked = await admin.client.post(
+        "/api/v1/admin/blocklist", headers=writer, json={"entries": ["spam.example"]}
+    )
+    assert blocked.status_code == 201, blocked.text
+
+    log = (await admin.client.get("/api/v1/admin/audit", headers=owner)).json()
+    actions = [(e["action"], e["via"]) for e in log["events"]]
+    assert actions[:2] == [("blocklist.add", "token"), ("bulk.unsubscribe", "token")]
+    assert log["events"][1]["detail"] == {"expected": matching}
+    assert not any(e["action"] == "bulk.erase" for e in log["events"])

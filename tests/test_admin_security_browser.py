@@ -26,6 +26,8 @@ async def _sign_in(page: Page, url: str, username: str, password: str) -> None:
     await page.get_by_role("button", name="Sign in").click()
 
 
+# What the pages show is the same on both backends; the API tests run on both.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_owner_manages_admins_tokens_sessions_and_reads_the_audit_log(
     browser: Browser, settings: Settings, smtp: SMTPServer
 ) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +12,7 @@ from sqlalchemy import func, select, update
 from support import (
     PASSWORD,
     PEOPLE,
+    T1,
     Running,
     SMTPServer,
     add_people,
@@ -88,15 +87,37 @@ async def stored(app: Running) -> dict[str, object]:
 ROUND_TRIP = [p for p in PEOPLE if p[0][0] in "abdefghk=l"]  # names a signup could have
 
 
-def without_evidence(content: bytes) -> list[list[str]]:
-    """An export's CSV rows up to ``attributes``, the consent evidence columns left out."""
-    rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"), newline="")))
-    end = rows[0].index("attributes") + 1
-    return [row[:end] for row in rows]
+async def add_evidence(app: Running) -> None:
+    """Consent evidence as signups and confirmations leave it: an IP address, a user agent
+    (one a spreadsheet would run, too) and the words shown, for every confirmed person."""
+    async with app.db.write() as session:
+        subscriptions = await session.execute(
+            select(Subscription.id, Subscriber.email)
+            .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+            .where(Subscription.status == SubscriptionStatus.CONFIRMED)
+        )
+        for sub_id, email in subscriptions:
+            await session.execute(
+                update(ConsentRecord)
+                .where(ConsentRecord.subscription_id == sub_id)
+                .values(ip_address="2001:db8::1", user_agent="=cmd|' /C calc'!A0")
+            )
+            session.add(
+                ConsentRecord(
+                    subscription_id=sub_id,
+                    action=ConsentAction.CONFIRM,
+                    created_at=T1,
+                    ip_address="203.0.113.9",
+                    user_agent=f"Mozilla/5.0 ({email})",
+                    wording='Confirmation page: "Subscribe?" Pressed: "Yes, «subscribe»".',
+                    method="confirm-page",
+                )
+            )
 
 
 async def test_export_round_trips_through_import(admin: Running, token: str) -> None:
     await add_people(admin, people=ROUND_TRIP)
+    await add_evidence(admin)
     exported = await admin.client.get(
         "/api/v1/admin/exports?list=daily&status=confirmed,unsubscribed&bom=1",
         headers=bearer(token),
@@ -113,11 +134,10 @@ async def test_export_round_trips_through_import(admin: Running, token: str) -> 
         "/api/v1/admin/exports?list=copy&status=confirmed,unsubscribed&bom=1",
         headers=bearer(token),
     )
-    # Byte for byte but for the consent evidence, which is the import's own records (the
-    # import does not read the evidence columns): the first nine columns.
-    assert without_evidence(again.content) == without_evidence(
-        exported.content.replace(b",daily,", b",copy,")
-    )
+    # Byte for byte, the consent evidence included: the import keeps it as consent records
+    # (the person's own), beside its own note of the import.
+    assert b"203.0.113.9" in exported.content and b"'=cmd" in exported.content
+    assert again.content == exported.content.replace(b",daily,", b",copy,")
 
     async with admin.db.read() as session:
         record = await session.scalar(
@@ -727,3 +747,19 @@ async def test_reserve_spreads_hits_over_every_rate(admin: Running) -> None:
     # 2 now (the minute is full), 2 at 11:00, 1 at 11:01 (the hour is full), 1 at noon.
     assert times == [now, now, eleven, eleven, one_past, noon]
     assert more == [noon]  # later hits queue behind the earlier ones
+
+
+async def test_the_command_line_import_shows_its_progress_on_stderr(
+    admin: Running, tmp_path: Path
+) -> None:
+    source = tmp_path / "large.csv"
+    rows = "".join(f"reader{i}@example.com,Reader {i}\r\n" for i in range(1200))
+    source.write_text("email,name\r\n" + rows)
+    done = await cli(
+        ["import", "--list", "daily", str(source), "--confirmed", "--reason", REASON],
+        admin.settings,
+    )
+    assert done.returncode == 0, done.stderr
+    # Not a terminal here: plain lines, the last one at the end.
+    assert done.stderr.decode().splitlines()[-1].startswith("importing: 100% 1,200/1,200 rows")
+    assert b"1200 subscribed as confirmed" in done.stdout

@@ -110,6 +110,8 @@ ENDPOINTS = {
     "service.web.admin.signin",
     "service.web.admin.security",
     "service.web.admin.security_api",
+    "service.web.admin.blocklist",
+    "service.web.admin.people",
 }
 
 

@@ -11,13 +11,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from service.cli import admin, data, lists, migrate, serve, worker
+from service.cli import admin, blocklist, data, lists, migrate, serve, worker
 from service.logs import configure_logging
 from service.settings import Settings, SettingsError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (serve, migrate, worker, lists, admin, data)
+COMMANDS = (serve, migrate, worker, lists, admin, data, blocklist)
 
 DESCRIPTION = """\
 Self-hosted newsletter signups: an embeddable subscribe box, double opt-in emails,

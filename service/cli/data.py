@@ -23,15 +23,28 @@ __all__ = ["Progress", "register"]
 
 
 class Progress:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+    """Progress on stderr: a bar redrawn in place on a terminal; elsewhere (a log, a pipe),
+    with ``lines``, a plain line now and then (every ``LINE_EVERY`` seconds) and at the end.
+    """
 
-    def __init__(self, label: str, total: int, unit: str, stream: IO[str] | None = None) -> None:
+    LINE_EVERY = 2.0
+
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        unit: str,
+        stream: IO[str] | None = None,
+        *,
+        lines: bool = False,
+    ) -> None:
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
+        self.terminal = self.stream.isatty()
+        self.enabled = self.terminal or lines
         self.label, self.total, self.unit = label, total, unit
         self.done = 0
         self.start = time.monotonic()
-        self.drawn = 0.0
+        self.drawn = 0.0 if self.terminal else self.start
 
     def advance(self, amount: int) -> None:
         self.done += amount
@@ -43,23 +56,26 @@ class Progress:
 
     def show(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if not self.enabled or (not force and now - self.drawn < 0.1):
+        every = 0.1 if self.terminal else self.LINE_EVERY
+        if not self.enabled or (not force and now - self.drawn < every):
             return
         self.drawn = now
         fraction = min(self.done / self.total, 1.0) if self.total else 1.0
-        width = 30
-        bar = "#" * int(fraction * width)
         rate = self.done / max(now - self.start, 1e-6)
-        self.stream.write(
-            f"\r{self.label} [{bar:<{width}}] {fraction:4.0%} "
-            f"{self.done:,}/{self.total:,} {self.unit} ({rate:,.0f}/s) "
-        )
+        counts = f"{self.done:,}/{self.total:,} {self.unit} ({rate:,.0f}/s)"
+        if self.terminal:
+            width = 30
+            bar = "#" * int(fraction * width)
+            self.stream.write(f"\r{self.label} [{bar:<{width}}] {fraction:4.0%} {counts} ")
+        else:
+            self.stream.write(f"{self.label}: {fraction:.0%} {counts}\n")
         self.stream.flush()
 
     def close(self) -> None:
         if self.enabled:
             self.show(force=True)
-            self.stream.write("\n")
+            if self.terminal:
+                self.stream.write("\n")
             self.stream.flush()
 
 
@@ -164,7 +180,7 @@ def _import(settings: Settings, args: argparse.Namespace) -> int:
         key = await signing_key(settings, db)
         signer = TokenSigner(key)
         emails = Emails(settings, signer, EmailRenderer(make_environment()))
-        progress = Progress("importing", 0, "rows")
+        progress = Progress("importing", 0, "rows", lines=True)
 
         def advance(done: int, total: int) -> None:
             progress.total = total

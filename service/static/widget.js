@@ -266,7 +266,8 @@ input{padding:8px 10px}
       if (ds.preview) return;
       const first = challenge();
       stamp = first.then((c) => c.form_stamp, () => "");
-      if (pow && !puzzle) solve(first);
+      // Solved from now where the list asks for it, or a flood makes every signup pay.
+      first.then((c) => (pow = pow || c.required) && !puzzle && solve(first), () => {});
     }
     function dismiss() {
       store.setItem(key + "dismissed", String(Date.now()));

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import (
     Select,
     Text,
+    case,
     cast,
     func,
     select,
@@ -96,6 +97,11 @@ def check_format(query: ExportQuery, fmt: str) -> None:
 def _latest(action: ConsentAction) -> Any:
     """The subscription's latest consent record of ``action`` (a join, None if there is none).
 
+    The person's own records (a form, a link, or carried over from an imported file) come
+    before the note an import writes of itself ("Imported as confirmed by ..."), which is
+    exported only where there is no other: so an export imported back exports the same
+    evidence.
+
     A correlated subquery in the join's ON clause picks one record's id, so the evidence
     columns cost one index lookup per kind, the same SQL on SQLite and PostgreSQL.
     """
@@ -106,7 +112,12 @@ def _latest(action: ConsentAction) -> Any:
             ConsentRecord.subscription_id == Subscription.id,
             ConsentRecord.action == action,
         )
-        .order_by(ConsentRecord.created_at.desc(), ConsentRecord.id.desc())
+        .order_by(
+            # The person's own record first; an import's note of its own only if none.
+            case((ConsentRecord.method == "import", 0), else_=1).desc(),
+            ConsentRecord.created_at.desc(),
+            ConsentRecord.id.desc(),
+        )
         .limit(1)
         .correlate(Subscription)
         .scalar_subquery()

@@ -238,7 +238,27 @@ def _read_ours(cells: dict[str, str]) -> dict[str, Any]:
         "confirmed_at": _time(cells.get("confirmed_at", ""), "confirmed_at"),
         "unsubscribed_at": _time(cells.get("unsubscribed_at", ""), "unsubscribed_at"),
         "consent_source": cells.get("consent_source", "").strip() or None,
+        # The consent evidence this service exported, read back into consent records.
+        "optin_ip": _ip_as_written(cells.get("signup_ip", "")),
+        "optin_user_agent": _evidence(cells.get("signup_user_agent", ""), 512),
+        "optin_wording": _evidence(cells.get("signup_wording", ""), MAX_WORDING),
+        "confirm_ip": _ip_as_written(cells.get("confirm_ip", "")),
+        "confirm_user_agent": _evidence(cells.get("confirm_user_agent", ""), 512),
+        "confirm_wording": _evidence(cells.get("confirm_wording", ""), MAX_WORDING),
     }
+
+
+MAX_WORDING = 10_000
+
+
+def _evidence(value: str, limit: int) -> str | None:
+    """A consent record's text as exported (kept exactly, cut to what a record holds)."""
+    return value[:limit] or None
+
+
+def _ip_as_written(value: str) -> str | None:
+    """An IP address as exported, kept as written if it is one."""
+    return value.strip() if _ip(value) else None
 
 
 # Mailchimp -------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ export, listmonk's ``blocklisted``) are recorded as unsubscribed, so a migration
 its opt-outs; rows whose delivery failed (our ``failed``, Mailchimp's cleaned export) are
 not imported. An opt-out in the file wins over a subscription here: whoever is confirmed
 or pending on the list and marked unsubscribed, cleaned or blocklisted in the file is
-unsubscribed (``unsubscribed_by_file`` in the report).
+unsubscribed (``unsubscribed_by_file`` in the report). Addresses the blocklist blocks
+(``service.blocklist``) are not imported, and counted (``blocklisted``); an opt-out of
+theirs in the file still wins.
 
 Columns a format maps are kept in their place (Mailchimp's opt-in and confirmation times
 and IP addresses go into the consent records); the other tool's bookkeeping columns are
@@ -50,6 +52,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service import blocklist
 from service.db import Database, insert_or_ignore
 from service.emails import Emails
 from service.models import (
@@ -131,7 +134,8 @@ async def _write(
         async with db.write() as session:
             # Erased inboxes stay out, under any spelling of the address (as at every door).
             suppressed = await suppressed_of(session, addresses, [r.email for r in rows])
-            fresh = [r for r in rows if r.email not in suppressed]
+            barred = await blocklist.blocked(session, [r.email for r in rows])
+            fresh = [r for r in rows if r.email not in suppressed and r.email not in barred]
             if options.update_existing and fresh:
                 await _update_people(session, fresh, report)
             if fresh:
@@ -149,7 +153,7 @@ async def _write(
                 )
             known = await session.execute(
                 select(Subscriber.email, Subscriber.id).where(
-                    Subscriber.email.in_([r.email for r in fresh])
+                    Subscriber.email.in_([r.email for r in rows if r.email not in suppressed])
                 )
             )
             ids: dict[str, int] = {email: subscriber_id for email, subscriber_id in known}
@@ -168,8 +172,12 @@ async def _write(
                     report.suppressed += 1
                     report.note(row.line, f"{row.email} was erased earlier and stays suppressed")
                     continue
-                subscriber_id = ids[row.email]
+                subscriber_id = ids.get(row.email, 0)  # 0: a blocklisted newcomer
                 status = existing.get(subscriber_id)
+                if row.email in barred and not (status in ACTIVE and row.opt_out):
+                    report.blocklisted += 1
+                    report.note(row.line, f"{row.email} is blocklisted: not imported")
+                    continue
                 if status in ACTIVE and row.opt_out and subscriber_id not in taken:
                     taken.add(subscriber_id)
                     opted_out[subscriber_id] = row.opt_out
@@ -202,6 +210,10 @@ async def _write(
                             _source_url(row.consent_source),
                             row.optin_ip,
                             row.confirm_ip,
+                            row.optin_user_agent,
+                            row.optin_wording,
+                            row.confirm_user_agent,
+                            row.confirm_wording,
                         ),
                     )
                 )

@@ -56,6 +56,7 @@ class ImportReport:
     unchanged: int = 0
     left_unsubscribed: int = 0
     suppressed: int = 0
+    blocklisted: int = 0
     duplicates: int = 0
     failed_in_file: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
@@ -100,6 +101,7 @@ class ImportReport:
             "unchanged": self.unchanged,
             "left_unsubscribed": self.left_unsubscribed,
             "suppressed": self.suppressed,
+            "blocklisted": self.blocklisted,
             "duplicates": self.duplicates,
             "failed_in_file": self.failed_in_file,
             "invalid": len(self.errors) + self.more_errors,
@@ -137,6 +139,8 @@ class ImportReport:
             )
         if self.suppressed:
             lines.append(f"{self.suppressed} erased earlier: stay suppressed, not imported")
+        if self.blocklisted:
+            lines.append(f"{self.blocklisted} blocklisted (address or domain): not imported")
         if self.failed_in_file:
             lines.append(f"{self.failed_in_file} marked undeliverable in the file: not imported")
         if self.duplicates:
@@ -165,6 +169,10 @@ class ImportRow:
     consent_source: str | None = None
     optin_ip: str | None = None
     confirm_ip: str | None = None
+    optin_user_agent: str | None = None  # our export's consent evidence, read back
+    optin_wording: str | None = None
+    confirm_user_agent: str | None = None
+    confirm_wording: str | None = None
 
 
 # Reading ---------------------------------------------------------------------------------

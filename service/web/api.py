@@ -20,7 +20,6 @@ from service.web.caller import caller
 from service.web.negotiation import wants_html
 from service.web.refusals import as_json, for_a_reader, headers_for
 from service.web.responses import page
-from service.widget_settings import effective
 
 __all__ = ["ACCEPTED_BODY", "routes"]
 
@@ -79,12 +78,13 @@ async def challenge(request: AppRequest) -> Response:
         mailing_list = await cors.allowed_list(request)
     except Refusal as refusal:
         return as_json(refusal, cors.REFUSED_HEADERS)
-    made = request.state["challenges"].make(mailing_list.slug)
+    asked = await request.state["signups"].challenge(mailing_list, caller(request))
     body = {
-        "challenge": made.text,
-        "difficulty": made.difficulty,
+        "challenge": asked.challenge.text,
+        "difficulty": asked.challenge.difficulty,
         "expires_in": request.state["challenges"].lifetime,
-        "required": bool(effective(mailing_list)["proofOfWork"]),
+        # The list asks every signup for one, or is taking signups too fast right now.
+        "required": asked.required,
         # When the box showed its form: a signup sent back too soon must pay the work.
         "form_stamp": request.state["stamps"].make(mailing_list.slug),
     }

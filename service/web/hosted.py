@@ -52,7 +52,7 @@ async def _list(request: AppRequest) -> MailingList:
     return mailing_list
 
 
-def _form(
+async def _form(
     request: AppRequest,
     mailing_list: MailingList,
     back: str,
@@ -64,9 +64,11 @@ def _form(
     state = request.state
     settings = effective(mailing_list)
     # Proof of work: the challenge comes with the page and its script solves it, where the
-    # list asks for one, and wherever a quick reader's signup may be asked for one.
-    needs_pow = settings["proofOfWork"] or state["settings"].min_fill_time > 0
-    pow = state["challenges"].make(mailing_list.slug) if needs_pow else None
+    # list asks for one, wherever a quick reader's signup may be asked for one, and while a
+    # flood makes every signup pay (at the level then in force).
+    asked = await state["signups"].challenge(mailing_list, caller(request))
+    needs_pow = asked.required or state["settings"].min_fill_time > 0
+    pow = asked.challenge if needs_pow else None
     message = for_a_reader(refusal, mailing_list.language) if refusal is not None else ""
     return page(
         request,
@@ -99,7 +101,7 @@ def _form(
 async def subscribe_page(request: AppRequest) -> Response:
     mailing_list = await _list(request)
     back = _back(mailing_list, request.query_params.get("back") or request.headers.get("referer"))
-    return _form(request, mailing_list, back)
+    return await _form(request, mailing_list, back)
 
 
 async def subscribe(request: AppRequest) -> Response:
@@ -114,7 +116,7 @@ async def subscribe(request: AppRequest) -> Response:
         stamp = fields.get("form_stamp")
         kept = stamp if isinstance(stamp, str) and _stamp_ok(request, mailing_list, stamp) else None
         back = _back(mailing_list, str(fields.get("back", "")))
-        return _form(request, mailing_list, back, values=values, refusal=refusal, stamp=kept)
+        return await _form(request, mailing_list, back, values=values, refusal=refusal, stamp=kept)
     back = _back(mailing_list, str(fields.get("back", "")))
     thanks = f"/subscribe/{mailing_list.slug}/thanks"
     if back:

@@ -335,11 +335,11 @@ class SecurityHeadersMiddleware:
         async def add_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 raw = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in raw}
+                present = {name for name, _ in raw}  # ASGI: names are lowercase
                 kind = self.DATA if message["status"] == 304 else self.RESOURCE
                 if kind != self.DATA and b"content-type" in present:
                     for name, value in raw:
-                        if name.lower() == b"content-type":
+                        if name == b"content-type":
                             if value.startswith(b"text/html"):
                                 kind = self.PAGE
                             elif value.startswith(DATA_TYPES):

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from service._version import __version__
 from service.box_counts import BOX_EVENTS, DEVICES, EVENTS, MAX_PAGE
+from service.bulk import ACTIONS as BULK_ACTIONS
 from service.challenges import SOLUTION_PATTERN
 from service.i18n import LANGUAGES
 from service.lists import SLUG_PATTERN
@@ -131,9 +132,10 @@ SIGNUP = {
         },
         "pow_challenge": {
             "type": "string",
-            "description": "Required when the list asks for proof of work, or the signup has "
-            "no good form stamp: a challenge from GET /api/v1/lists/{slug}/challenge, used "
-            "once.",
+            "description": "Required when the list asks for proof of work, when it (or the "
+            "client) is taking signups fast enough to ask every signup for one, or when the "
+            "signup has no good form stamp: a challenge from "
+            "GET /api/v1/lists/{slug}/challenge, used once.",
         },
         "pow_solution": {
             "type": "string",
@@ -206,15 +208,17 @@ PATHS: dict[str, Any] = {
                 "400": _error("The body cannot be read.", html=True),
                 "403": _error(
                     "The calling page's origin may not sign people up to this list; or a "
-                    "proof of work is needed (the list asks for one, or the form stamp is "
-                    "missing, not ours or too young) and it is missing, expired, for another "
-                    "list, used already or wrong (`error` is `proof_of_work`).",
+                    "proof of work is needed (the list asks for one, the list or the client is "
+                    "taking signups fast, or the form stamp is missing, not ours or too "
+                    "young) and it is missing, expired, for another list, used already, "
+                    "easier than now asked or wrong (`error` is `proof_of_work`).",
                     html=True,
                 ),
                 "404": _error("No such list."),
                 "422": _error("A field is invalid; `fields` says which and why.", html=True),
                 "429": _error(
-                    "Too many signups; try again later.",
+                    "Too many signups from this client address (or to this list, where it "
+                    "has a hard cap); try again later.",
                     html=True,
                     headers={"Retry-After": "Seconds to wait before trying again."},
                 ),
@@ -236,7 +240,9 @@ PATHS: dict[str, Any] = {
             "description": "Find a number n such that SHA-256(challenge + ':' + n) starts "
             "with `difficulty` zero bits, and send both with the signup as `pow_challenge` "
             "and `pow_solution`. Each challenge works once, for this list, for "
-            "`expires_in` seconds. `required` says whether the list asks for it.",
+            "`expires_in` seconds. `required` says whether a signup from this client must "
+            "carry one now: the list asks for it, or the list or the client is taking signups "
+            "fast, which also raises `difficulty`.",
             "parameters": [SLUG],
             "responses": {
                 "200": {
@@ -762,7 +768,9 @@ SCHEMAS: dict[str, Any] = {
             "expires_in": {"type": "number", "description": "Seconds it stays valid."},
             "required": {
                 "type": "boolean",
-                "description": "Whether the list asks every signup for proof of work.",
+                "description": "Whether a signup from this client must carry this proof of "
+                "work now: the list asks every signup for one, or it (or the client) is taking "
+                "signups fast enough that a surge does.",
             },
             "form_stamp": {
                 "type": "string",
@@ -811,6 +819,7 @@ SCHEMAS: dict[str, Any] = {
                     }
                 ),
             },
+            "total": {"type": "integer", "description": "People matching, on every page."},
             "next_after": {
                 "type": ["integer", "null"],
                 "description": "Pass as `after` for the next page; null on the last.",
@@ -883,6 +892,7 @@ SCHEMAS: dict[str, Any] = {
                         "day": {"type": "string", "format": "date"},
                         "signups": {"type": "integer"},
                         "confirmations": {"type": "integer"},
+                        "unsubscribes": {"type": "integer"},
                     }
                 ),
             },
@@ -913,6 +923,7 @@ SCHEMAS: dict[str, Any] = {
                     "unchanged",
                     "left_unsubscribed",
                     "suppressed",
+                    "blocklisted",
                     "duplicates",
                     "failed_in_file",
                     "invalid",
@@ -1000,6 +1011,212 @@ SCHEMAS.update(
         ),
     }
 )
+
+
+# The blocklist, and editing people (service.web.admin.blocklist, service.web.admin.people).
+BLOCKLIST_ENTRY = _object(
+    {
+        "id": {"type": "integer"},
+        "value": STRING,
+        "kind": {"type": "string", "enum": ["address", "domain"]},
+        "note": STRING,
+        "created_by": STRING,
+        "created_at": TIME,
+    }
+)
+ENTRY_ID = {**SUBSCRIBER_ID, "name": "entry_id"}
+PATHS["/api/v1/admin/blocklist"] = {
+    "get": _admin(
+        {
+            "summary": "The blocklist (addresses and domains no signup or import adds)",
+            "parameters": [{"name": "q", "in": "query", "required": False, "schema": STRING}],
+            "responses": {
+                "200": _json(_object({"items": {"type": "array", "items": BLOCKLIST_ENTRY}}))
+            },
+        }
+    ),
+    "post": _admin(
+        {
+            "summary": "Block addresses and domains",
+            "description": "An address blocks every spelling of its inbox (case, +tags, "
+            "Gmail's dots); a domain blocks its subdomains. Entries already there are "
+            "left as they are. A bad entry refuses the whole request.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {
+                                "entries": {
+                                    "type": "array",
+                                    "items": STRING,
+                                    "minItems": 1,
+                                    "maxItems": 1000,
+                                    "example": ["spam.example", "someone@example.com"],
+                                }
+                            },
+                            note={"type": "string", "maxLength": 200},
+                        )
+                    }
+                },
+            },
+            "responses": {
+                "201": _json(
+                    _object({"added": {"type": "array", "items": BLOCKLIST_ENTRY}}), "Blocked."
+                ),
+                "422": _error("An entry is neither an address nor a domain."),
+            },
+        },
+        changes=True,
+    ),
+}
+PATHS["/api/v1/admin/blocklist/{entry_id}"] = {
+    "delete": _admin(
+        {
+            "summary": "Unblock an entry",
+            "parameters": [ENTRY_ID],
+            "responses": {"204": {"description": "Removed."}, "404": _error("No such entry.")},
+        },
+        changes=True,
+    ),
+}
+
+
+ATTRIBUTES = {
+    "type": "object",
+    "maxProperties": 50,
+    "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+    "description": "Flat: text, numbers, true/false or null values.",
+}
+EVIDENCE = {
+    "type": "string",
+    "maxLength": 500,
+    "description": "Where, when and how the person consented: given, the lists added "
+    "confirm them at once and it is kept in their consent record; else each list added "
+    "sends a confirmation email.",
+}
+EDITED = _object(
+    {
+        "id": {"type": "integer"},
+        "added": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "enum": ["pending", "confirmed"]},
+        },
+        "removed": {"type": "array", "items": STRING},
+        "not_added": {
+            "type": "object",
+            "additionalProperties": STRING,
+            "description": "Lists not added, and why (unsubscribed earlier, blocklisted).",
+        },
+    }
+)
+SLUGS = {"type": "array", "items": STRING, "example": ["daily"]}
+PATHS["/api/v1/admin/subscribers"]["post"] = _admin(
+    {
+        "summary": "Add a person by hand",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": _object(
+                        {
+                            "email": {"type": "string", "format": "email"},
+                            "lists": {**SLUGS, "minItems": 1},
+                        },
+                        name={"type": "string", "maxLength": MAX_NAME},
+                        attributes=ATTRIBUTES,
+                        evidence=EVIDENCE,
+                    )
+                }
+            },
+        },
+        "responses": {
+            "201": _json(EDITED, "Added."),
+            "409": _error("The address is here already."),
+            "422": _error("A field is invalid, or the address is erased or blocklisted."),
+        },
+    },
+    changes=True,
+)
+PATHS["/api/v1/admin/subscribers/{subscriber_id}"]["patch"] = _admin(
+    {
+        "summary": "Edit a person: name, attributes, lists",
+        "description": "Fields left out stay as they are. `lists` is every list the person "
+        "is to be on: lists missing from it are unsubscribed; a list they unsubscribed from "
+        "is not subscribed again (only they can).",
+        "parameters": [SUBSCRIBER_ID],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string", "maxLength": MAX_NAME},
+                            "attributes": ATTRIBUTES,
+                            "lists": SLUGS,
+                            "evidence": EVIDENCE,
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": _json(EDITED),
+            "404": _error("No such person."),
+            "422": _error("A field is invalid."),
+        },
+    },
+    changes=True,
+)
+PATHS["/api/v1/admin/subscribers/bulk"] = {
+    "post": _admin(
+        {
+            "summary": "Act on everyone a search matches (unsubscribe, erase, add, move)",
+            "description": "Without `expected`, says how many people the search matches "
+            "and what the action would do, changing nothing. With it, does it, unless the "
+            "search now matches another number (409, nothing done).",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _object(
+                            {"action": {"type": "string", "enum": list(BULK_ACTIONS)}},
+                            filters={
+                                "type": "object",
+                                "properties": {
+                                    key: {"type": "string"}
+                                    for key in ("q", "list", "status", "since", "until")
+                                },
+                                "description": "As for GET /api/v1/admin/subscribers; "
+                                "`move` needs `list`.",
+                            },
+                            target={"type": "string", "description": "add, move: the list"},
+                            evidence=EVIDENCE,
+                            expected={"type": "integer", "minimum": 0},
+                        )
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(
+                    _object(
+                        {
+                            "done": {"type": "boolean"},
+                            "matching": {"type": "integer"},
+                            "description": STRING,
+                        },
+                        changed={"type": "integer"},
+                        left={"type": "integer"},
+                    )
+                ),
+                "409": _error("The search matches another number of people now."),
+                "422": _error("Unknown action, missing or unknown list."),
+            },
+        },
+        changes=True,
+    ),
+}
 
 
 def document(base_url: str) -> dict[str, Any]:

@@ -37,8 +37,9 @@ def _date(value: str) -> datetime | None:
 def filters_from(params: Any) -> SearchFilters:
     until = _date(params.get("until", ""))
     return SearchFilters(
-        query=params.get("q", "")[:200],
-        list_slug=params.get("list", "")[:64],
+        # NUL is no character any address, name or slug holds (and PostgreSQL refuses it).
+        query=params.get("q", "")[:200].replace("\x00", ""),
+        list_slug=params.get("list", "")[:64].replace("\x00", ""),
         status=params.get("status", "") if params.get("status") in SHOWN_STATUSES else "",
         since=_date(params.get("since", "")),
         until=until + timedelta(days=1) if until else None,  # the "until" day is included

@@ -75,8 +75,10 @@ def for_a_reader(refusal: Refusal, language: str) -> str:
         return refusal.message
     # A form post comes from the hosted page: without a solution, its script did not run.
     why = "pow_retry"  # also for a stamp too old or used already: the page must be reloaded
-    if refusal.missing and refusal.suspect in {"", "no-stamp", "bad-stamp", "too-fast"}:
-        why = "too_fast" if refusal.suspect else "needs_javascript"
+    if refusal.missing and refusal.suspect in {"", "surge"}:  # asked of every signup
+        why = "needs_javascript"
+    elif refusal.missing and refusal.suspect in {"no-stamp", "bad-stamp", "too-fast"}:
+        why = "too_fast"
     return texts(language)[why]
 
 

@@ -128,7 +128,9 @@ async def subscribers_endpoint(request: AppRequest, principal: Principal) -> Res
         }
         for r in page.rows
     ]
-    return JSONResponse({"items": items, "next_after": page.next_after}, headers=NO_STORE)
+    return JSONResponse(
+        {"items": items, "total": page.total, "next_after": page.next_after}, headers=NO_STORE
+    )
 
 
 def _id(request: AppRequest) -> int | None:
@@ -182,7 +184,12 @@ async def stats_endpoint(request: AppRequest, principal: Principal) -> Response:
                 {"list": lc.slug, "name": lc.name, **lc.counts} for lc in await list_counts(db)
             ],
             "daily": [
-                {"day": d.day.isoformat(), "signups": d.signups, "confirmations": d.confirmations}
+                {
+                    "day": d.day.isoformat(),
+                    "signups": d.signups,
+                    "confirmations": d.confirmations,
+                    "unsubscribes": d.unsubscribes,
+                }
                 for d in await daily_activity(db)
             ],
         },

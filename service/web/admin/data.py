@@ -195,6 +195,8 @@ async def _run_import(
     if mailing_list is None:
         raise Refusal(f"There is no list {slug!r}.", status=404)
     report = await _import(request, mailing_list, binary, options)
+    if options.dry_run or not (report.changed or report.updated):
+        return report  # nothing written, nothing to record
     # An import writes in batches: its entry, with what it did, comes after them.
     await record(
         request.state["db"],
@@ -203,7 +205,6 @@ async def _run_import(
             "import",
             slug,
             source=options.source,
-            dry_run=options.dry_run,
             rows=report.rows,
             changed=report.changed,
             updated=report.updated,

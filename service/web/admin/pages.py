@@ -16,7 +16,7 @@ from service.audit import along_with, entry
 from service.audit import record as record_event
 from service.auth.sessions import Principal
 from service.i18n import LANGUAGES
-from service.lists import ListExists, all_lists, create_list, get_list, update_list
+from service.lists import ListErrors, ListExists, all_lists, create_list, get_list, update_list
 from service.people import (
     SHOWN_STATUSES,
     PersonRecord,
@@ -28,6 +28,7 @@ from service.state import AppRequest
 from service.stats import Daily, daily_activity, list_counts, people_counts
 from service.subscriptions import consent_wording, unsubscribe_by_admin
 from service.web.admin.guard import protected
+from service.web.admin.list_form import editor_values
 from service.web.admin.render import admin_page
 from service.web.assets import snippet
 from service.web.middleware import content_security_policy, csp_nonce
@@ -38,28 +39,34 @@ from service.widget_settings import TARGETING_KEYS, TEXT_KEYS, effective, valida
 __all__ = ["routes"]
 
 
+SERIES = (  # (attribute, colour): the dashboard chart's bars, in order
+    ("signups", "#1a56db"),
+    ("confirmations", "#059669"),
+    ("unsubscribes", "#d97706"),
+)
+
+
 def chart(days: list[Daily]) -> Markup:
-    """Signups and confirmations per day as an inline SVG bar chart (no script needed)."""
+    """Signups, confirmations and unsubscribes per day as an inline SVG bar chart (no
+    script needed)."""
     width, height, pad = 720, 180, 24
-    top = max([d.signups for d in days] + [d.confirmations for d in days] + [1])
+    top = max([getattr(d, name) for d in days for name, _ in SERIES] + [1])
     slot = (width - pad) / len(days)
-    bar = max(1.0, slot / 2 - 1)
+    bar = max(1.0, slot / len(SERIES) - 1)
     parts = [
         f'<svg viewBox="0 0 {width} {height + 20}" role="img" width="100%" '
-        f'aria-label="Signups and confirmations per day">'
+        f'aria-label="Signups and confirmations per day, with unsubscribes">'
     ]
-    parts.append(f'<text x="0" y="12" font-size="11" fill="currentColor">{top}</text>')
+    parts.append(f'<text x="0" y="12" font-size="11" fill="currentColor">{top:,}</text>')
     for i, d in enumerate(days):
         x = pad + i * slot
-        for offset, value, colour in (
-            (0.0, d.signups, "#1a56db"),
-            (bar + 1, d.confirmations, "#059669"),
-        ):
+        for n, (name, colour) in enumerate(SERIES):
+            value = getattr(d, name)
             h = (height - 16) * value / top
             parts.append(
-                f'<rect x="{x + offset:.1f}" y="{height - h:.1f}" width="{bar:.1f}" '
-                f'height="{h:.1f}" fill="{colour}"><title>{d.day.isoformat()}: {value}'
-                "</title></rect>"
+                f'<rect x="{x + n * (bar + 1):.1f}" y="{height - h:.1f}" width="{bar:.1f}" '
+                f'height="{h:.1f}" fill="{colour}"><title>{d.day.isoformat()}: {value:,} '
+                f"{name}</title></rect>"
             )
         if i % 7 == 0 or (i == len(days) - 1 and i % 7 >= 3):
             parts.append(
@@ -141,6 +148,8 @@ async def list_edit(request: AppRequest, principal: Principal) -> Response:
     db = request.state["db"]
     slug = request.path_params["slug"]
     error = ""
+    errors: dict[str, str] = {}  # by field: shown at the field, every edit kept
+    posted: dict[str, str] | None = None
     if request.method == "POST":
         data = await request.form(max_files=0, max_fields=60)
         changes: dict[str, str] = {}
@@ -155,6 +164,9 @@ async def list_edit(request: AppRequest, principal: Principal) -> Response:
             request.state["lists"].clear()
         except LookupError:
             raise HTTPException(404, f"There is no list {slug!r}.") from None
+        except ListErrors as exc:
+            errors, posted = exc.fields, changes
+            error = "Nothing was saved: correct the marked fields (your other changes are kept)."
         except ValueError as exc:
             error = str(exc)
         else:
@@ -170,6 +182,8 @@ async def list_edit(request: AppRequest, principal: Principal) -> Response:
         "languages": LANGUAGES,
         "default_consent": consent_wording(mailing_list) if not mailing_list.consent_text else "",
         "error": error,
+        "errors": errors,
+        "values": editor_values(mailing_list, posted),
     }
     return admin_page(
         request,

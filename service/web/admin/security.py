@@ -185,6 +185,8 @@ async def admin_change(request: AppRequest, principal: Principal) -> Response:
         )
     if changed and username == principal.username and action == "disable":
         return RedirectResponse("/admin/login", status_code=303)
+    if changed and username == principal.username:  # no longer an owner: not this page
+        return RedirectResponse("/admin/sessions?done=role", status_code=303)
     return RedirectResponse(
         f"/admin/admins?done={done if changed else 'unchanged'}", status_code=303
     )
