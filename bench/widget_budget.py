@@ -3,7 +3,8 @@
 Serves the service and a sample article page (another origin) on 127.0.0.1, then loads
 the article alternately without and with the snippet, and reports:
 
-- widget.js size, raw and gzipped, against the 6 KB gzipped budget;
+- widget.js size, raw and gzipped, against the 5.0 KB gzipped budget (aim: 4 KB): what a
+  plain list's page loads; and each part a list may load besides (``/widget/NAME.js``);
 - cumulative layout shift with the box shown (budget: 0);
 - whether any request the embed makes is render-blocking (budget: none);
 - first contentful paint and load time with the snippet, as a ratio to the same page
@@ -31,9 +32,10 @@ from service.db import Database
 from service.demo import ArticleServer, render_article
 from service.lists import create_list
 from service.settings import Settings
-from service.web.assets import snippet, widget_asset
+from service.web.assets import PART_SOURCES, snippet, widget_asset, widget_part
 
-BUDGET_GZIP = 6 * 1024
+BUDGET_GZIP = 5 * 1024
+AIM_GZIP = 4 * 1024
 
 OBSERVE = """
 window.__cls = 0;
@@ -141,6 +143,12 @@ async def main(runs: int, chromium: str) -> int:
         f"widget.js: {len(asset.body)} bytes, {len(asset.gzipped)} gzipped "
         f"({len(asset.gzipped) / BUDGET_GZIP:.2f} of the {BUDGET_GZIP}-byte budget)"
     )
+    for name in PART_SOURCES:
+        part = widget_part(name)
+        assert part is not None
+        print(
+            f"  part {name}: {len(part.body)} bytes, {len(part.gzipped)} gzipped (only where used)"
+        )
     print(
         f"layout shift with the box shown: {cls:.4f} (page without it: "
         f"{max(s['cls'] for s in samples[False]):.4f})"

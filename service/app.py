@@ -21,10 +21,12 @@ from service.metrics import Metrics
 from service.settings import Settings
 from service.state import AppState
 from service.templating import make_environment
-from service.web import api, devmail, health, hosted, openapi, pages, widget
+from service.web import api, devmail, events, health, hosted, openapi, pages, widget, widget_parts
 from service.web import metrics as metrics_routes
 from service.web.admin import api as admin_api
 from service.web.admin import blocklist as admin_blocklist
+from service.web.admin import box as admin_box
+from service.web.admin import box_tests as admin_box_tests
 from service.web.admin import data as admin_data
 from service.web.admin import pages as admin_pages
 from service.web.admin import people as admin_people
@@ -59,6 +61,7 @@ def create_app(settings: Settings) -> Starlette:
         db = Database.from_url(settings.database_url)
         worker_task: asyncio.Task[None] | None = None
         probe: asyncio.Task[None] | None = None
+        counting: asyncio.Task[None] | None = None
         mailer: Mailer | None = None
         lists = ListCache(db, settings.list_cache_ttl)
         try:
@@ -71,6 +74,10 @@ def create_app(settings: Settings) -> Starlette:
             mailer, worker = parts.mailer, parts.worker
             # What the relay offers decides which addresses a signup may give.
             probe = asyncio.create_task(mailer.probe(), name="smtp-probe")
+            box_counter = parts.box_counter
+            counting = asyncio.create_task(
+                box_counter.run(settings.box_flush_interval), name="box-counts"
+            )
             if settings.run_worker:
                 worker_task = asyncio.create_task(worker.run(), name="outbox-worker")
             state: AppState = {
@@ -86,8 +93,14 @@ def create_app(settings: Settings) -> Starlette:
                 "worker": worker,
                 "templates": templates,
                 "metrics": metrics,
+                "box_counter": box_counter,
             }
             yield state
+            counting.cancel()
+            try:
+                await box_counter.flush()  # what was counted since the last write
+            except Exception:
+                log.exception("box counts lost at shutdown")
             if worker_task is not None:
                 worker.stop()
                 try:
@@ -95,7 +108,7 @@ def create_app(settings: Settings) -> Starlette:
                 except TimeoutError:
                     log.warning("outbox worker did not stop in time; cancelling it")
         finally:
-            for task in (probe, worker_task):
+            for task in (probe, worker_task, counting):
                 if task is not None and not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -110,7 +123,9 @@ def create_app(settings: Settings) -> Starlette:
         *api.routes,
         *health.routes,
         *metrics_routes.routes,
+        *events.routes,
         *openapi.routes,
+        *widget_parts.routes,
         *pages.routes,
         *hosted.routes,
         *signin.routes,
@@ -123,6 +138,8 @@ def create_app(settings: Settings) -> Starlette:
         *admin_blocklist.routes,
         *admin_webhooks.routes,
         *admin_welcome.routes,
+        *admin_box.routes,
+        *admin_box_tests.routes,
     ]
     if settings.uses_mail_catcher:
         routes += devmail.routes
@@ -131,6 +148,8 @@ def create_app(settings: Settings) -> Starlette:
         Middleware(SecurityHeadersMiddleware, https=settings.base_url.startswith("https://")),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, per_path=body_limit),
     ]
+    # The box's events: before the rest of the stack, as cheap as a bare endpoint.
+    middleware.insert(0, Middleware(events.BoxEventsLane))
     if settings.trusted_proxies:
         # Outermost, so the access log, rate limits and consent records see the reader's
         # address rather than the proxy's.

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from jinja2 import Environment
 
 from service.bots import FormStamps
+from service.box_counts import BoxCounter
 from service.challenges import Challenges
 from service.db import Database
 from service.emails import Emails
@@ -40,6 +41,7 @@ class Components:
     signups: Signups
     stamps: FormStamps
     challenges: Challenges
+    box_counter: BoxCounter
 
 
 async def assemble(
@@ -75,5 +77,8 @@ async def assemble(
     )
     challenges = Challenges(key, settings.pow_difficulty, settings.pow_lifetime)
     stamps = FormStamps(key)
-    signups = Signups(settings, db, stamps, challenges, intake, metrics, mailer)
-    return Components(emails, mailer, worker, subscriptions, intake, signups, stamps, challenges)
+    box_counter = BoxCounter(db, settings.box_pages_per_day)
+    signups = Signups(settings, db, stamps, challenges, intake, metrics, mailer, box_counter)
+    return Components(
+        emails, mailer, worker, subscriptions, intake, signups, stamps, challenges, box_counter
+    )

@@ -185,6 +185,7 @@ class Intake:
                 "name": ask.signup.name,
                 "page_url": ask.signup.page_url,
                 "language": ask.signup.language,
+                "box_source": ask.signup.box_source,
                 "ip_address": ask.origin.ip,
                 "user_agent": (ask.origin.user_agent or "")[:512] or None,
                 "verdict": ask.verdict,
@@ -254,7 +255,13 @@ class Intake:
             asked.append(
                 Asked(
                     mailing_list,
-                    Signup(row.email, row.name, row.page_url, row.language),
+                    Signup(
+                        row.email,
+                        row.name,
+                        row.page_url,
+                        row.language,
+                        box_source=row.box_source,
+                    ),
                     RequestOrigin(ip=row.ip_address, user_agent=row.user_agent),
                     row.received_at,
                 )

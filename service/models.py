@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -32,6 +33,8 @@ __all__ = [
     "AuditEvent",
     "Base",
     "BlockedEntry",
+    "BoxCount",
+    "BoxTest",
     "CaughtMail",
     "ConsentAction",
     "ConsentRecord",
@@ -183,6 +186,9 @@ class Subscription(Base):
     confirmation_sent_at: Mapped[datetime | None]
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
+    # Where the box was when its signup came ("device|variant|path"): its confirmation is
+    # counted there (service.box_counts). None for signups from elsewhere.
+    box_source: Mapped[str | None] = mapped_column(String(320))
 
 
 class ConsentRecord(Base):
@@ -371,6 +377,7 @@ class SignupRequest(Base):
     verdict: Mapped[str] = mapped_column(String(16), default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     language: Mapped[str | None] = mapped_column(String(8))  # the box's, if not the list's
+    box_source: Mapped[str | None] = mapped_column(String(320))  # see service.box_counts
 
 
 class RateCounter(Base):
@@ -459,3 +466,37 @@ class WebhookDelivery(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)  # the answer's start, or the error
     delivered_at: Mapped[datetime | None]
+
+
+class BoxCount(Base):
+    """How often the subscribe box did something (``event``: shown, dismissed, submitted,
+    accepted, confirmed), per list, day, page path, copy variant and device class. No row
+    per reader or per event: counts are added up (service.box_counts)."""
+
+    __tablename__ = "box_counts"
+
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    page: Mapped[str] = mapped_column(String(256), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device: Mapped[str] = mapped_column(String(8), primary_key=True)
+    event: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BoxTest(Base):
+    """An A/B test of a list's box: variants of its copy and trigger, with weights
+    (service.box_tests). Ending a test keeps it, and its counts, for the record."""
+
+    __tablename__ = "box_tests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # [{"key": "control", "weight": 50}, {"key": "b", "weight": 50, "title": ...}, ...]
+    variants: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    winner: Mapped[str | None] = mapped_column(String(32))

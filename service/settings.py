@@ -550,6 +550,20 @@ SETTINGS: tuple[Spec, ...] = (
         _networks,
     ),
     Spec(
+        "box_flush_interval",
+        "10s",
+        "The subscribe box's counts (shown, dismissed, submitted, accepted) are added up in "
+        "memory and written this often; a crash loses at most this long's counts.",
+        _positive_duration,
+    ),
+    Spec(
+        "box_pages_per_day",
+        "500",
+        "Pages counted separately per list and day; the box's counts from further new pages "
+        'that day go under "other", so invented paths cannot grow storage without bound.',
+        _int_range(1, 100_000),
+    ),
+    Spec(
         "metrics_token",
         "",
         "Bearer token that `/metrics` asks every client for. Empty: `/metrics` answers only "
@@ -611,6 +625,8 @@ class Settings:
     log_level: str
     log_format: str
     trusted_proxies: tuple[str, ...]
+    box_flush_interval: float
+    box_pages_per_day: int
     metrics_token: Secret
     unknown_variables: tuple[str, ...] = field(default=(), compare=False)
 

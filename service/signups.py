@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from service import bots
+from service.box_counts import BoxCounter, list_variants, signup_source
 from service.challenges import Challenge, ChallengeRefused, Challenges, spend
 from service.db import Database
 from service.errors import Refusal
@@ -89,7 +90,9 @@ class Signups:
         intake: Intake,
         metrics: Metrics,
         mailer: Mailer,
+        box_counter: BoxCounter | None = None,
     ) -> None:
+        self._box_counter = box_counter
         self._settings = settings
         self._db = db
         self._stamps = stamps
@@ -109,6 +112,10 @@ class Signups:
         if not local.isascii() and self._mailer.smtputf8 is False:
             raise FieldErrors({"email": UNDELIVERABLE_LOCAL})
         verdict = "honeypot" if bots.trapped(fields) else ""
+        # Where the box was, when it counts (it sends nothing under Do Not Track or GPC).
+        where = signup_source(fields.get("box"), signup.page_url, list_variants(mailing_list))
+        if where is not None:
+            signup = replace(signup, box_source=where.encode())
         ticked = str(fields.get("consent", "")).lower() in TICKED
         if not verdict and setting(mailing_list, "consentCheckbox") and not ticked:
             raise Refusal(FIX_FIELDS, status=422, fields={"consent": CONSENT_MISSING})
@@ -132,6 +139,8 @@ class Signups:
             self._metrics.signups_dropped.labels(verdict).inc()
         else:
             self._metrics.subscribes.labels(slug).inc()
+            if where is not None and self._box_counter is not None:
+                self._box_counter.add(mailing_list.id, "accepted", where)
 
     def _suspicion(self, fields: Mapping[str, Any], slug: str) -> tuple[str, bots.Stamp | None]:
         return bots.suspicion(

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from service.bots import FormStamps
+from service.box_counts import BoxCounter
 from service.challenges import Challenges
 from service.db import Database
 from service.emails import Emails
@@ -35,6 +36,7 @@ class AppState(TypedDict):
     worker: OutboxWorker
     templates: Jinja2Templates
     metrics: Metrics
+    box_counter: BoxCounter
 
 
 AppRequest = Request[AppState]

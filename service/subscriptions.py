@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
 from service import blocklist, limits, welcome
+from service.box_counts import count_confirmed, count_confirmed_in_batch
 from service.db import Database, Write, Writes, insert_or_ignore, run
 from service.emails import Emails
 from service.i18n import texts
@@ -114,6 +115,7 @@ class Signup:
     name: str | None
     page_url: str | None
     language: str | None = None  # the form's, when not the list's (the consent it showed)
+    box_source: str | None = None  # where the box was, if it came from the box (box_counts)
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ class _Sub:
     confirmation_sent_at: datetime | None
     confirmed_at: datetime | None
     unsubscribed_at: datetime | None
+    box_source: str | None = None  # where the box was (service.box_counts)
 
     def changes(self) -> dict[str, Any]:
         """The parameters of `_update_subscriptions`."""
@@ -345,6 +348,11 @@ class Subscriptions:
             yield Write(insert(OutboxMessage), mail)
         for event_type, sub_ids in told.items():
             yield from events.subscriptions_changed_in_batch(event_type, sub_ids, now)
+        for sub_id in told[events.CONFIRMED]:  # a single opt-in list: confirmed at once
+            confirmed = changed[sub_id]
+            yield from count_confirmed_in_batch(
+                confirmed.list_id, confirmed.box_source, self._settings.box_pages_per_day
+            )
         return [o if o is not None else Outcome.NOTHING for o in outcomes]
 
     def _decide(
@@ -372,6 +380,8 @@ class Subscriptions:
             sub.subscribed_at = asked_at
             resend_due = True
         sub.updated_at = now
+        if a.signup.box_source:
+            sub.box_source = a.signup.box_source  # the latest signup's box gets the credit
         changed[sub.id] = sub
         wording = a.wording or consent_wording(a.mailing_list, a.signup.language)
         consents.append(
@@ -433,6 +443,9 @@ class Subscriptions:
                 )
                 session.add(self._emails.welcome(sub, target.email, now, name=name))
             await events.subscriptions_changed(session, events.CONFIRMED, [sub.id], now)
+            await count_confirmed(
+                session, sub.list_id, sub.box_source, self._settings.box_pages_per_day
+            )
             session.add(
                 _consent(
                     sub.id,
@@ -1076,6 +1089,7 @@ _SUBSCRIPTIONS_OF = (
     .with_for_update()
 )
 _CHANGED = (  # what a signup may change on a subscription
+    "box_source",
     "status",
     "confirm_nonce",
     "updated_at",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from service.subscriptions import consent_wording
 __all__ = [
     "BOX_SETTINGS",
     "DEFAULTS",
+    "TARGETING_KEYS",
     "TEXT_KEYS",
     "WIDGET_TEXTS",
     "check_changes",
@@ -56,7 +58,15 @@ DEFAULTS: dict[str, Any] = {
     "consentCheckbox": False,
     "privacyUrl": "",
     "proofOfWork": False,
+    # Targeting: where and when the box shows (all off by default).
+    "showOn": "",
+    "hideOn": "",
+    "afterViews": 0,
+    "minWidth": 0,
+    "startDate": "",
+    "endDate": "",
 }
+TARGETING_KEYS = ("showOn", "hideOn", "afterViews", "minWidth", "startDate", "endDate")
 
 _HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
 
@@ -120,6 +130,32 @@ def _text(limit: int) -> Callable[[Any], Any]:
     return check
 
 
+_PATTERN = re.compile(r"^/[^\s,]*$")
+
+
+def _patterns(value: Any) -> Any:
+    """Page paths, ``*`` matching anything (``/articles/*``), separated by commas or
+    whitespace; kept one per line."""
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    patterns = value.replace(",", " ").split()
+    bad = [p for p in patterns if not _PATTERN.match(p) or len(p) > 200]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a page path such as /articles/*")
+    if len(patterns) > 50:
+        raise ValueError("at most 50 patterns")
+    return "\n".join(patterns)
+
+
+def _day(value: Any) -> Any:
+    if value in ("", None):
+        return ""
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise ValueError("must be a date such as 2026-12-24") from None
+
+
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "position": _choice("bottom-right", "bottom-left", "bottom-center"),
     "theme": _choice("light", "dark", "auto"),
@@ -132,6 +168,12 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "consentCheckbox": parse_flag,
     "privacyUrl": _url,
     "proofOfWork": parse_flag,
+    "showOn": _patterns,
+    "hideOn": _patterns,
+    "afterViews": _number(0, 100),
+    "minWidth": _number(0, 4000),
+    "startDate": _day,
+    "endDate": _day,
     "title": _text(120),
     "text": _text(500),
     "button": _text(40),
@@ -163,7 +205,26 @@ def check_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
             clean[name] = check(value)
         except ValueError as exc:
             problems[name] = str(exc)
+    start, end = clean.get("startDate"), clean.get("endDate")
+    if start and end and start > end:
+        problems["endDate"] = "must not be before startDate"
     return clean, problems
+
+
+def _luminance(colour: str) -> float:
+    digits = colour[1:]
+    if len(digits) in (3, 4):
+        digits = "".join(ch * 2 for ch in digits[:3])
+    channels = [int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.04 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2] + 0.05
+
+
+def _ring(accent: str, background: str) -> str:
+    """The accent, if it stands out 3:1 from the box's background as a focus ring must;
+    else "" (the box uses its text colour)."""
+    a, b = _luminance(accent), _luminance(background)
+    return accent if max(a, b) / min(a, b) >= 3 else ""
 
 
 def setting(mailing_list: MailingList, name: str) -> Any:
@@ -181,4 +242,7 @@ def effective(mailing_list: MailingList, language: str | None = None) -> dict[st
     settings.update({k: language_texts[k] for k in TEXT_KEYS})
     settings.update({k: v for k, v in stored.items() if k in _CHECKS and v not in ("", None)})
     settings["consent"] = consent_wording(mailing_list, language)
+    settings["ring"] = [_ring(settings["accent"], background) for background in ("#fff", "#1f2937")]
+    if stored.get("test"):
+        settings["test"] = stored["test"]  # a running A/B test (service.box_tests)
     return settings

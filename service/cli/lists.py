@@ -104,7 +104,9 @@ consent_text, double_opt_in (true/false). Box settings: title, text, button, suc
 position (bottom-right, bottom-left, bottom-center), theme (light, dark, auto), accent
 (#rrggbb), trigger (delay, scroll, exit, immediate, inline), delay (seconds), scroll
 (percent), dismissDays, nameField (true/false), consentCheckbox (true/false), privacyUrl,
-proofOfWork (true/false: every signup solves a small puzzle first).
+proofOfWork (true/false: every signup solves a small puzzle first). Targeting: showOn and
+hideOn (page paths, * matches anything, e.g. "/articles/*"), afterViews (pages seen in
+the visit first), minWidth (pixels), startDate and endDate (UTC days, 2026-12-24).
 """
 
 

@@ -12,8 +12,10 @@
   const base = new URL(script.src).origin;
   const key = "nlw:" + slug + ":";
   const memory = {};
-  let store;
+  let store, views = 1;
   try {
+    // Pages seen in this visit (the tab's session storage), for targeting.
+    views = sessionStorage[key + "v"] = Number(sessionStorage[key + "v"]) + 1 || 1;
     store = window.localStorage;
     store.setItem(key + "t", "1");
     store.removeItem(key + "t");
@@ -53,17 +55,30 @@
     spot ? spot.append(host) : script.after(host);
   }
 
-  /* pow.js */
+  // What a list may not use (the proof-of-work solver, A/B tests, targeting) comes in
+  // parts, fetched only where needed: ES modules beside this script, cached for good.
+  const part = (name) => import(base + "/widget/" + name + ".js?v=" + /* parts */"").then((m) => m.default);
+  // Counting what the box does (service/box_counts.py): the event, the page's path, the
+  // copy's variant and whether the screen is a phone's. No cookie, no identifier; nothing
+  // at all where the reader asks not to be tracked (Do Not Track, Global Privacy Control).
+  const quiet = navigator.doNotTrack === "1" || navigator.globalPrivacyControl || ds.preview;
+  const device = innerWidth < 481 ? "phone" : "larger";
+  let variant = "";
+  const counted = {};
+  // Targeting: where a page's data- attributes rule it out, the box asks for nothing; the
+  // list's own rules are checked when its settings come.
+  const aims = ["showOn", "hideOn", "afterViews", "minWidth", "startDate", "endDate"];
+  const aimed = async (t) => !aims.some((n) => t[n] && t[n] != "0") || (await part("target"))(t, views);
   const query = ds.lang ? "?lang=" + encodeURIComponent(ds.lang) : "";
-  get(base + "/api/v1/lists/" + encodeURIComponent(slug) + "/widget" + query)
+  aimed(ds).then((go) => go ? get(base + "/api/v1/lists/" + encodeURIComponent(slug) + "/widget" + query)
     .then(json)
     .then(start, (err) => {
       host.remove();
       console.error("[newsletter] could not load list " + slug + ":", err.message);
       emit("error", { reason: "config" });
-    });
+    }) : host.remove());
 
-  function start(cfg) {
+  async function start(cfg) {
     const s = Object.assign({}, cfg.settings);
     const t = cfg.texts;
     const lang = cfg.language;
@@ -73,22 +88,34 @@
         "the list " + slug + " (add it to the list's allowed origins): the box is not shown.");
       return emit("error", { reason: "origin" });
     }
+    // An A/B test (service/box_tests.py): the reader keeps the variant first picked.
+    if (s.test && !store.getItem(key + "subscribed")) {
+      Object.assign(s, (await part("ab"))(s.test.variants, store, key));
+      variant = s.key;
+    }
     // Per-page overrides: data-title, data-text, data-button, data-success, data-consent,
     // data-position, data-theme, data-accent, data-trigger, data-delay, data-scroll,
-    // data-dismiss-days, data-target, data-name-field.
+    // data-dismiss-days, data-target, data-name-field; data-show-on, data-hide-on,
+    // data-after-views, data-min-width, data-start-date, data-end-date.
     for (const name of ["title", "text", "button", "success", "consent", "position", "theme",
-      "accent", "trigger", "delay", "scroll", "dismissDays", "target", "nameField"]) {
+      "accent", "trigger", "delay", "scroll", "dismissDays", "target", "nameField", ...aims]) {
       if (ds[name] !== undefined) s[name] = ds[name];
     }
+    if (!await aimed(s)) return host.remove();
     if (!/^#[0-9a-f]{3,8}$/i.test(s.accent)) s.accent = cfg.settings.accent;
     if (!/^bottom-(left|right|center)$/.test(s.position)) s.position = "bottom-right";
-    const nameField = s.nameField === true || s.nameField === "true";
+    // The optional fields, and the triggers other than a delay, come as parts.
+    const named = s.nameField === true || s.nameField === "true";
+    const optional = named || s.consentCheckbox || s.privacyUrl;
     const target = s.target && document.querySelector(s.target);
     // When the form shows, the service stamps the time (a signup sent back sooner than a
     // person types must pay a proof of work) and, where asked, hands out a puzzle.
     // Proof of work: solved in the background from when the box shows; each solution once.
     let pow = s.proofOfWork === true && !ds.preview;
     let puzzle = null, stamp = null;
+    const count = (e) => quiet || counted[e] || (counted[e] = navigator.sendBeacon(
+      cfg.endpoint.replace(/subscriptions$/, "events"),
+      new URLSearchParams({ e, p: location.pathname, v: variant, d: device })));
     const challenge = () => {
       const got = get(cfg.endpoint.replace(/subscriptions$/, "challenge")).then(json);
       got.catch(() => {});
@@ -98,7 +125,7 @@
       puzzle = (fetched || challenge())
         .then((c) => {
           const t0 = performance.now(), until = Date.now() + c.expires_in * 1000 - 3e4;
-          return powSolve(c.challenge, c.difficulty).then((n) => {
+          return part("pow").then((powSolve) => powSolve(c.challenge, c.difficulty)).then((n) => {
             performance.measure("newsletter:pow", { start: t0 });
             return { c: c.challenge, n, until };
           });
@@ -112,6 +139,7 @@
       const dismissed = Number(store.getItem(key + "dismissed"));
       if (dismissed && Date.now() - dismissed < Number(s.dismissDays) * 864e5) return;
     }
+    const extra = optional && await part("fields");
 
     if (!placed) {
       frame(inline ? "" : "position:fixed!important;z-index:2147483000!important;" +
@@ -123,12 +151,9 @@
     const dark = s.theme === "dark" ||
       (s.theme === "auto" && matchMedia("(prefers-color-scheme: dark)").matches);
     const fg = dark ? "#f3f4f6" : "#1f2937", bg = dark ? "#1f2937" : "#fff";
-    // The focus ring is the accent where that stands out 3:1 from the box, else the text colour.
-    const lum = (c) => [0.2126, 0.7152, 0.0722].reduce((sum, k, i) => {
-      const v = parseInt(c.length < 6 ? c[i + 1] + c[i + 1] : c.substr(i * 2 + 1, 2), 16) / 255;
-      return sum + k * (v > 0.04 ? ((v + 0.055) / 1.055) ** 2.4 : v / 12.92);
-    }, 0.05);
-    const a = lum(s.accent), b = lum(bg), ring = Math.max(a, b) / Math.min(a, b) < 3 ? fg : s.accent;
+    // The focus ring: the accent where it stands out 3:1 from the box (the service works
+    // that out for the list's own, on a light and on a dark box), else the text colour.
+    const ring = s.accent === cfg.settings.accent && s.ring[+dark] || fg;
     // Phones (up to 480 px wide): smaller, the button beside the address, even margins.
     const css = `
 .box{box-sizing:border-box;width:${inline?"100%":"min(360px,calc(100vw - 16px))"};max-height:${inline?"none":"60vh"};overflow:auto;
@@ -186,7 +211,7 @@ input{padding:8px 10px}
     if (!inline) box.setAttribute("aria-modal", "false");
     const title = el("h2", { id: id + "-t" }, s.title);
     const pitch = s.text && el("p", { class: "pitch" }, s.text);
-    const form = el("form", { novalidate: "", class: nameField ? "" : "one" });
+    const form = el("form", { novalidate: "", class: named ? "" : "one" });
     const email = el("input", {
       type: "email", name: "email", id: id + "-e", required: "", autocomplete: "email",
       inputmode: "email", maxlength: "254",
@@ -200,25 +225,10 @@ input{padding:8px 10px}
     const honeypot = el("input", { type: "text", name: "url", tabindex: "-1", autocomplete: "off" });
     trap.append(honeypot);
     form.append(el("label", { for: id + "-e" }, t.email_label), email);
-    let name;
-    if (nameField) {
-      name = el("input", { type: "text", name: "name", id: id + "-n", autocomplete: "given-name", maxlength: "100" });
-      form.append(el("label", { for: id + "-n" }, t.name_label), name);
-    }
-    let consent;
-    if (s.consentCheckbox) {
-      const row = el("label", { class: "consent" });
-      consent = el("input", { type: "checkbox", name: "consent", required: "" });
-      row.append(consent, el("span", {}, s.consent));
-      form.append(row);
-    }
+    const { name, consent, privacy } = extra ? extra(el, form, id, t, s) : {};
     form.append(trap, submit);
-    if (!s.consentCheckbox && s.consent) form.append(el("p", { class: "note" }, s.consent));
-    if (s.privacyUrl && /^https?:\/\//.test(s.privacyUrl)) {
-      const note = el("p", { class: "note" });
-      note.append(el("a", { href: s.privacyUrl, target: "_blank", rel: "noopener" }, t.privacy));
-      form.append(note);
-    }
+    if (!consent && s.consent) form.append(el("p", { class: "note" }, s.consent));
+    if (privacy) form.append(privacy);
     box.append(title);
     if (pitch) box.append(pitch);
     box.append(form, status);
@@ -252,6 +262,7 @@ input{padding:8px 10px}
         requestAnimationFrame(() => requestAnimationFrame(() => box.classList.remove("hide")));
       }
       emit("shown", { inline });
+      count("shown");
       if (ds.preview) return;
       const first = challenge();
       stamp = first.then((c) => c.form_stamp, () => "");
@@ -263,6 +274,7 @@ input{padding:8px 10px}
       if (document.activeElement === host && back) back.focus();
       host.remove();
       emit("dismissed", {});
+      count("dismissed");
     }
     function say(text, kind) {
       status.textContent = text;
@@ -301,11 +313,13 @@ input{padding:8px 10px}
       if (Date.now() < wait) return fail(busy, "rate_limited");
       submit.disabled = true;
       say(t.sending, "");
+      count("submitted");
       const fields = new URLSearchParams({ email: email.value, page_url: location.href.slice(0, 2000) });
       if (name && name.value.trim()) fields.set("name", name.value.trim());
       if (consent) fields.set("consent", "yes");
       fields.set("url", honeypot.value);
       fields.set("lang", lang);
+      if (!quiet) fields.set("box", device + ":" + variant);
       fields.set("form_stamp", (await stamp) || "");
       let response, body;
       // A refused proof of work (expired, say, or the difficulty went up), or one asked of a
@@ -331,56 +345,21 @@ input{padding:8px 10px}
         pow = true;
       }
       submit.disabled = false;
-      const code = response.status, why = body.fields || {};
-      // The service's own words where they are in the box's language (it answers in
-      // English), else the box's text.
-      const en = lang === "en";
-      if (code === 202) {
+      if (response.status === 202) {
         store.setItem(key + "subscribed", "1");
         done();
         return emit("subscribed", {});
       }
-      if (code === 429) {
-        wait = Date.now() + (Number(response.headers.get("Retry-After")) || 0) * 1000;
-        const at = new Date(Math.ceil(wait / 6e4) * 6e4)
-          .toLocaleTimeString(lang, { hour: "numeric", minute: "2-digit" });
-        busy = en && body.message || (wait > Date.now() ? t.too_many_until.replace("{time}", at) : t.too_many);
-        return fail(busy, "rate_limited");
+      const [text, reason, until] = (await part("answers"))(response, body, t, lang, email);
+      if (until) {
+        wait = until;
+        busy = text;
       }
-      if (code === 403 && body.error !== "proof_of_work") return fail(t.not_allowed, "origin");
-      if (code === 422 && why.email) {
-        email.setAttribute("aria-invalid", "true");
-        email.focus();
-        return fail(en ? (/^[a-z]/.test(why.email) ? t.email_label + " " + why.email + "." : why.email)
-          : t.invalid_email, "invalid");
-      }
-      if (code === 422 && why.consent) return fail(t.consent_required, "consent");
-      fail(en && body.message || t.network, "http_" + code);
+      fail(text, reason);
     });
 
     if (inline || s.trigger === "immediate") return show();
-    if (s.trigger === "scroll") {
-      // Read from whichever scrolls the page: the document, or a theme's body.
-      const onScroll = () => {
-        const [page] = [document.scrollingElement, document.body].filter(Boolean)
-          .sort((a, b) => b.scrollHeight - b.clientHeight - a.scrollHeight + a.clientHeight);
-        if ((page.scrollTop + page.clientHeight) / Math.max(page.scrollHeight, 1) * 100 >= Number(s.scroll)) {
-          removeEventListener("scroll", onScroll, true);
-          show();
-        }
-      };
-      addEventListener("scroll", onScroll, { passive: true, capture: true });
-      return onScroll();
-    }
-    if (s.trigger === "exit" && matchMedia("(hover: hover) and (pointer: fine)").matches) {
-      const onOut = (ev) => {
-        if (!ev.relatedTarget && ev.clientY <= 0) {
-          document.removeEventListener("mouseout", onOut);
-          show();
-        }
-      };
-      return document.addEventListener("mouseout", onOut);
-    }
+    if (/^(scroll|exit)$/.test(s.trigger) && (await part("triggers"))(s, show) !== false) return;
     // The delay counts the time the page is in view: it waits while the tab is hidden.
     let left = Math.max(0, Number(s.delay) || 0) * 1000, timer = 0, since = 0;
     const tick = () => {

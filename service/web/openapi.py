@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service._version import __version__
+from service.box_counts import BOX_EVENTS, DEVICES, EVENTS, MAX_PAGE
 from service.bulk import ACTIONS as BULK_ACTIONS
 from service.challenges import SOLUTION_PATTERN
 from service.i18n import LANGUAGES
@@ -110,6 +111,7 @@ STATUSES_PARAM = {
 # An http(s) origin: scheme, host and a port that exists (1-65535).
 _PORT = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 ORIGIN_PATTERN = f"^https?://[a-z0-9.-]+(:{_PORT})?$"
+STRING_ = {"type": "string"}
 SLUG = {
     "name": "slug",
     "in": "path",
@@ -635,6 +637,191 @@ def _object(required: dict[str, Any], **optional: Any) -> dict[str, Any]:
     }
 
 
+# The subscribe box's counts and A/B tests (service.box_counts, box_stats, box_tests) ------
+
+BOX_EVENT_FIELDS = {
+    "e": {"type": "string", "enum": list(BOX_EVENTS), "description": "What the box did."},
+    "p": {
+        "type": "string",
+        "maxLength": MAX_PAGE,
+        "pattern": "^/",
+        "description": "The page's path (a query string or fragment is dropped).",
+    },
+    "v": {
+        "type": "string",
+        "description": "The A/B test variant's key the reader sees; empty without a test.",
+    },
+    "d": {
+        "type": "string",
+        "enum": list(DEVICES),
+        "description": "Phone (up to 480 px) or larger.",
+    },
+}
+TEST_ID = {"name": "test_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+BOX_QUERY = [
+    {
+        "name": name,
+        "in": "query",
+        "schema": {"type": "string", "format": "date"},
+        "description": text,
+    }
+    for name, text in (
+        ("from", "First day (UTC); 30 days before `to` if not given."),
+        ("to", "Last day (UTC), included; today if not given."),
+    )
+] + [
+    {"name": "device", "in": "query", "schema": {"type": "string", "enum": ["all", *DEVICES]}},
+    {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["count", "conversion"]}},
+]
+VARIANT_IN = {
+    "type": "object",
+    "properties": {
+        "label": STRING_,
+        "weight": {"type": "integer", "minimum": 1, "maximum": 100},
+        "title": STRING_,
+        "text": STRING_,
+        "button": STRING_,
+        "trigger": {"type": "string", "enum": ["delay", "scroll", "exit", "immediate"]},
+        "delay": {"type": "integer", "minimum": 0, "maximum": 600},
+        "scroll": {"type": "integer", "minimum": 0, "maximum": 100},
+    },
+    "additionalProperties": False,
+}
+PATHS.update(
+    {
+        "/api/v1/lists/{slug}/events": {
+            "post": {
+                "summary": "Count what the subscribe box did (navigator.sendBeacon)",
+                "description": "Adds one to the list's count for today, the page, the variant "
+                "and the device class. No cookie, identifier or address is kept; a request "
+                "with `DNT: 1` or `Sec-GPC: 1` is answered and counts nothing.",
+                "parameters": [SLUG],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        media: {
+                            "schema": {
+                                "type": "object",
+                                "required": ["e", "p", "d"],
+                                "properties": BOX_EVENT_FIELDS,
+                            }
+                        }
+                        for media in ("application/x-www-form-urlencoded", "text/plain")
+                    },
+                },
+                "responses": {
+                    "204": {"description": "Counted."},
+                    "403": _error("The calling page's origin may not use this list."),
+                    "404": _error("No such list."),
+                    "413": _error("The body is larger than 1 KB."),
+                    "415": _error("Not a urlencoded form."),
+                    "422": _error("A field is missing or wrong (the message says which)."),
+                },
+            }
+        },
+        "/api/v1/admin/lists/{slug}/box": {
+            "get": _admin(
+                {
+                    "summary": "What the box did: funnel, days, pages and variants",
+                    "parameters": [SLUG, *BOX_QUERY],
+                    "responses": {
+                        "200": _json(_ref("BoxReport")),
+                        "404": _error("No such list."),
+                        "422": _error("A query parameter is wrong."),
+                    },
+                }
+            )
+        },
+        "/api/v1/admin/lists/{slug}/tests": {
+            "get": _admin(
+                {
+                    "summary": "The list's A/B tests, newest first, with their results",
+                    "parameters": [SLUG],
+                    "responses": {
+                        "200": _json(
+                            _object(
+                                {
+                                    "list": STRING_,
+                                    "tests": {"type": "array", "items": _ref("BoxTest")},
+                                }
+                            )
+                        ),
+                        "404": _error("No such list."),
+                    },
+                }
+            ),
+            "post": _admin(
+                {
+                    "summary": "Start an A/B test of the box",
+                    "parameters": [SLUG],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["name", "variants"],
+                                    "properties": {
+                                        "name": STRING_,
+                                        "control_weight": {"type": "integer", "minimum": 1},
+                                        "variants": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": 4,
+                                            "items": VARIANT_IN,
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json(_ref("BoxTest"), "Started."),
+                        "404": _error("No such list."),
+                        "409": _error("A test runs on this list already."),
+                    },
+                },
+                changes=True,
+            ),
+        },
+        "/api/v1/admin/lists/{slug}/tests/{test_id}/end": {
+            "post": _admin(
+                {
+                    "summary": "End a test; its results stay (a repeat changes nothing)",
+                    "parameters": [SLUG, TEST_ID],
+                    "responses": {
+                        "200": _json(_ref("BoxTest")),
+                        "404": _error("No such test on this list."),
+                    },
+                },
+                changes=True,
+            )
+        },
+        "/api/v1/admin/lists/{slug}/tests/{test_id}/promote": {
+            "post": _admin(
+                {
+                    "summary": "Make a variant the box's settings, and end the test",
+                    "parameters": [SLUG, TEST_ID],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": _object({"variant": STRING_}),
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(_ref("BoxTest")),
+                        "404": _error("No such test on this list."),
+                        "409": _error("The test ended with another winner."),
+                    },
+                },
+                changes=True,
+            )
+        },
+    }
+)
+
 SCHEMAS: dict[str, Any] = {
     "Error": _object(
         {"error": STRING, "message": STRING},
@@ -837,6 +1024,64 @@ SCHEMAS: dict[str, Any] = {
         },
     },
 }
+
+
+RATE = {"type": ["number", "null"], "description": "Of the views (null: none)."}
+FUNNEL = _object(
+    {event: {"type": "integer"} for event in EVENTS},
+    submitted_rate=RATE,
+    confirmed_rate=RATE,
+    confirmed_of_submitted={"type": ["number", "null"]},
+)
+SCHEMAS.update(
+    {
+        "Funnel": FUNNEL,
+        "BoxReport": _object(
+            {
+                "list": STRING,
+                "from": {"type": "string", "format": "date"},
+                "to": {"type": "string", "format": "date"},
+                "device": {"type": ["string", "null"]},
+                "funnel": _ref("Funnel"),
+                "days": {"type": "array", "items": {"allOf": [_ref("Funnel")], "type": "object"}},
+                "pages": {"type": "array", "items": {"type": "object"}},
+                "variants": {"type": "array", "items": {"type": "object"}},
+            }
+        ),
+        "BoxTest": _object(
+            {
+                "id": {"type": "integer"},
+                "name": STRING,
+                "started_at": TIME,
+                "ended_at": TIME_OR_NULL,
+                "winner": TEXT_OR_NULL,
+                "verdict": _object({"winner": TEXT_OR_NULL, "reason": STRING}),
+                "variants": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "key": STRING,
+                            "label": STRING,
+                            "weight": {"type": "integer"},
+                            "settings": {"type": "object"},
+                            "shown": {"type": "integer"},
+                            "submitted": {"type": "integer"},
+                            "confirmed": {"type": "integer"},
+                            "rate": {"type": ["number", "null"]},
+                            "credible_interval": {
+                                "type": "array",
+                                "items": {"type": "number"},
+                                "description": "95 % central interval of the rate (Beta "
+                                "posterior, uniform prior).",
+                            },
+                            "probability_to_beat_control": {"type": ["number", "null"]},
+                        }
+                    ),
+                },
+            }
+        ),
+    }
+)
 
 
 # The blocklist, and editing people (service.web.admin.blocklist, service.web.admin.people).

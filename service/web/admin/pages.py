@@ -34,7 +34,7 @@ from service.web.assets import snippet
 from service.web.middleware import content_security_policy, csp_nonce
 from service.web.params import MAX_ROW_ID, filters_from, number, row_id
 from service.web.responses import page
-from service.widget_settings import TEXT_KEYS, effective, validate_changes
+from service.widget_settings import TARGETING_KEYS, TEXT_KEYS, effective, validate_changes
 
 __all__ = ["routes"]
 
@@ -139,6 +139,7 @@ WIDGET_FIELDS = (
     "consentCheckbox",
     "privacyUrl",
     "proofOfWork",
+    *TARGETING_KEYS,
 )
 LIST_FIELDS = ("name", "language", "double_opt_in", "consent_text")
 

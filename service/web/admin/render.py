@@ -24,6 +24,9 @@ FLASH = {
     "paused": "Paused: events wait until it is resumed.",
     "resumed": "Resumed: waiting events go out now.",
     "redelivered": "Queued again, with the same webhook-id.",
+    "test-started": "Test started: readers now see its variants.",
+    "test-ended": "Test ended; its results are kept below.",
+    "test-promoted": "Promoted: the box now uses that variant's settings, and the test has ended.",
 }
 
 
