@@ -42,6 +42,7 @@ from service.web.middleware import (
     SecurityHeadersMiddleware,
 )
 from service.web.refusals import exception_handlers
+from service.web.routing import merged
 from service.web.slashes import relative_slash_redirects
 
 __all__ = ["create_app"]
@@ -157,7 +158,7 @@ def create_app(settings: Settings) -> Starlette:
             0, Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
         )
     app = Starlette(
-        routes=routes,
+        routes=merged(routes),
         middleware=middleware,
         exception_handlers=exception_handlers,
         lifespan=lifespan,

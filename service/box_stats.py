@@ -126,6 +126,9 @@ def date_range(start: str | None, end: str | None, today: date) -> tuple[date, d
     """The range asked for (ISO dates, both ends included; the last 30 days by default),
     or ValueError saying what is wrong with it."""
     try:
+        for given in (start, end):
+            if given and not (len(given) == 10 and given[4] == "-" and given[7] == "-"):
+                raise ValueError(given)  # fromisoformat takes 20261201 too; the API does not
         last = date.fromisoformat(end) if end else today
         first = date.fromisoformat(start) if start else last - timedelta(days=29)
     except ValueError:

@@ -31,8 +31,12 @@ CHECKS = ("all",)
 # Rules a schema cannot state (each operation's description and its 422 say them): the
 # mailchimp and listmonk layouts take one status (listmonk one list too), a confirmed import
 # needs a reason, and a signup's pow_challenge and form_stamp must be ones the service
-# issued (any string fits their schema; a made-up one is refused). For those operations
-# only, a schema-valid request may be refused with 422.
+# issued (any string fits their schema; a made-up one is refused); lists named must exist
+# and attribute names be printable; a blocklist entry is an address or a domain; bulk
+# additions and moves need a target list; a box report covers at most 366 days; an A/B test
+# needs a name and variants that differ, and promotes one of its own; a welcome email has
+# both a subject and a text, or neither; a box event's variant is one of the list's.
+# For those operations only, a schema-valid request may be refused with 422.
 _ALSO_422 = '["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]'
 CONFIG = "".join(
     f"""
@@ -44,6 +48,15 @@ checks.positive_data_acceptance.expected-statuses = {_ALSO_422}
         "POST /api/v1/lists/{slug}/subscriptions",
         "GET /api/v1/admin/exports",
         "POST /api/v1/admin/lists/{slug}/imports",
+        "POST /api/v1/admin/subscribers",
+        "PATCH /api/v1/admin/subscribers/{subscriber_id}",
+        "POST /api/v1/admin/subscribers/bulk",
+        "POST /api/v1/admin/blocklist",
+        "GET /api/v1/admin/lists/{slug}/box",
+        "POST /api/v1/admin/lists/{slug}/tests",
+        "POST /api/v1/admin/lists/{slug}/tests/{test_id}/promote",
+        "PUT /api/v1/admin/lists/{slug}/welcome",
+        "POST /api/v1/lists/{slug}/events",
     )
 )
 EXAMPLES = int(os.environ.get("NEWSLETTER_TEST_FUZZ_EXAMPLES", "10"))

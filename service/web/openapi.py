@@ -662,7 +662,7 @@ BOX_QUERY = [
     {
         "name": name,
         "in": "query",
-        "schema": {"type": "string", "format": "date"},
+        "schema": DATE_OR_EMPTY,
         "description": text,
     }
     for name, text in (
@@ -694,7 +694,9 @@ PATHS.update(
                 "summary": "Count what the subscribe box did (navigator.sendBeacon)",
                 "description": "Adds one to the list's count for today, the page, the variant "
                 "and the device class. No cookie, identifier or address is kept; a request "
-                "with `DNT: 1` or `Sec-GPC: 1` is answered and counts nothing.",
+                "with `DNT: 1` or `Sec-GPC: 1` is answered and counts nothing. The same "
+                "urlencoded body may come as `text/plain` (what `navigator.sendBeacon` sends "
+                "for a string).",
                 "parameters": [SLUG],
                 "requestBody": {
                     "required": True,
@@ -706,7 +708,7 @@ PATHS.update(
                                 "properties": BOX_EVENT_FIELDS,
                             }
                         }
-                        for media in ("application/x-www-form-urlencoded", "text/plain")
+                        for media in ("application/x-www-form-urlencoded",)
                     },
                 },
                 "responses": {
@@ -1120,13 +1122,16 @@ PATHS["/api/v1/admin/blocklist"] = {
                             {
                                 "entries": {
                                     "type": "array",
-                                    "items": STRING,
+                                    "items": {"type": "string", "minLength": 1},
                                     "minItems": 1,
                                     "maxItems": 1000,
                                     "example": ["spam.example", "someone@example.com"],
                                 }
                             },
-                            note={"type": "string", "maxLength": 200},
+                            note={
+                                "type": "string",
+                                "description": "Kept up to 200 characters.",
+                            },
                         )
                     }
                 },

@@ -6,9 +6,28 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
+
 from service.people import SHOWN_STATUSES, SearchFilters
 
 __all__ = ["MAX_ROW_ID", "filters_from", "number", "row_id"]
+
+
+class _PersonId(Convertor[str]):
+    """``{subscriber_id:person}``: any path segment but ``bulk``, which names the bulk
+    actions, so that ``PATCH .../subscribers/bulk`` is a 405, not a search for person
+    "bulk". Checked and turned into a number by `row_id`."""
+
+    regex = "(?!bulk$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("person", _PersonId())
 
 MAX_ROW_ID = 2**31 - 1  # INTEGER on PostgreSQL: a larger number is no row's id
 

@@ -171,7 +171,7 @@ async def subscribers_endpoint(request: AppRequest, principal: Principal) -> Res
     for name in ("after", "limit"):
         for value in params.getlist(name):
             if not (value.isascii() and value.isdigit()) or (
-                name == "limit" and not 1 <= int(value) <= 500
+                name == "limit" and not (len(value) <= 3 and 1 <= int(value) <= 500)
             ):
                 raise Refusal(f"{name} must be a whole number (limit: 1 to 500).", status=422)
     after = number(params.get("after", ""), most=MAX_ROW_ID)
@@ -261,12 +261,12 @@ routes = [
     Route("/api/v1/admin/lists/{slug}", protected(list_endpoint), methods=["GET", "PATCH"]),
     Route("/api/v1/admin/subscribers", protected(subscribers_endpoint), methods=["GET"]),
     Route(
-        "/api/v1/admin/subscribers/{subscriber_id}",
+        "/api/v1/admin/subscribers/{subscriber_id:person}",
         protected(subscriber_endpoint, {"GET": "read", "DELETE": "erase"}),
         methods=["GET", "DELETE"],
     ),
     Route(
-        "/api/v1/admin/subscribers/{subscriber_id}/unsubscribe",
+        "/api/v1/admin/subscribers/{subscriber_id:person}/unsubscribe",
         protected(unsubscribe_endpoint),
         methods=["POST"],
     ),

@@ -5,6 +5,7 @@ rules are in ``service.editing`` and ``service.bulk``."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +20,7 @@ from service.audit import along_with, entry
 from service.auth.sessions import Principal
 from service.editing import Edit, EditResult, add_person, edit_person, parse_attributes
 from service.errors import Refusal
-from service.lists import all_lists
+from service.lists import SLUG_PATTERN, all_lists
 from service.people import person_record
 from service.state import AppRequest
 from service.validation import FIX_FIELDS
@@ -245,20 +246,24 @@ async def _json_body(request: AppRequest, example: str) -> dict[str, Any]:
 
 
 def _text(data: Mapping[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is None:
+    """The text given for ``key``, None if left out (null is no text: a 422, as anywhere)."""
+    if key not in data:
         return None
+    value = data[key]
     if not isinstance(value, str):
         raise Refusal(FIX_FIELDS, status=422, fields={key: "must be text"})
     return value
 
 
 def _slugs(data: Mapping[str, Any]) -> list[str] | None:
-    value = data.get("lists")
-    if value is None:
+    if "lists" not in data:
         return None
+    value = data["lists"]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise Refusal(FIX_FIELDS, status=422, fields={"lists": "must be a list of list slugs"})
+    for slug in value:  # checked here: a NUL byte is not even something to look up
+        if not re.fullmatch(SLUG_PATTERN, slug):
+            raise Refusal(FIX_FIELDS, status=422, fields={"lists": f"no such list: {slug!r}"})
     return value
 
 
@@ -324,7 +329,7 @@ async def bulk_endpoint(request: AppRequest, principal: Principal) -> Response:
     for key in ("action", "target", "evidence"):
         _text(data, key)
     expected = data.get("expected")
-    if expected is not None and (type(expected) is not int or expected < 0):
+    if "expected" in data and (type(expected) is not int or expected < 0):
         raise Refusal(FIX_FIELDS, status=422, fields={"expected": "must be a whole number"})
     asked = _allowed(
         principal,
@@ -369,5 +374,9 @@ routes = [
     ),
     Route("/api/v1/admin/subscribers", protected(add_endpoint), methods=["POST"]),
     Route("/api/v1/admin/subscribers/bulk", protected(bulk_endpoint), methods=["POST"]),
-    Route("/api/v1/admin/subscribers/{subscriber_id}", protected(edit_endpoint), methods=["PATCH"]),
+    Route(
+        "/api/v1/admin/subscribers/{subscriber_id:person}",
+        protected(edit_endpoint),
+        methods=["PATCH"],
+    ),
 ]
