@@ -36,6 +36,8 @@ FILTER_KEYS = ("q", "list", "status", "since", "until")
 
 
 def _attributes(value: Any) -> dict[str, Any]:
+    if not isinstance(value, (dict, str)):  # an object, or its JSON text from a form
+        raise Refusal(FIX_FIELDS, status=422, fields={"attributes": "must be an object"})
     try:
         return parse_attributes(value)
     except ValueError as exc:
@@ -277,7 +279,7 @@ async def add_endpoint(request: AppRequest, principal: Principal) -> Response:
             request.state["subscriptions"].addresses,
             {k: v for k, v in (("email", email), ("name", name)) if v is not None},
             _slugs(data) or [],
-            attributes=_attributes(data.get("attributes") or {}),
+            attributes=_attributes(data["attributes"]) if "attributes" in data else {},
             evidence=_text(data, "evidence") or "",
             admin=principal.username,
             cap=request.state["settings"].rate_limit_confirmations,
@@ -293,7 +295,7 @@ async def edit_endpoint(request: AppRequest, principal: Principal) -> Response:
     slugs = _slugs(data)
     edit = Edit(
         name=_text(data, "name"),
-        attributes=_attributes(attributes) if attributes is not None else None,
+        attributes=_attributes(attributes) if "attributes" in data else None,
         lists=frozenset(slugs) if slugs is not None else None,
         evidence=_text(data, "evidence") or "",
     )
