@@ -28,7 +28,7 @@ from sqlalchemy.sql import Executable
 
 from service import blocklist, limits, surge
 from service.bots import Stamp
-from service.db import Database, Write, Writes, insert_or_ignore, run
+from service.db import Database, Unavailable, Write, Writes, insert_or_ignore, run
 from service.metrics import Metrics
 from service.models import MailingList, SignupRequest, UsedChallenge, utcnow
 from service.settings import Settings
@@ -209,6 +209,8 @@ class Intake:
             return 0
         try:
             outcomes = await self._db.write_batch(partial(self._act, min(BATCH, room), utcnow()))
+        except Unavailable:
+            raise  # the database is sick, not the batch: it stays for when it heals
         except Exception:
             # Something in the batch cannot be acted on: find it, one signup at a time, so
             # one bad row does not hold back the others forever.
@@ -224,11 +226,17 @@ class Intake:
     async def _one_by_one(self, count: int) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for _ in range(count):
-            try:
-                outcomes += await self._db.write_batch(partial(self._act, 1, utcnow()))
-            except Exception:
-                log.exception("a signup could not be acted on; dropped")
-                outcomes += await self._db.write_batch(_drop_first)
+            for attempt in range(2):  # a second try first: the error may have passed
+                try:
+                    outcomes += await self._db.write_batch(partial(self._act, 1, utcnow()))
+                    break
+                except Unavailable:
+                    raise  # never drop a signup for a fault of the database's
+                except Exception:
+                    if not attempt:
+                        continue
+                    log.exception("a signup could not be acted on; dropped")
+                    outcomes += await self._db.write_batch(_drop_first)
         return outcomes
 
     def _act(self, count: int, now: datetime) -> Writes[list[Outcome]]:

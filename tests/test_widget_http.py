@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 
 from support import SUBSCRIBE, Running, SMTPServer, make_list, serve_app
 
@@ -146,7 +147,7 @@ async def test_openapi_document_covers_every_api_route(app: Running) -> None:
     assert doc["servers"] == [{"url": app.settings.base_url}]
     documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
     served = {
-        (route.path, method)
+        (re.sub(r":\w+}", "}", route.path), method)  # {id:person} is {id} in the document
         for route in create_app(app.settings).routes
         if isinstance(route, Route)
         and route.path.startswith("/api/v1/")

@@ -193,9 +193,19 @@ class Database:
         """Raise `Unavailable` unless the database takes a write now: one row of the
         ``meta`` table, rewritten and committed, which finds a read-only file or server, a
         full disk (where the write needs room) and a lock held too long; for readiness.
+
+        A read-only answer is tried twice: it reopens the pool, and a connection opened
+        while the fault lasted (a read-only session on a standby) fails once more after it
+        is gone.
         """
-        async with self.write() as session:
-            await session.execute(_WRITE_CHECK, {"at": datetime.now(UTC).isoformat()})
+        for attempt in range(2):
+            try:
+                async with self.write() as session:
+                    await session.execute(_WRITE_CHECK, {"at": datetime.now(UTC).isoformat()})
+                return
+            except Unavailable as exc:
+                if attempt or exc.reason != "read-only":
+                    raise
 
     @asynccontextmanager
     async def _faults(self) -> AsyncIterator[None]:
