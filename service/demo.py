@@ -12,15 +12,13 @@ import contextlib
 import socket
 import sys
 import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from markupsafe import Markup
 
 from service.db import Database
 from service.lists import create_list, update_list
+from service.loopback import LoopbackServer, QuietHandler
 from service.settings import Settings
 from service.templating import make_environment
 from service.web.assets import snippet
@@ -60,36 +58,17 @@ def render_article(widget_snippet: str, *, extra_head: str = "", inline: bool = 
     )
 
 
-class ArticleServer:
+class ArticleServer(LoopbackServer):
     """Serves one HTML page on 127.0.0.1 from a thread: a news site on another origin."""
 
     def __init__(self, html: str, port: int = 0) -> None:
         body = html.encode()
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_page(body)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> ArticleServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler, port)
 
 
 async def _prepare(

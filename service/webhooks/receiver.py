@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import hmac
 import json
-import threading
 import time
 from collections.abc import Callable
 from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from service.loopback import LoopbackServer, QuietHandler
 from service.webhooks.signing import signature
 
 __all__ = ["DemoReceiver", "verify"]
@@ -41,7 +40,7 @@ def _summary(payload: dict[str, Any]) -> str:
     return " ".join(part for part in (payload.get("type", "?"), who, where, how) if part)
 
 
-class DemoReceiver:
+class DemoReceiver(LoopbackServer):
     """Serves POST (events) and GET (what arrived) on 127.0.0.1 from a thread."""
 
     def __init__(self, port: int = 0, *, say: Callable[[str], None] = print) -> None:
@@ -49,7 +48,7 @@ class DemoReceiver:
         self.received: list[tuple[str, bool, str]] = []  # (webhook-id, verified, summary)
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(min(length, 1_000_000))
@@ -75,25 +74,6 @@ class DemoReceiver:
                     "<h1>Webhooks received</h1><p>Newest first; reload to see more.</p>"
                     f"<ul>{rows or '<li>None yet: confirm a signup.'}</ul>"
                 ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(page)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(page)
+                self.send_page(page)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> DemoReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler, port)
